@@ -1,0 +1,86 @@
+//! Messages between wallets: how a transfer's money crosses from one wallet
+//! to another without ever being in two places or in none.
+//!
+//! Protocol (one transfer `t` from `S` to `D`):
+//! 1. `S` settles the outbound item: its cash falls, and `Deliver(t)` is in
+//!    flight to `D` carrying the money.
+//! 2. `D` applies it: either `TransferReceived` (cash rises) and a money-less
+//!    `Receipt(t)` goes back to `S`; or `TransferBounced` (it cannot accept:
+//!    closed, suspended, asset not held, limit) and `Return(t)` carries the
+//!    money back to `S`.
+//! 3. `S` applies the `Receipt` (`TransferDelivered`: nothing more owed) or
+//!    the `Return` (`TransferReturned`: cash rises again, status `returned`).
+//!
+//! Every step is an event of one wallet, so the set of messages in flight is a
+//! function of the events applied so far (see `Ledger::track`) and is rebuilt
+//! by replay. Applying a message twice is harmless: receivers ignore a
+//! transaction id they already hold.
+
+use crate::asset::AssetCode;
+use crate::ids::{TxnId, WalletId};
+use crate::txn::ConversionTerms;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// The money of one transfer or conversion on its way between two wallets.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Leg {
+    pub txn: TxnId,
+    /// The source wallet (where the transfer was submitted).
+    pub from: WalletId,
+    /// The destination wallet.
+    pub to: WalletId,
+    /// The asset and amount the source sent (the sell side of a conversion).
+    pub asset: AssetCode,
+    pub amount: Decimal,
+    pub conversion: Option<ConversionTerms>,
+}
+
+impl Leg {
+    /// What the money in flight is: the buy side of a conversion (converted
+    /// when the source leg settled), else the transfer itself.
+    pub fn in_flight(&self) -> (AssetCode, Decimal) {
+        match self.conversion {
+            Some(terms) => (terms.buy_asset, terms.buy_amount),
+            None => (self.asset, self.amount),
+        }
+    }
+}
+
+/// A message in flight between two wallets.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Message {
+    /// Money on its way from the source to the destination.
+    Deliver(Leg),
+    /// Money refused by the destination, on its way back to the source.
+    Return(Leg),
+    /// The destination's acknowledgement; carries no money.
+    Receipt { txn: TxnId, to: WalletId },
+}
+
+impl Message {
+    pub fn txn(&self) -> TxnId {
+        match self {
+            Message::Deliver(leg) | Message::Return(leg) => leg.txn,
+            Message::Receipt { txn, .. } => *txn,
+        }
+    }
+
+    /// The wallet that must apply this message.
+    pub fn recipient(&self) -> WalletId {
+        match self {
+            Message::Deliver(leg) => leg.to,
+            Message::Return(leg) => leg.from,
+            Message::Receipt { to, .. } => *to,
+        }
+    }
+
+    /// The money this message carries, if any.
+    pub fn money(&self) -> Option<(AssetCode, Decimal)> {
+        match self {
+            Message::Deliver(leg) | Message::Return(leg) => Some(leg.in_flight()),
+            Message::Receipt { .. } => None,
+        }
+    }
+}

@@ -1,0 +1,627 @@
+//! Applying events: the only code that mutates a wallet.
+//!
+//! Each handler first checks that the event fits the state (the item is at
+//! the head, the hold is held, the sums stay in range) and only then assigns,
+//! so a refused event leaves the wallet untouched. Live execution and replay
+//! both come through here.
+
+use super::{AssetBook, Flows, QueuedItem, WalletState, WalletStatus};
+use crate::asset::AssetCode;
+use crate::event::Event;
+use crate::ids::{Timestamp, TxnId};
+use crate::message::Leg;
+use crate::money;
+use crate::reject::ApplyError;
+use crate::txn::{Direction, Outbound, Txn, TxnInfo, TxnKind, TxnStatus};
+use rust_decimal::Decimal;
+use std::collections::{BTreeMap, BTreeSet};
+
+fn bad(msg: impl Into<String>) -> ApplyError {
+    ApplyError(msg.into())
+}
+
+/// A bounded sum (`money::add`), as an apply error when out of range.
+fn sum(r: Result<Decimal, crate::reject::Reject>) -> Result<Decimal, ApplyError> {
+    r.map_err(|e| bad(e.to_string()))
+}
+
+/// `a + units`, as an apply error on overflow.
+fn plus(a: i128, units: i128) -> Result<i128, ApplyError> {
+    a.checked_add(units)
+        .ok_or_else(|| bad("flow counter overflow"))
+}
+
+impl WalletState {
+    /// A new wallet from its `WalletOpened` event.
+    pub fn open(event: &Event) -> Result<WalletState, ApplyError> {
+        let Event::WalletOpened {
+            wallet,
+            spec,
+            settings,
+            at,
+        } = event
+        else {
+            return Err(bad("a wallet begins with WalletOpened"));
+        };
+        let mut books = BTreeMap::new();
+        for &asset in &spec.assets {
+            if books.insert(asset.code, AssetBook::new(asset)).is_some() {
+                return Err(bad(format!("{wallet}: asset {} listed twice", asset.code)));
+            }
+        }
+        if books.is_empty() {
+            return Err(bad(format!("{wallet}: a wallet holds at least one asset")));
+        }
+        Ok(WalletState {
+            id: *wallet,
+            spec: (**spec).clone(),
+            settings: (**settings).clone(),
+            status: WalletStatus::Active,
+            status_reason: None,
+            sequence: 1,
+            created_at: *at,
+            updated_at: *at,
+            books,
+            flows: BTreeMap::new(),
+            txns: BTreeMap::new(),
+            expiries: BTreeSet::new(),
+            awaiting_receipt: BTreeSet::new(),
+        })
+    }
+
+    /// Applies one event of this wallet.
+    pub fn apply(&mut self, event: &Event) -> Result<(), ApplyError> {
+        if event.wallet() != self.id {
+            return Err(bad(format!(
+                "event for {} applied to {}",
+                event.wallet(),
+                self.id
+            )));
+        }
+        let at = event.at();
+        match event {
+            Event::WalletOpened { .. } => return Err(bad(format!("{} is already open", self.id))),
+            Event::StatusChanged { status, reason, .. } => {
+                if self.status == WalletStatus::Closed {
+                    return Err(bad(format!("{} is closed", self.id)));
+                }
+                self.status = *status;
+                self.status_reason.clone_from(reason);
+            }
+            Event::SettingsChanged { settings, .. } => self.settings = (**settings).clone(),
+            Event::CreditAccepted {
+                txn,
+                asset,
+                amount,
+                pending,
+                info,
+                ..
+            } => self.credit_accepted(*txn, *asset, *amount, *pending, info, at)?,
+            Event::PendingSettled { txn, .. } => self.pending_resolved(*txn, true, at)?,
+            Event::PendingRejected { txn, .. } => self.pending_resolved(*txn, false, at)?,
+            Event::OutboundQueued {
+                txn,
+                asset,
+                amount,
+                target,
+                expires_at,
+                info,
+                ..
+            } => self.outbound_queued(*txn, *asset, *amount, *target, *expires_at, info, at)?,
+            Event::OutboundSettled { txn, .. } => self.outbound_settled(*txn, at)?,
+            Event::OutboundCancelled { txn, .. } => {
+                self.outbound_removed(*txn, TxnStatus::Cancelled, at)?
+            }
+            Event::OutboundExpired { txn, .. } => {
+                self.outbound_removed(*txn, TxnStatus::Expired, at)?
+            }
+            Event::ReservationHeld {
+                txn,
+                asset,
+                amount,
+                expires_at,
+                info,
+                ..
+            } => self.reservation_held(*txn, *asset, *amount, *expires_at, info, at)?,
+            Event::ReservationCaptured { txn, amount, .. } => {
+                self.reservation_ended(*txn, Some(*amount), at)?
+            }
+            Event::ReservationReleased { txn, .. } => self.reservation_ended(*txn, None, at)?,
+            Event::TransferReceived { leg, .. } => self.transfer_arrived(leg, true, at)?,
+            Event::TransferBounced { leg, .. } => self.transfer_arrived(leg, false, at)?,
+            Event::TransferReturned { txn, .. } => self.transfer_returned(*txn, at)?,
+            Event::TransferDelivered { txn, .. } => self.transfer_delivered(*txn)?,
+        }
+        self.sequence += 1;
+        self.updated_at = at;
+        Ok(())
+    }
+
+    fn book_for(&self, asset: AssetCode, amount: Decimal) -> Result<&AssetBook, ApplyError> {
+        let book = self
+            .books
+            .get(&asset)
+            .ok_or_else(|| bad(format!("{} holds no {asset}", self.id)))?;
+        if amount <= Decimal::ZERO || amount.scale() != book.asset.scale {
+            return Err(bad(format!(
+                "{}: amount {amount} is not a valid {asset} amount",
+                self.id
+            )));
+        }
+        Ok(book)
+    }
+
+    fn book_mut(&mut self, asset: AssetCode) -> Result<&mut AssetBook, ApplyError> {
+        let id = self.id;
+        self.books
+            .get_mut(&asset)
+            .ok_or_else(|| bad(format!("{id} holds no {asset}")))
+    }
+
+    fn flow(&self, asset: AssetCode) -> Flows {
+        self.flows.get(&asset).copied().unwrap_or_default()
+    }
+
+    fn txn_in(&self, txn: TxnId, status: TxnStatus) -> Result<&Txn, ApplyError> {
+        match self.txns.get(&txn) {
+            Some(t) if t.status == status => Ok(t),
+            Some(t) => Err(bad(format!(
+                "{}: {txn} is {}, not {}",
+                self.id,
+                t.status.as_str(),
+                status.as_str()
+            ))),
+            None => Err(bad(format!("{}: no transaction {txn}", self.id))),
+        }
+    }
+
+    /// A new record numbered with the sequence of the event creating it.
+    #[allow(clippy::too_many_arguments)]
+    fn new_txn(
+        &self,
+        txn: TxnId,
+        kind: TxnKind,
+        status: TxnStatus,
+        asset: AssetCode,
+        amount: Decimal,
+        at: Timestamp,
+        fill: impl FnOnce(&mut Txn),
+    ) -> Result<Txn, ApplyError> {
+        if self.txns.contains_key(&txn) {
+            return Err(bad(format!("{}: transaction {txn} exists", self.id)));
+        }
+        let mut t = Txn::new(txn, kind, status, asset, amount, self.sequence + 1, at);
+        fill(&mut t);
+        Ok(t)
+    }
+
+    fn set_status(&mut self, txn: TxnId, status: TxnStatus, at: Timestamp) {
+        if let Some(t) = self.txns.get_mut(&txn) {
+            t.status = status;
+            t.updated_at = at;
+        }
+    }
+
+    fn credit_accepted(
+        &mut self,
+        txn: TxnId,
+        asset: AssetCode,
+        amount: Decimal,
+        pending: bool,
+        info: &Option<Box<TxnInfo>>,
+        at: Timestamp,
+    ) -> Result<(), ApplyError> {
+        let book = self.book_for(asset, amount)?;
+        let (cash, pend) = if pending {
+            (
+                book.cash,
+                sum(money::add(book.asset, book.pending, amount))?,
+            )
+        } else {
+            (
+                sum(money::add(book.asset, book.cash, amount))?,
+                book.pending,
+            )
+        };
+        let mut flows = self.flow(asset);
+        if !pending {
+            flows.credited = plus(flows.credited, money::units(amount))?;
+        }
+        let status = if pending {
+            TxnStatus::Pending
+        } else {
+            TxnStatus::Settled
+        };
+        let record = self.new_txn(txn, TxnKind::Credit, status, asset, amount, at, |t| {
+            t.direction = Some(Direction::In);
+            t.info.clone_from(info);
+        })?;
+        let book = self.book_mut(asset)?;
+        book.cash = cash;
+        book.pending = pend;
+        self.flows.insert(asset, flows);
+        self.txns.insert(txn, record);
+        Ok(())
+    }
+
+    fn pending_resolved(
+        &mut self,
+        txn: TxnId,
+        settle: bool,
+        at: Timestamp,
+    ) -> Result<(), ApplyError> {
+        let t = self.txn_in(txn, TxnStatus::Pending)?;
+        let (asset, amount) = (t.asset, t.amount);
+        let book = self.book_for(asset, amount)?;
+        let pending = money::sub(book.pending, amount).ok_or_else(|| bad("pending below zero"))?;
+        let cash = if settle {
+            sum(money::add(book.asset, book.cash, amount))?
+        } else {
+            book.cash
+        };
+        let mut flows = self.flow(asset);
+        if settle {
+            flows.credited = plus(flows.credited, money::units(amount))?;
+            self.flows.insert(asset, flows);
+        }
+        let book = self.book_mut(asset)?;
+        book.pending = pending;
+        book.cash = cash;
+        let status = if settle {
+            TxnStatus::Settled
+        } else {
+            TxnStatus::Rejected
+        };
+        self.set_status(txn, status, at);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn outbound_queued(
+        &mut self,
+        txn: TxnId,
+        asset: AssetCode,
+        amount: Decimal,
+        target: Outbound,
+        expires_at: Option<Timestamp>,
+        info: &Option<Box<TxnInfo>>,
+        at: Timestamp,
+    ) -> Result<(), ApplyError> {
+        let book = self.book_for(asset, amount)?;
+        let queued = sum(money::add(book.asset, book.queued, amount))?;
+        if let Outbound::Conversion { terms, .. } = target {
+            if terms.buy_asset == asset || terms.buy_amount <= Decimal::ZERO {
+                return Err(bad(format!("{}: conversion {txn} has bad terms", self.id)));
+            }
+        }
+        if matches!(target, Outbound::Transfer { to } if to == self.id) {
+            return Err(bad(format!("{}: transfer {txn} to itself", self.id)));
+        }
+        let kind = match target {
+            Outbound::Payout => TxnKind::Debit,
+            Outbound::Transfer { .. } => TxnKind::Transfer,
+            Outbound::Conversion { .. } => TxnKind::Conversion,
+        };
+        let record = self.new_txn(
+            txn,
+            kind,
+            TxnStatus::AwaitingFunds,
+            asset,
+            amount,
+            at,
+            |t| {
+                t.direction = Some(Direction::Out);
+                t.counterparty = match target {
+                    Outbound::Payout => None,
+                    Outbound::Transfer { to } | Outbound::Conversion { to, .. } => Some(to),
+                };
+                t.conversion = match target {
+                    Outbound::Conversion { terms, .. } => Some(terms),
+                    _ => None,
+                };
+                t.expires_at = expires_at;
+                t.info.clone_from(info);
+            },
+        )?;
+        let book = self.book_mut(asset)?;
+        book.queued = queued;
+        book.queue.push_back(QueuedItem { txn, amount });
+        if let Some(when) = expires_at {
+            self.expiries.insert((when, txn));
+        }
+        self.txns.insert(txn, record);
+        Ok(())
+    }
+
+    fn outbound_settled(&mut self, txn: TxnId, at: Timestamp) -> Result<(), ApplyError> {
+        let t = self.txn_in(txn, TxnStatus::AwaitingFunds)?;
+        let (asset, amount, expires_at) = (t.asset, t.amount, t.expires_at);
+        let target = t
+            .outbound()
+            .ok_or_else(|| bad(format!("{txn} is not an outbound item")))?;
+        let book = self.book_for(asset, amount)?;
+        if book.queue.front().map(|i| i.txn) != Some(txn) {
+            return Err(bad(format!(
+                "{}: {txn} is not at the head of the {asset} queue",
+                self.id
+            )));
+        }
+        let cash = money::sub(book.cash, amount)
+            .filter(|c| *c >= book.reserved)
+            .ok_or_else(|| bad(format!("{}: {txn} does not fit cash - reserved", self.id)))?;
+        let queued = money::sub(book.queued, amount).ok_or_else(|| bad("queued below zero"))?;
+        let units = money::units(amount);
+        // New flow counters and, for a conversion within this wallet, the
+        // buy side's new cash: all computed before anything is assigned.
+        let mut sell_flows = self.flow(asset);
+        let mut buy_side: Option<(AssetCode, Flows, Option<Decimal>)> = None;
+        let mut awaits_receipt = true;
+        match target {
+            Outbound::Payout => {
+                sell_flows.debited = plus(sell_flows.debited, units)?;
+                awaits_receipt = false;
+            }
+            Outbound::Transfer { .. } => sell_flows.sent = plus(sell_flows.sent, units)?,
+            Outbound::Conversion { to, terms } => {
+                sell_flows.converted_out = plus(sell_flows.converted_out, units)?;
+                let buy_units = money::units(terms.buy_amount);
+                let mut buy_flows = self.flow(terms.buy_asset);
+                buy_flows.converted_in = plus(buy_flows.converted_in, buy_units)?;
+                let buy_cash = if to == self.id {
+                    // Both sides here: converted at once, nothing in flight.
+                    awaits_receipt = false;
+                    let b = self.book_for(terms.buy_asset, terms.buy_amount)?;
+                    Some(sum(money::add(b.asset, b.cash, terms.buy_amount))?)
+                } else {
+                    buy_flows.sent = plus(buy_flows.sent, buy_units)?;
+                    None
+                };
+                buy_side = Some((terms.buy_asset, buy_flows, buy_cash));
+            }
+        }
+        let book = self.book_mut(asset)?;
+        book.cash = cash;
+        book.queued = queued;
+        book.queue.pop_front();
+        if awaits_receipt {
+            // Cannot overflow: cash + unconfirmed_out is unchanged.
+            book.unconfirmed_out += amount;
+        }
+        self.flows.insert(asset, sell_flows);
+        if let Some((buy_asset, buy_flows, buy_cash)) = buy_side {
+            self.flows.insert(buy_asset, buy_flows);
+            if let Some(c) = buy_cash {
+                self.book_mut(buy_asset)?.cash = c;
+            }
+        }
+        if let Some(when) = expires_at {
+            self.expiries.remove(&(when, txn));
+        }
+        if awaits_receipt {
+            self.awaiting_receipt.insert(txn);
+        }
+        self.set_status(txn, TxnStatus::Settled, at);
+        Ok(())
+    }
+
+    fn outbound_removed(
+        &mut self,
+        txn: TxnId,
+        status: TxnStatus,
+        at: Timestamp,
+    ) -> Result<(), ApplyError> {
+        let t = self.txn_in(txn, TxnStatus::AwaitingFunds)?;
+        let (asset, amount, expires_at) = (t.asset, t.amount, t.expires_at);
+        let book = self.book_for(asset, amount)?;
+        let pos = book
+            .queue
+            .iter()
+            .position(|i| i.txn == txn)
+            .ok_or_else(|| bad(format!("{}: {txn} is not queued", self.id)))?;
+        let queued = money::sub(book.queued, amount).ok_or_else(|| bad("queued below zero"))?;
+        let book = self.book_mut(asset)?;
+        book.queue.remove(pos);
+        book.queued = queued;
+        if let Some(when) = expires_at {
+            self.expiries.remove(&(when, txn));
+        }
+        self.set_status(txn, status, at);
+        Ok(())
+    }
+
+    fn reservation_held(
+        &mut self,
+        txn: TxnId,
+        asset: AssetCode,
+        amount: Decimal,
+        expires_at: Option<Timestamp>,
+        info: &Option<Box<TxnInfo>>,
+        at: Timestamp,
+    ) -> Result<(), ApplyError> {
+        let book = self.book_for(asset, amount)?;
+        let reserved = book
+            .reserved
+            .checked_add(amount)
+            .filter(|r| *r <= book.cash)
+            .ok_or_else(|| bad(format!("{}: hold {txn} exceeds cash", self.id)))?;
+        let record = self.new_txn(
+            txn,
+            TxnKind::Reservation,
+            TxnStatus::Held,
+            asset,
+            amount,
+            at,
+            |t| {
+                t.direction = Some(Direction::Out);
+                t.expires_at = expires_at;
+                t.info.clone_from(info);
+            },
+        )?;
+        self.book_mut(asset)?.reserved = reserved;
+        if let Some(when) = expires_at {
+            self.expiries.insert((when, txn));
+        }
+        self.txns.insert(txn, record);
+        Ok(())
+    }
+
+    /// A hold ends: captured (`Some(amount)` leaves cash) or released (`None`).
+    fn reservation_ended(
+        &mut self,
+        txn: TxnId,
+        captured: Option<Decimal>,
+        at: Timestamp,
+    ) -> Result<(), ApplyError> {
+        let t = self.txn_in(txn, TxnStatus::Held)?;
+        let (asset, held, expires_at) = (t.asset, t.amount, t.expires_at);
+        let book = self.book_for(asset, held)?;
+        let reserved = money::sub(book.reserved, held).ok_or_else(|| bad("reserved below zero"))?;
+        let mut cash = book.cash;
+        let mut flows = self.flow(asset);
+        if let Some(amount) = captured {
+            if amount <= Decimal::ZERO || amount > held || amount.scale() != book.asset.scale {
+                return Err(bad(format!(
+                    "{}: capture of {amount} from a hold of {held}",
+                    self.id
+                )));
+            }
+            cash = money::sub(cash, amount).ok_or_else(|| bad("cash below zero"))?;
+            flows.debited = plus(flows.debited, money::units(amount))?;
+        }
+        let book = self.book_mut(asset)?;
+        book.reserved = reserved;
+        book.cash = cash;
+        if captured.is_some() {
+            self.flows.insert(asset, flows);
+        }
+        if let Some(when) = expires_at {
+            self.expiries.remove(&(when, txn));
+        }
+        let status = if captured.is_some() {
+            TxnStatus::Captured
+        } else {
+            TxnStatus::Released
+        };
+        self.set_status(txn, status, at);
+        if let Some(t) = self.txns.get_mut(&txn) {
+            t.captured = captured;
+        }
+        Ok(())
+    }
+
+    /// A `Deliver` reaches this wallet: credited (`accepted`) or bounced.
+    fn transfer_arrived(
+        &mut self,
+        leg: &Leg,
+        accepted: bool,
+        at: Timestamp,
+    ) -> Result<(), ApplyError> {
+        if leg.to != self.id || leg.from == self.id {
+            return Err(bad(format!(
+                "{}: delivery of {} is not for this wallet",
+                self.id, leg.txn
+            )));
+        }
+        let (asset, amount) = leg.in_flight();
+        let mut credit = None;
+        if accepted {
+            let book = self.book_for(asset, amount)?;
+            let cash = sum(money::add(book.asset, book.cash, amount))?;
+            let mut flows = self.flow(asset);
+            flows.received = plus(flows.received, money::units(amount))?;
+            credit = Some((cash, flows));
+        }
+        let kind = if leg.conversion.is_some() {
+            TxnKind::Conversion
+        } else {
+            TxnKind::Transfer
+        };
+        let status = if accepted {
+            TxnStatus::Settled
+        } else {
+            TxnStatus::Returned
+        };
+        let record = self.new_txn(leg.txn, kind, status, leg.asset, leg.amount, at, |t| {
+            t.direction = Some(Direction::In);
+            t.counterparty = Some(leg.from);
+            t.conversion = leg.conversion;
+        })?;
+        if let Some((cash, flows)) = credit {
+            self.book_mut(asset)?.cash = cash;
+            self.flows.insert(asset, flows);
+        }
+        self.txns.insert(leg.txn, record);
+        Ok(())
+    }
+
+    /// A `Receipt` reaches the source: nothing more can come back.
+    fn transfer_delivered(&mut self, txn: TxnId) -> Result<(), ApplyError> {
+        if !self.awaiting_receipt.contains(&txn) {
+            return Err(bad(format!("{}: no delivery of {txn} awaited", self.id)));
+        }
+        let t = self.txn_in(txn, TxnStatus::Settled)?;
+        let (asset, amount) = (t.asset, t.amount);
+        let book = self.book_for(asset, amount)?;
+        let unconfirmed = money::sub(book.unconfirmed_out, amount)
+            .ok_or_else(|| bad("unconfirmed below zero"))?;
+        self.book_mut(asset)?.unconfirmed_out = unconfirmed;
+        self.awaiting_receipt.remove(&txn);
+        Ok(())
+    }
+
+    /// A `Return` reaches the source: the money is back where it started
+    /// (a conversion is undone at its own rate: the sell amount returns).
+    fn transfer_returned(&mut self, txn: TxnId, at: Timestamp) -> Result<(), ApplyError> {
+        if !self.awaiting_receipt.contains(&txn) {
+            return Err(bad(format!("{}: no delivery of {txn} awaited", self.id)));
+        }
+        let t = self.txn_in(txn, TxnStatus::Settled)?;
+        let (asset, amount, conversion) = (t.asset, t.amount, t.conversion);
+        let book = self.book_for(asset, amount)?;
+        let cash = sum(money::add(book.asset, book.cash, amount))?;
+        let mut flows = self.flow(asset);
+        let mut buy = None;
+        match conversion {
+            None => flows.received = plus(flows.received, money::units(amount))?,
+            Some(terms) => {
+                let buy_units = money::units(terms.buy_amount);
+                let mut f = self.flow(terms.buy_asset);
+                f.received = plus(f.received, buy_units)?;
+                f.converted_out = plus(f.converted_out, buy_units)?;
+                flows.converted_in = plus(flows.converted_in, money::units(amount))?;
+                buy = Some((terms.buy_asset, f));
+            }
+        }
+        let unconfirmed = money::sub(book.unconfirmed_out, amount)
+            .ok_or_else(|| bad("unconfirmed below zero"))?;
+        let book = self.book_mut(asset)?;
+        book.cash = cash;
+        book.unconfirmed_out = unconfirmed;
+        self.flows.insert(asset, flows);
+        if let Some((code, f)) = buy {
+            self.flows.insert(code, f);
+        }
+        self.awaiting_receipt.remove(&txn);
+        self.set_status(txn, TxnStatus::Returned, at);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::WalletId;
+
+    #[test]
+    fn an_event_for_another_wallet_is_refused() {
+        let open = crate::test_support::opened(WalletId::from_u128(1), &["USD"]);
+        let mut w = WalletState::open(&open).unwrap();
+        let e = Event::PendingSettled {
+            wallet: WalletId::from_u128(2),
+            txn: TxnId::from_u128(9),
+            at: Timestamp::from_millis(0),
+        };
+        assert!(w.apply(&e).is_err());
+        assert!(w.apply(&open).is_err(), "a wallet opens once");
+    }
+}
