@@ -113,6 +113,18 @@ pub enum Op {
 }
 
 impl Op {
+    /// The transaction this command creates, if it creates one.
+    pub fn created_txn(&self) -> Option<TxnId> {
+        match self {
+            Op::Credit { txn, .. }
+            | Op::Debit { txn, .. }
+            | Op::Reserve { txn, .. }
+            | Op::Transfer { txn, .. }
+            | Op::Convert { txn, .. } => Some(*txn),
+            _ => None,
+        }
+    }
+
     /// The wallet that executes the command (the source of a transfer).
     pub fn wallet(&self) -> WalletId {
         match self {

@@ -13,18 +13,20 @@ use crate::config::EngineConfig;
 use crate::digest::{self, DigestError, StateDigest};
 use crate::event::Event;
 use crate::ids::{Timestamp, TxnId, WalletId};
-use crate::message::{Leg, Message};
-use crate::money;
+use crate::message::Message;
 use crate::reject::{ApplyError, Reject};
-use crate::txn::{Outbound, TxnKind};
-use crate::wallet::{Done, WalletSettings, WalletSpec, WalletState};
-use std::collections::{BTreeMap, BTreeSet};
+use crate::wallet::{Done, WalletState};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ledger {
     config: EngineConfig,
     wallets: BTreeMap<WalletId, WalletState>,
     in_flight: BTreeMap<TxnId, Message>,
+    /// The wallet that created each transaction. Ids are unique across the
+    /// engine (a transfer's id names it in both wallets); the gateway mints
+    /// them, and the ledger refuses a command that would reuse one.
+    creators: HashMap<TxnId, WalletId>,
 }
 
 impl Ledger {
@@ -33,6 +35,7 @@ impl Ledger {
             config,
             wallets: BTreeMap::new(),
             in_flight: BTreeMap::new(),
+            creators: HashMap::new(),
         }
     }
 
@@ -53,12 +56,6 @@ impl Ledger {
         self.in_flight.values()
     }
 
-    fn wallet_mut(&mut self, id: WalletId) -> Result<&mut WalletState, Reject> {
-        self.wallets
-            .get_mut(&id)
-            .ok_or_else(|| Reject::NotFound(format!("wallet {id} not found")))
-    }
-
     /// Executes one command; the events it caused are appended to `out`
     /// (also when it is refused: expiry that ran first is kept).
     pub fn execute(&mut self, command: &Command, out: &mut Vec<Event>) -> Result<Done, Reject> {
@@ -72,263 +69,74 @@ impl Ledger {
 
     fn decide(&mut self, command: &Command, out: &mut Vec<Event>) -> Result<Done, Reject> {
         let at = command.at;
-        let limits = self.config.limits;
-        match &command.op {
-            Op::OpenWallet {
-                wallet,
-                client,
-                kind,
-                customer,
-                assets,
-                single_asset,
-                settings,
-            } => {
-                let spec = WalletSpec {
-                    client: *client,
-                    kind: *kind,
-                    customer: *customer,
-                    assets: assets
-                        .iter()
-                        .map(|&code| self.config.assets.resolve(code))
-                        .collect::<Result<_, _>>()?,
-                    single_asset: *single_asset,
-                };
-                self.open_wallet(at, *wallet, spec, settings, out)
+        let op = &command.op;
+        if let Op::OpenWallet { wallet, .. } = op {
+            let event = crate::wallet::opening(&self.config, at, op)?;
+            return match self.wallets.get(wallet) {
+                Some(existing) => existing.reopened(&event),
+                None => {
+                    self.wallets.insert(*wallet, WalletState::open(&event)?);
+                    out.push(event);
+                    Ok(Done::Wallet(*wallet))
+                }
+            };
+        }
+        let wallet = op.wallet();
+        if !self.wallets.contains_key(&wallet) {
+            return Err(Reject::NotFound(format!("wallet {wallet} not found")));
+        }
+        if let Some(txn) = op.created_txn() {
+            if self
+                .creators
+                .get(&txn)
+                .is_some_and(|&creator| creator != wallet)
+            {
+                // Time passes at the wallet whatever the command's fate.
+                if let Some(w) = self.wallets.get_mut(&wallet) {
+                    w.expire_due(at, out)?;
+                }
+                return Err(Reject::InvalidRequest(format!(
+                    "transaction id {txn} is already used"
+                )));
             }
-            Op::SetStatus {
-                wallet,
-                status,
-                reason,
-            } => self
-                .wallet_mut(*wallet)?
-                .change_status(at, *status, reason.clone(), out),
-            Op::UpdateSettings { wallet, patch } => {
-                self.wallet_mut(*wallet)?.update_settings(at, patch, out)
-            }
-            Op::Credit {
-                wallet,
-                txn,
-                asset,
-                amount,
-                pending,
-                info,
-            } => self
-                .wallet_mut(*wallet)?
-                .credit(at, *txn, *asset, *amount, *pending, info, out),
-            Op::SettlePending { wallet, txn } => self
-                .wallet_mut(*wallet)?
-                .resolve_pending(at, *txn, true, out),
-            Op::RejectPending { wallet, txn } => self
-                .wallet_mut(*wallet)?
-                .resolve_pending(at, *txn, false, out),
-            Op::Debit {
-                wallet,
-                txn,
-                asset,
-                amount,
-                if_insufficient,
-                expires_at,
-                info,
-            } => self.wallet_mut(*wallet)?.submit_outbound(
-                at,
-                &limits,
-                *txn,
-                *asset,
-                *amount,
-                Outbound::Payout,
-                *if_insufficient,
-                *expires_at,
-                info,
-                out,
-            ),
-            Op::Reserve {
-                wallet,
-                txn,
-                asset,
-                amount,
-                expires_at,
-                info,
-            } => {
-                self.wallet_mut(*wallet)?
-                    .reserve(at, *txn, *asset, *amount, *expires_at, info, out)
-            }
-            Op::Capture {
-                wallet,
-                txn,
-                amount,
-            } => self.wallet_mut(*wallet)?.capture(at, *txn, *amount, out),
-            Op::Release { wallet, txn } => self.wallet_mut(*wallet)?.release(at, *txn, out),
-            Op::Cancel { wallet, txn } => self.wallet_mut(*wallet)?.cancel(at, *txn, out),
+        }
+        let destination = self.destination_verdict(op);
+        let state = self
+            .wallets
+            .get_mut(&wallet)
+            .ok_or_else(|| Reject::NotFound(format!("wallet {wallet} not found")))?;
+        state.execute(at, &self.config, op, destination, out)
+    }
+
+    /// The verdict on a transfer's or conversion's destination, which only
+    /// the ledger can see; the source wallet applies it after its own checks.
+    fn destination_verdict(&self, op: &Op) -> Result<(), Reject> {
+        match op {
             Op::Transfer {
                 from,
                 to,
                 txn,
                 asset,
-                amount,
-                if_insufficient,
-                expires_at,
-                info,
-            } => {
-                if self.retried(*from, *txn, TxnKind::Transfer) {
-                    return Ok(Done::Txn(*txn));
-                }
-                // Time has passed at the source whatever the fate of the command.
-                self.wallet_mut(*from)?.expire_due(at, out)?;
-                if from == to {
-                    return Err(Reject::InvalidRequest(
-                        "a transfer needs two different wallets".to_owned(),
-                    ));
-                }
-                self.config.assets.resolve(*asset)?;
-                self.destination(*to, *txn, *asset)?;
-                self.wallet_mut(*from)?.submit_outbound(
-                    at,
-                    &limits,
-                    *txn,
-                    *asset,
-                    *amount,
-                    Outbound::Transfer { to: *to },
-                    *if_insufficient,
-                    *expires_at,
-                    info,
-                    out,
-                )
-            }
+                ..
+            } if from != to => self.destination(*to, *asset),
             Op::Convert {
                 from,
                 to,
                 txn,
-                sell_asset,
                 buy_asset,
-                sell_amount,
-                rate,
-                if_insufficient,
-                expires_at,
-                info,
-            } => {
-                if self.retried(*from, *txn, TxnKind::Conversion) {
-                    return Ok(Done::Txn(*txn));
-                }
-                self.wallet_mut(*from)?.expire_due(at, out)?;
-                if sell_asset == buy_asset {
-                    return Err(Reject::InvalidRequest(
-                        "a conversion needs two different assets".to_owned(),
-                    ));
-                }
-                let sell = self.config.assets.resolve(*sell_asset)?;
-                let buy = self.config.assets.resolve(*buy_asset)?;
-                let sell_amount = money::validate(sell, *sell_amount)?;
-                let terms = crate::txn::ConversionTerms {
-                    buy_asset: buy.code,
-                    buy_amount: money::convert(sell_amount, *rate, buy)?,
-                    rate: *rate,
-                };
-                if to != from {
-                    self.destination(*to, *txn, buy.code)?;
-                }
-                self.wallet_mut(*from)?.submit_outbound(
-                    at,
-                    &limits,
-                    *txn,
-                    *sell_asset,
-                    sell_amount,
-                    Outbound::Conversion { to: *to, terms },
-                    *if_insufficient,
-                    *expires_at,
-                    info,
-                    out,
-                )
-            }
-            Op::Expire { wallet } => {
-                self.wallet_mut(*wallet)?.expire_due(at, out)?;
-                Ok(Done::Wallet(*wallet))
-            }
+                ..
+            } if from != to => self.destination(*to, *buy_asset),
+            _ => Ok(()),
         }
     }
 
-    /// Whether `txn` was already submitted at `from` as this kind: a retry,
-    /// answered before re-checking a destination that may have changed.
-    fn retried(&self, from: WalletId, txn: TxnId, kind: TxnKind) -> bool {
-        self.wallets
-            .get(&from)
-            .and_then(|w| w.txn(txn))
-            .is_some_and(|t| t.kind == kind && t.direction == Some(crate::txn::Direction::Out))
-    }
-
-    /// Checks a transfer's destination: it exists, takes the asset now, and
-    /// does not already use the transaction id (the id names the transfer in
-    /// both wallets).
-    fn destination(&self, to: WalletId, txn: TxnId, asset: crate::AssetCode) -> Result<(), Reject> {
+    /// Checks a transfer's destination: it exists and takes the asset now.
+    fn destination(&self, to: WalletId, asset: crate::AssetCode) -> Result<(), Reject> {
         let dest = self
             .wallets
             .get(&to)
             .ok_or_else(|| Reject::NotFound(format!("wallet {to} not found")))?;
-        dest.accepts(asset)?;
-        if dest.txn(txn).is_some() {
-            return Err(Reject::InvalidRequest(format!(
-                "transaction id {txn} is already used"
-            )));
-        }
-        Ok(())
-    }
-
-    fn open_wallet(
-        &mut self,
-        at: Timestamp,
-        wallet: WalletId,
-        spec: WalletSpec,
-        settings: &WalletSettings,
-        out: &mut Vec<Event>,
-    ) -> Result<Done, Reject> {
-        if let Some(existing) = self.wallets.get(&wallet) {
-            return if existing.spec == spec {
-                Ok(Done::Wallet(wallet))
-            } else {
-                Err(Reject::InvalidRequest(format!(
-                    "wallet id {wallet} is already used"
-                )))
-            };
-        }
-        let n = spec.assets.len();
-        if n == 0 || n > self.config.limits.max_assets_per_wallet {
-            return Err(Reject::InvalidRequest(format!(
-                "a wallet holds 1 to {} assets, got {n}",
-                self.config.limits.max_assets_per_wallet
-            )));
-        }
-        let distinct: BTreeSet<_> = spec.assets.iter().map(|a| a.code).collect();
-        if distinct.len() != n {
-            return Err(Reject::InvalidRequest(
-                "an asset is listed twice".to_owned(),
-            ));
-        }
-        if spec.single_asset && n != 1 {
-            return Err(Reject::InvalidRequest(
-                "a single-asset wallet holds one asset".to_owned(),
-            ));
-        }
-        let name_ok = settings
-            .name
-            .as_ref()
-            .is_none_or(|s| s.len() <= WalletSettings::MAX_NAME_LEN);
-        let description_ok = settings
-            .description
-            .as_ref()
-            .is_none_or(|s| s.len() <= WalletSettings::MAX_DESCRIPTION_LEN);
-        if !(name_ok && description_ok) {
-            return Err(Reject::InvalidRequest(
-                "name or description is too long".to_owned(),
-            ));
-        }
-        let event = Event::WalletOpened {
-            wallet,
-            spec: Box::new(spec),
-            settings: Box::new(settings.clone()),
-            at,
-        };
-        self.wallets.insert(wallet, WalletState::open(&event)?);
-        out.push(event);
-        Ok(Done::Wallet(wallet))
+        dest.accepts(asset)
     }
 
     /// Applies the message in flight for `txn` at its recipient.
@@ -348,6 +156,8 @@ impl Ledger {
             .get_mut(&recipient)
             .ok_or_else(|| Reject::Internal(format!("message for unknown wallet {recipient}")))?
             .receive(at, &message, out)?;
+        // (No message is ever applied twice here, so no acknowledgement is
+        // re-sent; the check below catches one that changed nothing.)
         for event in &out[start..] {
             self.track(event)?;
         }
@@ -388,44 +198,19 @@ impl Ledger {
         self.track(event)
     }
 
-    /// Keeps the messages in flight in step with an applied event.
+    /// Keeps the messages in flight in step with an applied event: the
+    /// message it consumes leaves, the message it sends arrives.
     fn track(&mut self, event: &Event) -> Result<(), ApplyError> {
         match event {
-            Event::OutboundSettled { wallet, txn, .. } => {
-                let t = self
-                    .wallets
-                    .get(wallet)
-                    .and_then(|w| w.txn(*txn))
-                    .ok_or_else(|| ApplyError(format!("{wallet}: settled {txn} has no record")))?;
-                let to_and_terms = match t.outbound() {
-                    Some(Outbound::Transfer { to }) => Some((to, None)),
-                    Some(Outbound::Conversion { to, terms }) if to != *wallet => {
-                        Some((to, Some(terms)))
-                    }
-                    _ => None,
-                };
-                if let Some((to, conversion)) = to_and_terms {
-                    let leg = Leg {
-                        txn: *txn,
-                        from: *wallet,
-                        to,
-                        asset: t.asset,
-                        amount: t.amount,
-                        conversion,
-                    };
-                    self.send(Message::Deliver(leg))?;
+            Event::CreditAccepted { wallet, txn, .. }
+            | Event::OutboundQueued { wallet, txn, .. }
+            | Event::ReservationHeld { wallet, txn, .. } => {
+                if let Some(other) = self.creators.insert(*txn, *wallet) {
+                    return Err(ApplyError(format!("{txn} created by {other} and {wallet}")));
                 }
             }
-            Event::TransferReceived { leg, .. } => {
-                self.take(leg.txn, |m| matches!(m, Message::Deliver(_)))?;
-                self.send(Message::Receipt {
-                    txn: leg.txn,
-                    to: leg.from,
-                })?;
-            }
-            Event::TransferBounced { leg, .. } => {
-                self.take(leg.txn, |m| matches!(m, Message::Deliver(_)))?;
-                self.send(Message::Return(*leg))?;
+            Event::TransferReceived { leg, .. } | Event::TransferBounced { leg, .. } => {
+                self.take(leg.txn, |m| matches!(m, Message::Deliver(_)))?
             }
             Event::TransferReturned { txn, .. } => {
                 self.take(*txn, |m| matches!(m, Message::Return(_)))?
@@ -434,6 +219,14 @@ impl Ledger {
                 self.take(*txn, |m| matches!(m, Message::Receipt { .. }))?
             }
             _ => {}
+        }
+        let wallet = event.wallet();
+        let sender = self
+            .wallets
+            .get(&wallet)
+            .ok_or_else(|| ApplyError(format!("event for unknown wallet {wallet}")))?;
+        if let Some(message) = crate::message::sent_by(sender, event)? {
+            self.send(message)?;
         }
         Ok(())
     }
@@ -483,6 +276,17 @@ impl Ledger {
                     "in flight disagrees with the wallets' flows: {a:?}"
                 ));
             }
+        }
+        // The messages tracked event by event are those the states imply.
+        let states: BTreeMap<WalletId, &WalletState> =
+            self.wallets.iter().map(|(id, w)| (*id, w)).collect();
+        let mut implied = crate::message::implied_in_flight(&states);
+        implied.sort_by_key(Message::txn);
+        let tracked: Vec<Message> = self.in_flight.values().copied().collect();
+        if implied != tracked {
+            return Err(format!(
+                "messages in flight {tracked:?} != implied by the states {implied:?}"
+            ));
         }
         // Every transfer awaiting its receipt has exactly one message in
         // flight, and every message belongs to such a transfer.

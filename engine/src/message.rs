@@ -17,10 +17,14 @@
 //! transaction id they already hold.
 
 use crate::asset::AssetCode;
+use crate::event::Event;
 use crate::ids::{TxnId, WalletId};
-use crate::txn::ConversionTerms;
+use crate::reject::ApplyError;
+use crate::txn::{ConversionTerms, Outbound};
+use crate::wallet::WalletState;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// The money of one transfer or conversion on its way between two wallets.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -83,4 +87,70 @@ impl Message {
             Message::Receipt { .. } => None,
         }
     }
+}
+
+/// The message an event of `wallet` sends, if any: a settled transfer or
+/// conversion sends `Deliver`; a received one, `Receipt`; a bounced one,
+/// `Return`. `wallet` is the sender's state after the event was applied.
+pub fn sent_by(wallet: &WalletState, event: &Event) -> Result<Option<Message>, ApplyError> {
+    Ok(match event {
+        Event::OutboundSettled { txn, .. } => {
+            if wallet.txn(*txn).is_none() {
+                return Err(ApplyError(format!(
+                    "{}: settled {txn} has no record",
+                    wallet.id
+                )));
+            }
+            delivery(wallet, *txn)
+        }
+        Event::TransferReceived { leg, .. } => Some(Message::Receipt {
+            txn: leg.txn,
+            to: leg.from,
+        }),
+        Event::TransferBounced { leg, .. } => Some(Message::Return(*leg)),
+        _ => None,
+    })
+}
+
+/// The `Deliver` of a transfer or conversion this wallet sent to another
+/// wallet (also to send again while its receipt is awaited).
+pub fn delivery(wallet: &WalletState, txn: TxnId) -> Option<Message> {
+    let t = wallet.txn(txn)?;
+    let (to, conversion) = match t.outbound()? {
+        Outbound::Transfer { to } => (to, None),
+        Outbound::Conversion { to, terms } if to != wallet.id => (to, Some(terms)),
+        _ => return None,
+    };
+    Some(Message::Deliver(Leg {
+        txn,
+        from: wallet.id,
+        to,
+        asset: t.asset,
+        amount: t.amount,
+        conversion,
+    }))
+}
+
+/// The messages in flight implied by a set of wallet states: for every
+/// transfer a source still awaits the receipt of, what its destination has
+/// made of it (nothing yet: `Deliver`; received: `Receipt`; bounced:
+/// `Return`). The `Ledger` tracks the same set event by event; the actor
+/// runtime, whose messages sit in mailboxes, reconstructs it from a
+/// consistent cut of the states (audit) or after recovery (what to send).
+pub fn implied_in_flight(wallets: &BTreeMap<WalletId, &WalletState>) -> Vec<Message> {
+    let mut messages = Vec::new();
+    for source in wallets.values() {
+        for txn in source.awaiting_receipt() {
+            let Some(Message::Deliver(leg)) = delivery(source, txn) else {
+                continue;
+            };
+            let at_destination = wallets.get(&leg.to).and_then(|d| d.txn(txn));
+            messages.push(match at_destination {
+                None => Message::Deliver(leg),
+                Some(r) if r.status == crate::txn::TxnStatus::Returned => Message::Return(leg),
+                Some(_) => Message::Receipt { txn, to: leg.from },
+            });
+        }
+    }
+    messages
 }

@@ -84,7 +84,7 @@ impl WalletState {
 
     /// `Some(Done)` when this transaction id was already used for the same
     /// kind of operation here: the command was a retry and does nothing more.
-    fn seen(&self, txn: TxnId, kind: TxnKind) -> Result<Option<Done>, Reject> {
+    pub(crate) fn seen(&self, txn: TxnId, kind: TxnKind) -> Result<Option<Done>, Reject> {
         match self.txns.get(&txn) {
             None => Ok(None),
             // Inbound transfer records share the source's id; they are not
@@ -136,6 +136,14 @@ impl WalletState {
                 status.as_str()
             )))
         }
+    }
+
+    /// Brings the wallet up to `at`: expires what is due and settles every
+    /// queue head that fits. Timers call it; so does a restart, which may
+    /// follow a command cut short between two events.
+    pub fn settle_due(&mut self, at: Timestamp, out: &mut Vec<Event>) -> Result<(), Reject> {
+        self.expire_due(at, out)?;
+        self.drain(at, out)
     }
 
     /// Expires every hold and queued item due at `at`, in (instant, id)
@@ -209,19 +217,25 @@ impl WalletState {
         }
     }
 
-    /// Drains every queue of the wallet. Every queue, not only the one of
-    /// the asset that changed: a conversion within the wallet waits on the
-    /// room of its buy side, which changes with that other asset.
+    /// Drains every queue of the wallet, until a whole pass settles
+    /// nothing: a conversion within the wallet credits another asset, whose
+    /// queue may then drain, and that asset's book may come earlier in the
+    /// pass. (Each settlement removes a queued item, so this ends.)
     fn drain(&mut self, at: Timestamp, out: &mut Vec<Event>) -> Result<(), Reject> {
         if self.books.len() == 1 {
             let asset = self.books.keys().next().copied();
             return asset.map_or(Ok(()), |a| self.drain_book(a, at, out));
         }
         let assets: Vec<AssetCode> = self.books.keys().copied().collect();
-        for asset in assets {
-            self.drain_book(asset, at, out)?;
+        loop {
+            let before = out.len();
+            for &asset in &assets {
+                self.drain_book(asset, at, out)?;
+            }
+            if out.len() == before {
+                return Ok(());
+            }
         }
-        Ok(())
     }
 
     /// A credit from outside: settled at once, or `pending` for review.
@@ -618,13 +632,16 @@ impl WalletState {
 
     /// Applies a message addressed to this wallet. Never refuses: money in
     /// flight must land somewhere, so a delivery this wallet cannot take is
-    /// bounced back. A message already applied (same transaction) is ignored.
+    /// bounced back. Messages may arrive more than once (senders re-send
+    /// until acknowledged): a repeated `Deliver` changes nothing and returns
+    /// the acknowledgement to send again (`Receipt` or `Return`); a repeated
+    /// `Receipt` or `Return` is ignored.
     pub fn receive(
         &mut self,
         at: Timestamp,
         message: &Message,
         out: &mut Vec<Event>,
-    ) -> Result<(), Reject> {
+    ) -> Result<Option<Message>, Reject> {
         let wallet = self.id;
         if message.recipient() != wallet {
             return Err(Reject::Internal(format!(
@@ -640,7 +657,14 @@ impl WalletState {
                     let ours =
                         t.direction == Some(Direction::In) && t.counterparty == Some(leg.from);
                     return if ours {
-                        Ok(())
+                        Ok(Some(if t.status == TxnStatus::Returned {
+                            Message::Return(*leg)
+                        } else {
+                            Message::Receipt {
+                                txn: leg.txn,
+                                to: leg.from,
+                            }
+                        }))
                     } else {
                         Err(Reject::Internal(format!(
                             "{wallet}: delivery of {} clashes with a record",
@@ -698,6 +722,6 @@ impl WalletState {
                 }
             }
         }
-        Ok(())
+        Ok(None)
     }
 }

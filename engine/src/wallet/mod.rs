@@ -6,8 +6,11 @@
 
 mod apply;
 mod decide;
+mod execute;
+mod open;
 
 pub use decide::Done;
+pub use open::opening;
 
 use crate::asset::{Asset, AssetCode};
 use crate::ids::{ClientId, CustomerId, Timestamp, TxnId, WalletId};
