@@ -11,6 +11,7 @@
 //! so the same commands give the same events, and the same events give the
 //! same state (`StateDigest`).
 
+pub mod actor;
 pub mod asset;
 pub mod audit;
 pub mod command;

@@ -1,7 +1,22 @@
-//! The gateway: the registry and routing of wallet actors, and the HTTP front
-//! door (auth, idempotency, JSON). The only crate that knows JSON.
+//! The gateway: the registry of wallet actors, routing, supervision,
+//! passivation and backpressure (and, from issue 4, the HTTP front door).
 //!
-//! Built by issues 3 (actors) and 4 (HTTP); today it only pins the crate graph:
-//! `gateway` depends on `engine`, and later on `snapshots`.
+//! - `config`: limits and timings.
+//! - `error`: `GatewayError`, the refusals of the gateway itself.
+//! - `registry`: wallet id to slot (shared state + actor, if active), sharded.
+//! - `runtime`: routing, activation, passivation, restart; the `WalletHost`
+//!   the actors run against.
+//! - `supervisor`: the gateway actor: supervises wallet actors, sweeps.
+//! - `gateway`: `Gateway`, the handle callers use.
 
+mod config;
+mod error;
+mod gateway;
+mod registry;
+mod runtime;
+mod supervisor;
+
+pub use config::GatewayConfig;
+pub use error::GatewayError;
+pub use gateway::{CommitObserver, Cut, CutView, Gateway, Stats};
 pub use settle_engine as engine;

@@ -1,0 +1,193 @@
+//! The part of a wallet both its actor and the gateway's registry hold.
+
+use crate::asset::AssetCode;
+use crate::ids::{ClientId, Timestamp, WalletId};
+use crate::wallet::{WalletState, WalletStatus};
+use parking_lot::{MappedMutexGuard, Mutex, MutexGuard};
+use std::fmt;
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU32, Ordering};
+
+/// A wallet's state: live while its actor runs, packed (MessagePack) while
+/// passivated, so that a million idle wallets fit in little memory.
+#[derive(Debug)]
+enum Cell {
+    Live(Box<WalletState>),
+    Packed(Box<[u8]>),
+}
+
+/// Encodes a wallet's state compactly (positional MessagePack: only this
+/// binary reads it back, in memory).
+pub fn encode_state(state: &WalletState) -> Result<Vec<u8>, rmp_serde::encode::Error> {
+    rmp_serde::to_vec(state)
+}
+
+pub fn decode_state(bytes: &[u8]) -> Result<WalletState, rmp_serde::decode::Error> {
+    rmp_serde::from_slice(bytes)
+}
+
+/// One wallet as the actor and the registry share it.
+///
+/// The state lives here, not inside the actor, for two reasons: a wallet
+/// actor that panics is restarted on exactly the state its last applied
+/// event left (each event applies atomically, so that state is consistent);
+/// and the registry can read or pack it without a round trip to the actor.
+/// Lock order: a registry shard before a wallet's state, never the reverse;
+/// an actor never holds its state while it posts or commits.
+#[derive(Debug)]
+pub struct WalletShared {
+    pub id: WalletId,
+    pub client: ClientId,
+    /// Fixed at creation, so the router can check a transfer's destination.
+    pub assets: Box<[AssetCode]>,
+    status: AtomicU8,
+    cell: Mutex<Cell>,
+    /// Messages routed to the actor and not yet finished (backpressure).
+    pub inflight: AtomicU32,
+    /// Of those, client commands (the gateway's total counts only these).
+    pub client_inflight: AtomicU32,
+    /// When the wallet last received a message (ms), for passivation.
+    pub last_used: AtomicI64,
+    /// When the wallet next needs a `Tick` (ms; `i64::MAX` for never):
+    /// an expiry, or a transfer whose receipt is awaited.
+    pub next_due: AtomicI64,
+}
+
+/// How long a sent transfer may await its receipt before it is sent again.
+pub const RESEND_AFTER_MS: i64 = 1_000;
+
+impl WalletShared {
+    pub fn new(state: WalletState) -> Self {
+        let shared = Self {
+            id: state.id,
+            client: state.spec.client,
+            assets: state.spec.assets.iter().map(|a| a.code).collect(),
+            status: AtomicU8::new(status_code(state.status)),
+            cell: Mutex::new(Cell::Live(Box::new(state))),
+            inflight: AtomicU32::new(0),
+            client_inflight: AtomicU32::new(0),
+            last_used: AtomicI64::new(0),
+            next_due: AtomicI64::new(i64::MAX),
+        };
+        shared.refresh_from_live();
+        shared
+    }
+
+    /// The wallet's status as last published by its actor.
+    pub fn status(&self) -> WalletStatus {
+        match self.status.load(Ordering::Acquire) {
+            0 => WalletStatus::Active,
+            1 => WalletStatus::Restricted,
+            2 => WalletStatus::Suspended,
+            _ => WalletStatus::Closed,
+        }
+    }
+
+    pub fn holds(&self, asset: AssetCode) -> bool {
+        self.assets.contains(&asset)
+    }
+
+    /// Locks the live state, unpacking it first if it was packed.
+    pub fn live(&self) -> Result<MappedMutexGuard<'_, WalletState>, StateError> {
+        let mut cell = self.cell.lock();
+        if let Cell::Packed(bytes) = &*cell {
+            let state = decode_state(bytes).map_err(|e| StateError(e.to_string()))?;
+            *cell = Cell::Live(Box::new(state));
+        }
+        MutexGuard::try_map(cell, |c| match c {
+            Cell::Live(state) => Some(&mut **state),
+            Cell::Packed(_) => None,
+        })
+        .map_err(|_| StateError("state is not live".to_owned()))
+    }
+
+    /// Runs `f` on the state, live or packed, without unpacking it in place.
+    pub fn read<R>(&self, f: impl FnOnce(&WalletState) -> R) -> Result<R, StateError> {
+        let cell = self.cell.lock();
+        match &*cell {
+            Cell::Live(state) => Ok(f(state)),
+            Cell::Packed(bytes) => {
+                let state = decode_state(bytes).map_err(|e| StateError(e.to_string()))?;
+                Ok(f(&state))
+            }
+        }
+    }
+
+    /// Packs the state (passivation). A state that will not encode stays live.
+    pub fn pack(&self) -> Result<(), StateError> {
+        let mut cell = self.cell.lock();
+        if let Cell::Live(state) = &*cell {
+            let bytes = encode_state(state).map_err(|e| StateError(e.to_string()))?;
+            *cell = Cell::Packed(bytes.into_boxed_slice());
+        }
+        Ok(())
+    }
+
+    /// Locks the state until the guard is dropped (consistent cuts).
+    pub fn hold(&self) -> HeldState<'_> {
+        HeldState(self.cell.lock())
+    }
+
+    pub fn is_packed(&self) -> bool {
+        matches!(&*self.cell.lock(), Cell::Packed(_))
+    }
+
+    /// Publishes what the router and the sweeper read without locking: the
+    /// status and when the wallet next needs a tick.
+    pub fn publish(&self, state: &WalletState) {
+        self.status
+            .store(status_code(state.status), Ordering::Release);
+        let expiry = state.next_expiry().map_or(i64::MAX, Timestamp::millis);
+        let resend = if state.awaiting_receipt().next().is_some() {
+            self.last_used
+                .load(Ordering::Relaxed)
+                .saturating_add(RESEND_AFTER_MS)
+        } else {
+            i64::MAX
+        };
+        self.next_due.store(expiry.min(resend), Ordering::Release);
+    }
+
+    fn refresh_from_live(&self) {
+        if let Cell::Live(state) = &*self.cell.lock() {
+            self.publish(state);
+        }
+    }
+}
+
+fn status_code(status: WalletStatus) -> u8 {
+    match status {
+        WalletStatus::Active => 0,
+        WalletStatus::Restricted => 1,
+        WalletStatus::Suspended => 2,
+        WalletStatus::Closed => 3,
+    }
+}
+
+/// A wallet's state, locked (see `WalletShared::hold`).
+#[derive(Debug)]
+pub struct HeldState<'a>(MutexGuard<'a, Cell>);
+
+impl HeldState<'_> {
+    /// The state: borrowed if live, decoded if packed.
+    pub fn view(&self) -> Result<std::borrow::Cow<'_, WalletState>, StateError> {
+        match &*self.0 {
+            Cell::Live(state) => Ok(std::borrow::Cow::Borrowed(&**state)),
+            Cell::Packed(bytes) => decode_state(bytes)
+                .map(std::borrow::Cow::Owned)
+                .map_err(|e| StateError(e.to_string())),
+        }
+    }
+}
+
+/// A wallet's state could not be packed or unpacked (a defect: it was
+/// packed by this very binary).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateError(pub String);
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "wallet state: {}", self.0)
+    }
+}
+
+impl std::error::Error for StateError {}

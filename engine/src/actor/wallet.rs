@@ -1,0 +1,209 @@
+//! The wallet actor: one wallet's state machine, one message at a time.
+
+use crate::actor::{RESEND_AFTER_MS, WalletHost, WalletShared};
+use crate::command::Op;
+use crate::event::Event;
+use crate::message::{self, Message};
+use crate::reject::Reject;
+use crate::txn::Txn;
+use crate::wallet::{Done, WalletState};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use std::sync::Arc;
+
+/// The answer to a command: what it produced and the record it touched, as
+/// they were right after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub done: Done,
+    pub txn: Option<Txn>,
+    /// The wallet's sequence after the command.
+    pub sequence: u64,
+}
+
+pub type Outcome = Result<Answer, Reject>;
+
+#[derive(Debug)]
+pub enum WalletMsg {
+    /// A client's command. `destination` is the router's verdict on a
+    /// transfer's destination (see `WalletState::execute`).
+    Execute {
+        op: Op,
+        destination: Result<(), Reject>,
+        reply: RpcReplyPort<Outcome>,
+    },
+    /// A message from another wallet (a transfer's delivery, receipt or return).
+    Receive(Message),
+    /// Time has passed: expire what is due, settle what fits, and send again
+    /// every transfer whose receipt is still awaited.
+    Tick,
+    /// The wallet has been idle: ask the host to passivate it.
+    Passivate,
+    /// Panics at once (supervision tests).
+    #[cfg(feature = "fault-injection")]
+    Panic,
+    /// Applies `op`, then panics before committing or answering: a command
+    /// cut short (supervision tests).
+    #[cfg(feature = "fault-injection")]
+    PanicAfter(Op),
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WalletActor;
+
+pub struct WalletActorState {
+    shared: Arc<WalletShared>,
+    host: Arc<dyn WalletHost>,
+}
+
+impl std::fmt::Debug for WalletActorState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalletActorState")
+            .field("wallet", &self.shared.id)
+            .finish()
+    }
+}
+
+/// What one message did: events to commit and messages to post.
+struct Effects {
+    events: Vec<Event>,
+    posts: Vec<Message>,
+}
+
+impl WalletActorState {
+    /// Runs `f` on the live state, then collects the messages its events send
+    /// and publishes the status and next tick for the router.
+    fn step<R>(
+        &self,
+        f: impl FnOnce(&mut WalletState, &mut Vec<Event>) -> R,
+    ) -> Result<(R, Effects), ActorProcessingErr> {
+        let mut state = self.shared.live()?;
+        let mut events = Vec::new();
+        let r = f(&mut state, &mut events);
+        let mut posts = Vec::new();
+        for e in &events {
+            match message::sent_by(&state, e) {
+                Ok(Some(m)) => posts.push(m),
+                Ok(None) => {}
+                Err(err) => tracing::error!(wallet = %self.shared.id, %err, "no message for event"),
+            }
+        }
+        self.shared.publish(&state);
+        Ok((r, Effects { events, posts }))
+    }
+
+    /// Commits the events (the reply waits for them), then posts.
+    fn finish(&self, effects: Effects, then: Box<dyn FnOnce() + Send>) {
+        self.host.commit(self.shared.id, effects.events, then);
+        for m in effects.posts {
+            self.host.post(m);
+        }
+    }
+}
+
+fn answer(state: &WalletState, done: Done) -> Answer {
+    Answer {
+        done,
+        txn: match done {
+            Done::Txn(id) => state.txn(id).cloned(),
+            Done::Wallet(_) => None,
+        },
+        sequence: state.sequence,
+    }
+}
+
+impl Actor for WalletActor {
+    type Msg = WalletMsg;
+    type State = WalletActorState;
+    type Arguments = (Arc<WalletShared>, Arc<dyn WalletHost>);
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        (shared, host): Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(WalletActorState { shared, host })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let at = st.host.now();
+        match message {
+            WalletMsg::Execute {
+                op,
+                destination,
+                reply,
+            } => {
+                let config = st.host.config();
+                let (outcome, effects) = st.step(|state, out| {
+                    state
+                        .execute(at, config, &op, destination, out)
+                        .map(|done| answer(state, done))
+                })?;
+                // Counted out before the answer goes back, so that a caller
+                // who got its answer never sees its command still counted.
+                st.host.finished(&st.shared, true);
+                st.finish(
+                    effects,
+                    Box::new(move || {
+                        // The caller may have given up waiting; nothing to do then.
+                        let _ = reply.send(outcome);
+                    }),
+                );
+            }
+            WalletMsg::Receive(m) => {
+                let (ack, mut effects) = st.step(|state, out| state.receive(at, &m, out))?;
+                match ack {
+                    Ok(Some(again)) => effects.posts.push(again),
+                    Ok(None) => {}
+                    Err(err) => {
+                        tracing::error!(wallet = %st.shared.id, %err, ?m, "message not applied")
+                    }
+                }
+                st.host.finished(&st.shared, false);
+                st.finish(effects, Box::new(|| {}));
+            }
+            WalletMsg::Tick => {
+                let (settled, mut effects) = st.step(|state, out| {
+                    let r = state.settle_due(at, out);
+                    // Only what has waited long enough: a receipt for what
+                    // settled a moment ago is most likely on its way.
+                    let resend: Vec<Message> = state
+                        .awaiting_receipt()
+                        .filter(|txn| {
+                            state.txn(*txn).is_some_and(|t| {
+                                t.updated_at.millis().saturating_add(RESEND_AFTER_MS) <= at.millis()
+                            })
+                        })
+                        .filter_map(|txn| message::delivery(state, txn))
+                        .collect();
+                    (r, resend)
+                })?;
+                let (r, resend) = settled;
+                if let Err(err) = r {
+                    tracing::error!(wallet = %st.shared.id, %err, "tick failed");
+                }
+                effects.posts.extend(resend);
+                st.host.finished(&st.shared, false);
+                st.finish(effects, Box::new(|| {}));
+            }
+            WalletMsg::Passivate => {
+                if st.host.passivate(&st.shared) {
+                    myself.stop(Some("passivated".to_owned()));
+                }
+            }
+            #[cfg(feature = "fault-injection")]
+            WalletMsg::Panic => panic!("injected fault in wallet {}", st.shared.id),
+            #[cfg(feature = "fault-injection")]
+            WalletMsg::PanicAfter(op) => {
+                let config = st.host.config();
+                let _ = st.step(|state, out| state.execute(at, config, &op, Ok(()), out))?;
+                panic!("injected fault in wallet {} after a command", st.shared.id);
+            }
+        }
+        Ok(())
+    }
+}

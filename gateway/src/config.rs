@@ -1,0 +1,32 @@
+//! The gateway's limits and timings.
+
+use settle_engine::EngineConfig;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    pub engine: EngineConfig,
+    /// Client messages waiting for one wallet; past it, `queue_full`.
+    pub max_inflight_per_wallet: u32,
+    /// Messages waiting across all wallets; past it, `unavailable`.
+    pub max_inflight_total: usize,
+    /// A wallet actor idle this long is passivated.
+    pub idle_after: Duration,
+    /// How often the gateway looks for idle wallets and due timers.
+    pub sweep_every: Duration,
+    /// Registry shards (lock striping).
+    pub shards: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            engine: EngineConfig::default(),
+            max_inflight_per_wallet: 1_024,
+            max_inflight_total: 262_144,
+            idle_after: Duration::from_secs(30),
+            sweep_every: Duration::from_millis(250),
+            shards: 64,
+        }
+    }
+}

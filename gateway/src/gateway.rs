@@ -1,0 +1,314 @@
+//! `Gateway`: the handle through which callers (the HTTP front door, tests,
+//! benchmarks) open wallets, send commands and read state.
+
+use crate::config::GatewayConfig;
+use crate::error::GatewayError;
+use crate::registry::Slot;
+use crate::runtime::{Admit, Runtime};
+use crate::supervisor::{GatewayActor, GatewayMsg};
+use ractor::{Actor, ActorRef};
+use settle_engine::actor::{Answer, Clock, SystemClock, WalletMsg, WalletShared};
+use settle_engine::wallet::{Action, opening};
+use settle_engine::{
+    AssetAudit, Done, Event, Message, Op, Reject, StateDigest, WalletId, WalletState,
+};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// Sees every wallet's events as they are committed (tests check FIFO
+/// order through it; the write-ahead log will take this place).
+pub trait CommitObserver: Send + Sync + 'static {
+    fn committed(&self, wallet: WalletId, events: &[Event]);
+}
+
+/// Counts for operators and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub wallets: usize,
+    /// Wallets with a running actor.
+    pub active: usize,
+    /// Client commands routed and not yet handled.
+    pub inflight: usize,
+    /// Wallet actors restarted after a failure, since start.
+    pub restarts: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Gateway {
+    runtime: Arc<Runtime>,
+    actor: ActorRef<GatewayMsg>,
+}
+
+impl Gateway {
+    /// Starts the gateway actor. Must run inside a Tokio runtime.
+    pub async fn start(config: GatewayConfig) -> Result<Gateway, GatewayError> {
+        Self::start_with(config, Arc::new(SystemClock), None).await
+    }
+
+    /// Starts with a given clock and commit observer (tests).
+    pub async fn start_with(
+        config: GatewayConfig,
+        clock: Arc<dyn Clock>,
+        observer: Option<Arc<dyn CommitObserver>>,
+    ) -> Result<Gateway, GatewayError> {
+        let runtime = Runtime::new(config, clock, observer);
+        let (actor, _) = GatewayActor::spawn(None, GatewayActor, Arc::clone(&runtime))
+            .await
+            .map_err(|e| GatewayError::Unavailable(format!("cannot start the gateway: {e}")))?;
+        let _ = runtime.supervisor.set(actor.get_cell());
+        Ok(Gateway { runtime, actor })
+    }
+
+    /// Stops every actor. Commands after this answer `unavailable`.
+    pub fn shutdown(&self) {
+        self.actor.stop(Some("shutdown".to_owned()));
+        self.runtime.stop_all();
+    }
+
+    /// Opens a wallet (`Op::OpenWallet`); opening the same wallet again
+    /// answers as before.
+    pub async fn open_wallet(&self, op: Op) -> Result<Answer, GatewayError> {
+        let rt = &self.runtime;
+        let event = opening(&rt.config.engine, rt.clock.now(), &op)?;
+        let state = WalletState::open(&event).map_err(Reject::from)?;
+        let wallet = state.id;
+        let mut slots = rt.registry.shard(wallet).write();
+        if let Some(slot) = slots.get(&wallet) {
+            let done = slot
+                .shared
+                .read(|existing| existing.reopened(&event))
+                .map_err(|e| GatewayError::Unavailable(e.to_string()))??;
+            return Ok(Answer {
+                done,
+                txn: None,
+                sequence: 0,
+            });
+        }
+        let shared = Arc::new(WalletShared::new(state));
+        // A new wallet waits packed until its first message.
+        shared
+            .pack()
+            .map_err(|e| GatewayError::Unavailable(e.to_string()))?;
+        settle_engine::actor::WalletHost::commit(&**rt, wallet, vec![event], Box::new(|| {}));
+        slots.insert(
+            wallet,
+            Slot {
+                shared,
+                actor: None,
+            },
+        );
+        Ok(Answer {
+            done: Done::Wallet(wallet),
+            txn: None,
+            sequence: 1,
+        })
+    }
+
+    /// Executes a command at its wallet (the source, for a transfer).
+    pub async fn execute(&self, op: Op) -> Result<Answer, GatewayError> {
+        if matches!(op, Op::OpenWallet { .. }) {
+            return self.open_wallet(op).await;
+        }
+        let destination = self.destination_verdict(&op);
+        let wallet = op.wallet();
+        let (tx, rx) = ractor::concurrency::oneshot();
+        self.runtime.route(
+            wallet,
+            WalletMsg::Execute {
+                op,
+                destination,
+                reply: tx.into(),
+            },
+            Admit::Client,
+        )?;
+        match rx.await {
+            Ok(outcome) => outcome.map_err(GatewayError::Rejected),
+            Err(_) => Err(GatewayError::Unavailable(format!(
+                "wallet {wallet} restarted before answering; retry"
+            ))),
+        }
+    }
+
+    /// A transfer's destination as the router sees it: it exists, holds the
+    /// asset and takes credits now. (Checked again on delivery: a change in
+    /// between bounces the money back.)
+    fn destination_verdict(&self, op: &Op) -> Result<(), Reject> {
+        let (to, asset) = match op {
+            Op::Transfer {
+                from, to, asset, ..
+            } if from != to => (*to, *asset),
+            Op::Convert {
+                from,
+                to,
+                buy_asset,
+                ..
+            } if from != to => (*to, *buy_asset),
+            _ => return Ok(()),
+        };
+        // Under the shard's read lock, without cloning the `Arc`: this runs
+        // for every transfer, and a shared reference count is a contended
+        // cache line between cores.
+        let slots = self.runtime.registry.shard(to).read();
+        let dest = slots
+            .get(&to)
+            .ok_or_else(|| Reject::NotFound(format!("wallet {to} not found")))?;
+        if !dest.shared.holds(asset) {
+            return Err(Reject::UnknownAsset(format!(
+                "wallet {to} holds no {asset}"
+            )));
+        }
+        dest.shared.status().permit(to, Action::Credit)
+    }
+
+    /// Reads a wallet's state (live or passivated) without activating it.
+    pub fn read<R>(
+        &self,
+        wallet: WalletId,
+        f: impl FnOnce(&WalletState) -> R,
+    ) -> Result<R, GatewayError> {
+        let shared = self.runtime.registry.shared(wallet).ok_or_else(|| {
+            GatewayError::Rejected(Reject::NotFound(format!("wallet {wallet} not found")))
+        })?;
+        shared
+            .read(f)
+            .map_err(|e| GatewayError::Unavailable(e.to_string()))
+    }
+
+    pub fn stats(&self) -> Stats {
+        let mut stats = Stats {
+            inflight: self.runtime.inflight.load(Ordering::Acquire),
+            restarts: self.runtime.restarts.load(Ordering::Acquire),
+            ..Stats::default()
+        };
+        for shard in self.runtime.registry.shards() {
+            let slots = shard.read();
+            stats.wallets += slots.len();
+            stats.active += slots.values().filter(|s| s.actor.is_some()).count();
+        }
+        stats
+    }
+
+    /// Runs the sweep now (passivation and timers), as the gateway actor
+    /// does every `sweep_every`.
+    pub fn sweep_now(&self) {
+        self.runtime.sweep();
+    }
+
+    /// Sends a raw message to a wallet's actor, activating it if needed.
+    /// Low level, for tests and tools (a timer tick, an injected fault).
+    pub fn send_raw(&self, wallet: WalletId, msg: WalletMsg) -> Result<(), GatewayError> {
+        self.runtime.route(wallet, msg, Admit::Internal)
+    }
+
+    /// Whether a wallet has a running actor.
+    pub fn is_active(&self, wallet: WalletId) -> bool {
+        let slots = self.runtime.registry.shard(wallet).read();
+        slots.get(&wallet).is_some_and(|s| s.actor.is_some())
+    }
+
+    /// Runs `f` on a consistent cut of the whole engine: every wallet's
+    /// state locked at once (wallet actors wait meanwhile) and the messages
+    /// in flight between them reconstructed from those states.
+    pub fn with_cut<R>(&self, f: impl FnOnce(&CutView<'_>) -> R) -> Result<R, GatewayError> {
+        let all = self.runtime.registry.all();
+        let guards: Vec<_> = all.iter().map(|s| s.hold()).collect();
+        let mut views = Vec::with_capacity(guards.len());
+        for g in &guards {
+            views.push(
+                g.view()
+                    .map_err(|e| GatewayError::Unavailable(e.to_string()))?,
+            );
+        }
+        let wallets: BTreeMap<WalletId, &WalletState> =
+            views.iter().map(|v| (v.id, &**v)).collect();
+        let in_flight = settle_engine::message::implied_in_flight(&wallets);
+        let view = CutView {
+            assets: &self.runtime.config.engine.assets,
+            wallets,
+            in_flight,
+        };
+        Ok(f(&view))
+    }
+
+    /// A copy of a consistent cut (see `with_cut`); costs a copy of every wallet.
+    pub fn cut(&self) -> Result<Cut, GatewayError> {
+        self.with_cut(|v| Cut {
+            assets: v.assets.clone(),
+            wallets: v
+                .wallets
+                .iter()
+                .map(|(id, w)| (*id, (*w).clone()))
+                .collect(),
+            in_flight: v.in_flight.clone(),
+        })
+    }
+}
+
+/// The whole engine at one instant, borrowed while every wallet is locked.
+#[derive(Debug)]
+pub struct CutView<'a> {
+    assets: &'a settle_engine::AssetRegistry,
+    pub wallets: BTreeMap<WalletId, &'a WalletState>,
+    pub in_flight: Vec<Message>,
+}
+
+impl CutView<'_> {
+    pub fn audit(&self) -> Vec<AssetAudit> {
+        settle_engine::audit::audit(
+            self.assets,
+            self.wallets.values().copied(),
+            self.in_flight.iter(),
+        )
+    }
+
+    pub fn digest(&self) -> Result<StateDigest, settle_engine::digest::DigestError> {
+        settle_engine::digest::digest(self.wallets.values().copied(), self.in_flight.iter())
+    }
+
+    /// Every invariant the `Ledger` checks, on this cut.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for w in self.wallets.values() {
+            w.check_invariants()?;
+        }
+        for a in self.audit() {
+            if !a.ok() {
+                return Err(format!("conservation broken: {a:?}"));
+            }
+            if a.sent - a.received != a.in_flight {
+                return Err(format!("in flight disagrees with the flows: {a:?}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The whole engine as of one instant, copied (see `Gateway::cut`).
+#[derive(Debug)]
+pub struct Cut {
+    assets: settle_engine::AssetRegistry,
+    pub wallets: BTreeMap<WalletId, WalletState>,
+    pub in_flight: Vec<Message>,
+}
+
+impl Cut {
+    pub fn view(&self) -> CutView<'_> {
+        CutView {
+            assets: &self.assets,
+            wallets: self.wallets.iter().map(|(id, w)| (*id, w)).collect(),
+            in_flight: self.in_flight.clone(),
+        }
+    }
+
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.view().check_invariants()
+    }
+
+    pub fn audit(&self) -> Vec<AssetAudit> {
+        self.view().audit()
+    }
+
+    pub fn digest(&self) -> Result<StateDigest, settle_engine::digest::DigestError> {
+        self.view().digest()
+    }
+}

@@ -1,0 +1,332 @@
+//! Routing, activation, passivation and restart of wallet actors; the
+//! `WalletHost` the actors run against.
+//!
+//! Routing takes a registry shard's read lock, counts the message in (per
+//! wallet and in total) and casts it to the wallet's actor. A passivated
+//! wallet (no actor) is activated on the slow path, under the shard's write
+//! lock, so exactly one actor is ever spawned for it. The counters are the
+//! backpressure: client commands past the limits are refused; messages
+//! between wallets are never refused (money in flight must land).
+
+use crate::config::GatewayConfig;
+use crate::error::GatewayError;
+use crate::gateway::CommitObserver;
+use crate::registry::{Registry, Slot};
+use parking_lot::Mutex;
+use ractor::{ActorCell, ActorId, ActorRef, ActorRuntime, MessagingErr};
+use settle_engine::actor::{Clock, WalletActor, WalletHost, WalletMsg, WalletShared};
+use settle_engine::{EngineConfig, Event, Message, Reject, Timestamp, WalletId};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+
+/// Who sent a message: clients are subject to the limits, wallets are not.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Admit {
+    Client,
+    Internal,
+}
+
+pub(crate) struct Runtime {
+    pub config: GatewayConfig,
+    pub registry: Registry,
+    pub clock: Arc<dyn Clock>,
+    pub observer: Option<Arc<dyn CommitObserver>>,
+    /// Client commands routed and not yet finished, across all wallets.
+    /// (Messages between wallets are counted per wallet only: they are never
+    /// refused, and one shared counter touched by every message would be a
+    /// cache line fought over by every core.)
+    pub inflight: AtomicUsize,
+    /// The wallet each live actor serves, for supervision events.
+    pub actors: Mutex<HashMap<ActorId, WalletId>>,
+    /// The gateway actor, which supervises every wallet actor.
+    pub supervisor: OnceLock<ActorCell>,
+    /// The time as of the last sweep (ms): cheap to read on every route.
+    pub coarse_now: AtomicI64,
+    /// Wallet actors restarted after a failure.
+    pub restarts: AtomicU64,
+    me: Weak<Runtime>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("inflight", &self.inflight)
+            .finish_non_exhaustive()
+    }
+}
+
+fn not_found(wallet: WalletId) -> GatewayError {
+    GatewayError::Rejected(Reject::NotFound(format!("wallet {wallet} not found")))
+}
+
+impl Runtime {
+    pub fn new(
+        config: GatewayConfig,
+        clock: Arc<dyn Clock>,
+        observer: Option<Arc<dyn CommitObserver>>,
+    ) -> Arc<Self> {
+        let now = clock.now().millis();
+        Arc::new_cyclic(|me| Runtime {
+            registry: Registry::new(config.shards),
+            config,
+            clock,
+            observer,
+            inflight: AtomicUsize::new(0),
+            actors: Mutex::new(HashMap::new()),
+            supervisor: OnceLock::new(),
+            coarse_now: AtomicI64::new(now),
+            restarts: AtomicU64::new(0),
+            me: me.clone(),
+        })
+    }
+
+    fn count_in(&self, shared: &WalletShared, admit: Admit) {
+        shared.inflight.fetch_add(1, Ordering::AcqRel);
+        if admit == Admit::Client {
+            shared.client_inflight.fetch_add(1, Ordering::AcqRel);
+            self.inflight.fetch_add(1, Ordering::AcqRel);
+        }
+        shared
+            .last_used
+            .store(self.coarse_now.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    fn admit(&self, shared: &WalletShared) -> Result<(), GatewayError> {
+        if shared.inflight.load(Ordering::Acquire) >= self.config.max_inflight_per_wallet {
+            return Err(GatewayError::Overloaded { wallet: shared.id });
+        }
+        if self.inflight.load(Ordering::Acquire) >= self.config.max_inflight_total {
+            return Err(GatewayError::Unavailable(
+                "the engine is at capacity; retry later".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Routes a message to a wallet's actor, activating the wallet if it is
+    /// passivated (or its actor has died).
+    pub fn route(
+        &self,
+        wallet: WalletId,
+        msg: WalletMsg,
+        admit: Admit,
+    ) -> Result<(), GatewayError> {
+        let shard = self.registry.shard(wallet);
+        let msg = {
+            let slots = shard.read();
+            let slot = slots.get(&wallet).ok_or_else(|| not_found(wallet))?;
+            if admit == Admit::Client {
+                self.admit(&slot.shared)?;
+            }
+            self.count_in(&slot.shared, admit);
+            match &slot.actor {
+                Some(actor) => match actor.cast(msg) {
+                    Ok(()) => return Ok(()),
+                    Err(MessagingErr::SendErr(m)) => m,
+                    Err(e) => {
+                        self.uncount(&slot.shared, admit);
+                        return Err(GatewayError::Unavailable(format!("wallet {wallet}: {e}")));
+                    }
+                },
+                None => msg,
+            }
+        };
+        // Slow path: no live actor. The message is already counted.
+        let mut slots = shard.write();
+        let slot = slots.get_mut(&wallet).ok_or_else(|| not_found(wallet))?;
+        let msg = match &slot.actor {
+            Some(actor) => match actor.cast(msg) {
+                // Another router activated it meanwhile.
+                Ok(()) => return Ok(()),
+                Err(MessagingErr::SendErr(m)) => m,
+                Err(e) => {
+                    self.uncount(&slot.shared, admit);
+                    return Err(GatewayError::Unavailable(format!("wallet {wallet}: {e}")));
+                }
+            },
+            None => msg,
+        };
+        let actor = self.activate(slot, admit)?;
+        actor.cast(msg).map_err(|e| {
+            self.uncount(&slot.shared, admit);
+            GatewayError::Unavailable(format!("wallet {wallet}: {e}"))
+        })
+    }
+
+    fn uncount(&self, shared: &WalletShared, admit: Admit) {
+        shared.inflight.fetch_sub(1, Ordering::AcqRel);
+        if admit == Admit::Client {
+            shared.client_inflight.fetch_sub(1, Ordering::AcqRel);
+            self.inflight.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Spawns an actor for a slot that has none (or a dead one). Called with
+    /// the slot's shard write-locked. Messages counted for a dead actor died
+    /// with its mailbox: only the one being routed now is still counted.
+    fn activate(&self, slot: &mut Slot, admit: Admit) -> Result<ActorRef<WalletMsg>, GatewayError> {
+        let (Some(me), Some(supervisor)) = (self.me.upgrade(), self.supervisor.get()) else {
+            return Err(GatewayError::Unavailable(
+                "the gateway is stopping".to_owned(),
+            ));
+        };
+        if slot.actor.take().is_some() {
+            // Everything counted for the dead actor died with its mailbox,
+            // but for the one message being routed now.
+            let s = &slot.shared;
+            let clients = s.client_inflight.swap(0, Ordering::AcqRel);
+            self.inflight.fetch_sub(clients as usize, Ordering::AcqRel);
+            s.inflight.store(0, Ordering::Release);
+            self.count_in(s, admit);
+        }
+        let host: Arc<dyn WalletHost> = me;
+        let (actor, _) = ActorRuntime::<WalletActor>::spawn_linked_instant(
+            None,
+            WalletActor,
+            (Arc::clone(&slot.shared), host),
+            supervisor.clone(),
+        )
+        .map_err(|e| {
+            GatewayError::Unavailable(format!("cannot start wallet {}: {e}", slot.shared.id))
+        })?;
+        self.actors.lock().insert(actor.get_id(), slot.shared.id);
+        slot.actor = Some(actor.clone());
+        Ok(actor)
+    }
+
+    /// A wallet actor panicked: log it and start a new actor on the state its
+    /// last applied event left. Its lost mailbox held client commands (their
+    /// callers see `unavailable` and may retry) and messages from other
+    /// wallets (their senders send them again until acknowledged).
+    pub fn restart(&self, dead: ActorId, error: &str) {
+        let Some(wallet) = self.actors.lock().remove(&dead) else {
+            return;
+        };
+        tracing::error!(%wallet, %error, "wallet actor failed; restarting it from its last state");
+        let mut slots = self.registry.shard(wallet).write();
+        let Some(slot) = slots.get_mut(&wallet) else {
+            return;
+        };
+        if slot.actor.as_ref().map(|a| a.get_id()) != Some(dead) {
+            return; // a router has already started a new one
+        }
+        // Count the tick we are about to send, as `route` would.
+        self.count_in(&slot.shared, Admit::Internal);
+        match self.activate(slot, Admit::Internal) {
+            Ok(actor) => {
+                self.restarts.fetch_add(1, Ordering::AcqRel);
+                if actor.cast(WalletMsg::Tick).is_err() {
+                    self.uncount(&slot.shared, Admit::Internal);
+                }
+            }
+            Err(e) => {
+                self.uncount(&slot.shared, Admit::Internal);
+                tracing::error!(%wallet, %e, "cannot restart wallet actor");
+            }
+        }
+    }
+
+    /// An actor stopped cleanly (passivated or shut down).
+    pub fn forget(&self, actor: ActorId) {
+        self.actors.lock().remove(&actor);
+    }
+
+    /// Passivates idle wallets and ticks wallets whose timers are due.
+    pub fn sweep(&self) {
+        let now = self.clock.now().millis();
+        self.coarse_now.store(now, Ordering::Relaxed);
+        let idle_ms = i64::try_from(self.config.idle_after.as_millis()).unwrap_or(i64::MAX);
+        let mut due = Vec::new();
+        for shard in self.registry.shards() {
+            let slots = shard.read();
+            for slot in slots.values() {
+                let s = &slot.shared;
+                if s.next_due.load(Ordering::Acquire) <= now {
+                    due.push(s.id);
+                } else if let Some(actor) = &slot.actor {
+                    let idle = s.last_used.load(Ordering::Relaxed).saturating_add(idle_ms) <= now;
+                    if idle && s.inflight.load(Ordering::Acquire) == 0 {
+                        // Uncounted: the actor checks the count is zero.
+                        let _ = actor.cast(WalletMsg::Passivate);
+                    }
+                }
+            }
+        }
+        for wallet in due {
+            if let Err(e) = self.route(wallet, WalletMsg::Tick, Admit::Internal) {
+                tracing::warn!(%wallet, %e, "cannot tick wallet");
+            }
+        }
+    }
+
+    /// Stops every wallet actor (shutdown).
+    pub fn stop_all(&self) {
+        for shard in self.registry.shards() {
+            for slot in shard.write().values_mut() {
+                if let Some(actor) = slot.actor.take() {
+                    actor.stop(Some("shutdown".to_owned()));
+                }
+            }
+        }
+    }
+}
+
+impl WalletHost for Runtime {
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    fn config(&self) -> &EngineConfig {
+        &self.config.engine
+    }
+
+    fn post(&self, message: Message) {
+        let to = message.recipient();
+        if let Err(e) = self.route(to, WalletMsg::Receive(message), Admit::Internal) {
+            // The sender sends it again until it is acknowledged.
+            tracing::warn!(wallet = %to, %e, "message not delivered yet");
+        }
+    }
+
+    fn commit(&self, wallet: WalletId, events: Vec<Event>, then: Box<dyn FnOnce() + Send>) {
+        if let Some(observer) = &self.observer {
+            observer.committed(wallet, &events);
+        }
+        then();
+    }
+
+    fn finished(&self, shared: &WalletShared, client: bool) {
+        self.uncount(
+            shared,
+            if client {
+                Admit::Client
+            } else {
+                Admit::Internal
+            },
+        );
+    }
+
+    fn passivate(&self, shared: &Arc<WalletShared>) -> bool {
+        let mut slots = self.registry.shard(shared.id).write();
+        let idle_ms = i64::try_from(self.config.idle_after.as_millis()).unwrap_or(i64::MAX);
+        let now = self.coarse_now.load(Ordering::Relaxed);
+        let busy = shared.inflight.load(Ordering::Acquire) != 0
+            || shared
+                .last_used
+                .load(Ordering::Relaxed)
+                .saturating_add(idle_ms)
+                > now;
+        if busy {
+            return false;
+        }
+        if let Err(e) = shared.pack() {
+            tracing::error!(wallet = %shared.id, %e, "cannot pack wallet; it stays active");
+            return false;
+        }
+        if let Some(slot) = slots.get_mut(&shared.id) {
+            slot.actor = None;
+        }
+        true
+    }
+}

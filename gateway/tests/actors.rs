@@ -1,0 +1,332 @@
+//! Wallet actors under the gateway: passivation and re-activation, timers,
+//! supervision after a panic, backpressure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::*;
+use settle_engine::actor::WalletMsg;
+use settle_engine::{Done, Reject, Timestamp, TxnStatus, WalletState};
+use settle_gateway::{GatewayConfig, GatewayError};
+use std::time::Duration;
+
+fn config() -> GatewayConfig {
+    GatewayConfig {
+        idle_after: Duration::from_secs(30),
+        // Sweeps are driven by the tests (`sweep_now`) on a manual clock.
+        sweep_every: Duration::from_secs(3600),
+        ..GatewayConfig::default()
+    }
+}
+
+fn digest_of(w: &WalletState) -> settle_engine::StateDigest {
+    settle_engine::digest::digest([w], []).unwrap()
+}
+
+/// Lets the actors handle what was sent to them.
+async fn settle_down() {
+    tokio::time::sleep(Duration::from_millis(30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passivated_wallets_keep_their_queue_holds_and_timers() {
+    let (g, clock, fifo) = gateway(config()).await;
+    let (a, b) = (wal(1), wal(2));
+    for w in [a, b] {
+        g.open_wallet(open_op(w)).await.unwrap();
+    }
+    g.execute(credit(a, txn(1), "30")).await.unwrap();
+    let hold_expires = Timestamp::from_millis(clock.now_ms() + 120_000);
+    g.execute(reserve(a, txn(2), "5", Some(hold_expires)))
+        .await
+        .unwrap();
+    assert_eq!(
+        g.execute(debit(a, txn(3), "40"))
+            .await
+            .unwrap()
+            .txn
+            .unwrap()
+            .status,
+        TxnStatus::AwaitingFunds
+    );
+    assert_eq!(
+        g.execute(debit(a, txn(4), "10"))
+            .await
+            .unwrap()
+            .txn
+            .unwrap()
+            .status,
+        TxnStatus::AwaitingFunds
+    );
+    assert!(g.is_active(a));
+    let before = g.read(a, digest_of).unwrap();
+
+    // Idle past `idle_after`: the sweep passivates it.
+    clock.advance(31_000);
+    g.sweep_now();
+    settle_down().await;
+    assert!(!g.is_active(a), "an idle wallet is passivated");
+    assert_eq!(
+        g.read(a, digest_of).unwrap(),
+        before,
+        "passivation changes nothing"
+    );
+
+    // The next message re-activates it, with its queue intact: a credit of
+    // 15 settles the 40 (30 - 5 held + 15 = 40) and the 10 keeps waiting.
+    g.execute(credit(a, txn(5), "15")).await.unwrap();
+    assert!(g.is_active(a));
+    let (s3, s4, held) = g
+        .read(a, |w| {
+            (
+                w.txn(txn(3)).unwrap().status,
+                w.txn(txn(4)).unwrap().status,
+                w.balance(usd()).unwrap().reserved,
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        (s3, s4, held),
+        (TxnStatus::Settled, TxnStatus::AwaitingFunds, d("5.00"))
+    );
+
+    // Passivate again; the hold's timer still fires: the sweep wakes the
+    // wallet when it is due, and the released 5 pays the waiting 10... not
+    // yet (0 + 5 < 10): it stays queued, the hold is released.
+    clock.advance(31_000);
+    g.sweep_now();
+    settle_down().await;
+    assert!(!g.is_active(a));
+    clock.advance(120_000);
+    g.sweep_now();
+    settle_down().await;
+    let (hold, reserved) = g
+        .read(a, |w| {
+            (
+                w.txn(txn(2)).unwrap().status,
+                w.balance(usd()).unwrap().reserved,
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        (hold, reserved),
+        (TxnStatus::Released, d("0.00")),
+        "expired while passivated"
+    );
+    g.cut().unwrap().check_invariants().unwrap();
+    assert!(fifo.violations.lock().is_empty());
+    g.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_to_a_passivated_wallet_activates_it() {
+    let (g, clock, _) = gateway(config()).await;
+    let (a, b) = (wal(1), wal(2));
+    for w in [a, b] {
+        g.open_wallet(open_op(w)).await.unwrap();
+    }
+    g.execute(credit(b, txn(1), "1")).await.unwrap();
+    clock.advance(31_000);
+    g.sweep_now();
+    settle_down().await;
+    assert!(!g.is_active(b));
+    g.execute(credit(a, txn(2), "10")).await.unwrap();
+    g.execute(transfer(a, b, txn(3), "4")).await.unwrap();
+    quiesce(&g).await;
+    assert_eq!(
+        g.read(b, |w| w.balance(usd()).unwrap().cash).unwrap(),
+        d("5.00")
+    );
+    assert_eq!(
+        g.read(a, |w| w.awaiting_receipt().count()).unwrap(),
+        0,
+        "receipt came back"
+    );
+    g.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_wallet_actor_is_restarted_and_loses_nothing() {
+    quiet_injected_panics();
+    let (g, _clock, fifo) = gateway(config()).await;
+    let (a, b) = (wal(1), wal(2));
+    for w in [a, b] {
+        g.open_wallet(open_op(w)).await.unwrap();
+    }
+    g.execute(credit(a, txn(1), "100")).await.unwrap();
+    g.execute(debit(a, txn(2), "500")).await.unwrap(); // queued
+    let before = g.read(a, digest_of).unwrap();
+
+    g.send_raw(a, WalletMsg::Panic).unwrap();
+    wait_restarts(&g, 1).await;
+    assert_eq!(
+        g.read(a, digest_of).unwrap(),
+        before,
+        "the restart keeps the state"
+    );
+    // The restarted actor serves commands, with its queue intact.
+    g.execute(credit(a, txn(3), "400")).await.unwrap();
+    assert_eq!(
+        g.read(a, |w| w.txn(txn(2)).unwrap().status).unwrap(),
+        TxnStatus::Settled
+    );
+
+    // A panic in the middle of a command: its events stay applied (each is
+    // atomic) and the restart settles what fits.
+    g.send_raw(a, WalletMsg::PanicAfter(credit(a, txn(4), "7")))
+        .unwrap();
+    wait_restarts(&g, 2).await;
+    settle_down().await;
+    assert_eq!(
+        g.read(a, |w| w.balance(usd()).unwrap().cash).unwrap(),
+        d("7.00")
+    );
+    g.execute(transfer(a, b, txn(5), "7")).await.unwrap();
+    quiesce(&g).await;
+    assert_eq!(
+        g.read(b, |w| w.balance(usd()).unwrap().cash).unwrap(),
+        d("7.00")
+    );
+    g.cut().unwrap().check_invariants().unwrap();
+    assert!(fifo.violations.lock().is_empty());
+    g.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_lost_with_a_dead_mailbox_is_sent_again() {
+    quiet_injected_panics();
+    let (g, clock, _) = gateway(config()).await;
+    let (a, b) = (wal(1), wal(2));
+    for w in [a, b] {
+        g.open_wallet(open_op(w)).await.unwrap();
+    }
+    g.execute(credit(a, txn(1), "10")).await.unwrap();
+    g.execute(credit(b, txn(2), "1")).await.unwrap();
+    // B dies with the delivery in its mailbox (the panic is queued first).
+    g.send_raw(b, WalletMsg::Panic).unwrap();
+    g.execute(transfer(a, b, txn(3), "10")).await.unwrap();
+    wait_restarts(&g, 1).await;
+    settle_down().await;
+    // Money left A and is in flight until A sends it again.
+    clock.advance(settle_engine::actor::RESEND_AFTER_MS + 1);
+    g.sweep_now();
+    quiesce(&g).await;
+    let cut = g.cut().unwrap();
+    cut.check_invariants().unwrap();
+    assert_eq!(cut.wallets[&b].balance(usd()).unwrap().cash, d("11.00"));
+    assert_eq!(cut.wallets[&a].balance(usd()).unwrap().cash, d("0.00"));
+    g.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crossing_transfers_complete() {
+    let (g, _, fifo) = gateway(config()).await;
+    let (a, b) = (wal(1), wal(2));
+    for w in [a, b] {
+        g.open_wallet(open_op(w)).await.unwrap();
+        g.execute(credit(w, txn(w.ulid().0), "1000")).await.unwrap();
+    }
+    let mut tasks = Vec::new();
+    for k in 0..200u128 {
+        let g = g.clone();
+        tasks.push(tokio::spawn(async move {
+            let (from, to) = if k % 2 == 0 { (a, b) } else { (b, a) };
+            g.execute(transfer(from, to, txn(100 + k), "3")).await
+        }));
+    }
+    for t in tasks {
+        assert_eq!(
+            t.await.unwrap().unwrap().txn.unwrap().status,
+            TxnStatus::Settled
+        );
+    }
+    quiesce(&g).await;
+    let cut = g.cut().unwrap();
+    cut.check_invariants().unwrap();
+    assert_eq!(cut.wallets[&a].balance(usd()).unwrap().cash, d("1000.00"));
+    assert_eq!(cut.wallets[&b].balance(usd()).unwrap().cash, d("1000.00"));
+    assert!(fifo.violations.lock().is_empty());
+    g.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_past_the_limits_are_refused_not_queued_without_end() {
+    let cfg = GatewayConfig {
+        max_inflight_per_wallet: 4,
+        max_inflight_total: 1_000_000,
+        ..config()
+    };
+    let (g, _, _) = gateway(cfg).await;
+    let a = wal(1);
+    g.open_wallet(open_op(a)).await.unwrap();
+    // Many commands at once at one wallet: some are refused with
+    // `queue_full`, the rest succeed, nothing is lost or counted twice.
+    let mut tasks = Vec::new();
+    for k in 0..2_000u128 {
+        let g = g.clone();
+        tasks.push(tokio::spawn(async move {
+            g.execute(credit(a, txn(10 + k), "1")).await
+        }));
+    }
+    let (mut ok, mut full) = (0u32, 0u32);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(GatewayError::Overloaded { wallet }) => {
+                assert_eq!(wallet, a);
+                full += 1;
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert!(
+        full > 0,
+        "the per-wallet limit must refuse some ({ok} accepted)"
+    );
+    assert_eq!(
+        g.read(a, |w| w.balance(usd()).unwrap().cash).unwrap(),
+        settle_engine::Decimal::from(ok)
+    );
+    assert_eq!(
+        g.stats().inflight,
+        0,
+        "every admitted command was counted out"
+    );
+
+    let cfg = GatewayConfig {
+        max_inflight_total: 0,
+        ..config()
+    };
+    let (g2, _, _) = gateway(cfg).await;
+    g2.open_wallet(open_op(a)).await.unwrap();
+    assert!(matches!(
+        g2.execute(credit(a, txn(1), "1")).await,
+        Err(GatewayError::Unavailable(_))
+    ));
+    g.shutdown();
+    g2.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_and_unknown_wallets_come_back_as_engine_errors() {
+    let (g, _, _) = gateway(config()).await;
+    let (a, b) = (wal(1), wal(2));
+    g.open_wallet(open_op(a)).await.unwrap();
+    let e = g.execute(credit(b, txn(1), "1")).await.unwrap_err();
+    assert!(
+        matches!(e, GatewayError::Rejected(Reject::NotFound(_))),
+        "{e:?}"
+    );
+    let e = g.execute(transfer(a, b, txn(2), "1")).await.unwrap_err();
+    assert!(
+        matches!(e, GatewayError::Rejected(Reject::NotFound(_))),
+        "{e:?}"
+    );
+    let e = g.execute(credit(a, txn(3), "0.001")).await.unwrap_err();
+    assert_eq!(e.code(), "invalid_amount");
+    // Opening again answers as before.
+    assert_eq!(
+        g.open_wallet(open_op(a)).await.unwrap().done,
+        Done::Wallet(a)
+    );
+    g.shutdown();
+}
