@@ -128,7 +128,8 @@ pub struct Txn {
     pub counterparty: Option<WalletId>,
     /// For captured reservations: how much left the wallet.
     pub captured: Option<Decimal>,
-    pub conversion: Option<ConversionTerms>,
+    /// Boxed: rare, and the record is kept for every transaction.
+    pub conversion: Option<Box<ConversionTerms>>,
     pub expires_at: Option<Timestamp>,
     /// Boxed: most transactions carry neither reference nor metadata.
     pub info: Option<Box<TxnInfo>>,
@@ -173,7 +174,11 @@ impl Txn {
         if self.direction != Some(Direction::Out) {
             return None;
         }
-        match (self.kind, self.counterparty, self.conversion) {
+        match (
+            self.kind,
+            self.counterparty,
+            self.conversion.as_deref().copied(),
+        ) {
             (TxnKind::Debit, None, None) => Some(Outbound::Payout),
             (TxnKind::Transfer, Some(to), None) => Some(Outbound::Transfer { to }),
             (TxnKind::Conversion, Some(to), Some(terms)) => {
@@ -185,7 +190,7 @@ impl Txn {
 
     /// The asset and amount the receiving wallet is credited with.
     pub fn credit_leg(&self) -> (AssetCode, Decimal) {
-        match self.conversion {
+        match self.conversion.as_deref() {
             Some(terms) => (terms.buy_asset, terms.buy_amount),
             None => (self.asset, self.amount),
         }

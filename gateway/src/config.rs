@@ -12,6 +12,11 @@ pub struct GatewayConfig {
     pub max_inflight_total: usize,
     /// A wallet actor idle this long is passivated.
     pub idle_after: Duration,
+    /// At most this many wallet actors run at once (one costs about 8 KB
+    /// plus its state): past it, the least recently used are passivated
+    /// before they are idle, so a burst over many wallets cannot exhaust
+    /// memory.
+    pub max_active: usize,
     /// How often the gateway looks for idle wallets and due timers.
     pub sweep_every: Duration,
     /// Registry shards (lock striping).
@@ -25,6 +30,7 @@ impl Default for GatewayConfig {
             max_inflight_per_wallet: 1_024,
             max_inflight_total: 262_144,
             idle_after: Duration::from_secs(30),
+            max_active: 100_000,
             sweep_every: Duration::from_millis(250),
             shards: 64,
         }

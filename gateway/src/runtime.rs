@@ -45,6 +45,9 @@ pub(crate) struct Runtime {
     pub coarse_now: AtomicI64,
     /// Wallet actors restarted after a failure.
     pub restarts: AtomicU64,
+    /// Wallets whose actor the last sweep found used before this instant
+    /// (ms) are passivated even if not idle: too many actors were running.
+    evict_before: AtomicI64,
     me: Weak<Runtime>,
 }
 
@@ -77,6 +80,7 @@ impl Runtime {
             supervisor: OnceLock::new(),
             coarse_now: AtomicI64::new(now),
             restarts: AtomicU64::new(0),
+            evict_before: AtomicI64::new(i64::MIN),
             me: me.clone(),
         })
     }
@@ -232,12 +236,14 @@ impl Runtime {
         self.actors.lock().remove(&actor);
     }
 
-    /// Passivates idle wallets and ticks wallets whose timers are due.
+    /// Passivates idle wallets (and, past `max_active`, the least recently
+    /// used), and ticks wallets whose timers are due.
     pub fn sweep(&self) {
         let now = self.clock.now().millis();
         self.coarse_now.store(now, Ordering::Relaxed);
         let idle_ms = i64::try_from(self.config.idle_after.as_millis()).unwrap_or(i64::MAX);
         let mut due = Vec::new();
+        let mut active: Vec<(i64, ActorRef<WalletMsg>)> = Vec::new();
         for shard in self.registry.shards() {
             let slots = shard.read();
             for slot in slots.values() {
@@ -245,18 +251,40 @@ impl Runtime {
                 if s.next_due.load(Ordering::Acquire) <= now {
                     due.push(s.id);
                 } else if let Some(actor) = &slot.actor {
-                    let idle = s.last_used.load(Ordering::Relaxed).saturating_add(idle_ms) <= now;
-                    if idle && s.inflight.load(Ordering::Acquire) == 0 {
+                    let used = s.last_used.load(Ordering::Relaxed);
+                    if used.saturating_add(idle_ms) <= now
+                        && s.inflight.load(Ordering::Acquire) == 0
+                    {
                         // Uncounted: the actor checks the count is zero.
                         let _ = actor.cast(WalletMsg::Passivate);
+                    } else {
+                        active.push((used, actor.clone()));
                     }
                 }
             }
         }
+        self.evict_least_recent(active);
         for wallet in due {
             if let Err(e) = self.route(wallet, WalletMsg::Tick, Admit::Internal) {
                 tracing::warn!(%wallet, %e, "cannot tick wallet");
             }
+        }
+    }
+
+    /// Past `max_active` running actors, asks the least recently used to
+    /// passivate, down to `max_active`.
+    fn evict_least_recent(&self, mut active: Vec<(i64, ActorRef<WalletMsg>)>) {
+        let cap = self.config.max_active;
+        if active.len() <= cap {
+            self.evict_before.store(i64::MIN, Ordering::Relaxed);
+            return;
+        }
+        let excess = active.len() - cap;
+        active.select_nth_unstable_by_key(excess - 1, |(used, _)| *used);
+        let cutoff = active[excess - 1].0.saturating_add(1);
+        self.evict_before.store(cutoff, Ordering::Relaxed);
+        for (_, actor) in &active[..excess] {
+            let _ = actor.cast(WalletMsg::Passivate);
         }
     }
 
@@ -283,6 +311,14 @@ impl WalletHost for Runtime {
 
     fn post(&self, message: Message) {
         let to = message.recipient();
+        if let Message::Receipt { txn, .. } = message {
+            let slots = self.registry.shard(to).read();
+            if let Some(slot) = slots.get(&to) {
+                slot.shared
+                    .leave_receipt(txn, self.coarse_now.load(Ordering::Relaxed));
+            }
+            return;
+        }
         if let Err(e) = self.route(to, WalletMsg::Receive(message), Admit::Internal) {
             // The sender sends it again until it is acknowledged.
             tracing::warn!(wallet = %to, %e, "message not delivered yet");

@@ -1,7 +1,7 @@
 //! The part of a wallet both its actor and the gateway's registry hold.
 
 use crate::asset::AssetCode;
-use crate::ids::{ClientId, Timestamp, WalletId};
+use crate::ids::{ClientId, Timestamp, TxnId, WalletId};
 use crate::wallet::{WalletState, WalletStatus};
 use parking_lot::{MappedMutexGuard, Mutex, MutexGuard};
 use std::fmt;
@@ -50,6 +50,12 @@ pub struct WalletShared {
     /// When the wallet next needs a `Tick` (ms; `i64::MAX` for never):
     /// an expiry, or a transfer whose receipt is awaited.
     pub next_due: AtomicI64,
+    /// Receipts for transfers this wallet sent, left here by their
+    /// destinations rather than sent as actor messages: a receipt moves no
+    /// money and nothing waits on it, so it need not wake the actor. The
+    /// actor applies them before whatever it handles next (and a tick comes
+    /// if nothing else does).
+    receipts: Mutex<Vec<TxnId>>,
 }
 
 /// How long a sent transfer may await its receipt before it is sent again.
@@ -67,6 +73,7 @@ impl WalletShared {
             client_inflight: AtomicU32::new(0),
             last_used: AtomicI64::new(0),
             next_due: AtomicI64::new(i64::MAX),
+            receipts: Mutex::new(Vec::new()),
         };
         shared.refresh_from_live();
         shared
@@ -129,6 +136,18 @@ impl WalletShared {
 
     pub fn is_packed(&self) -> bool {
         matches!(&*self.cell.lock(), Cell::Packed(_))
+    }
+
+    /// Leaves a receipt for this wallet, and asks for a tick by `now` (ms)
+    /// in case no other message comes to apply it.
+    pub fn leave_receipt(&self, txn: TxnId, now: i64) {
+        self.receipts.lock().push(txn);
+        self.next_due.fetch_min(now, Ordering::AcqRel);
+    }
+
+    /// Takes the receipts left so far.
+    pub fn take_receipts(&self) -> Vec<TxnId> {
+        std::mem::take(&mut *self.receipts.lock())
     }
 
     /// Publishes what the router and the sweeper read without locking: the

@@ -76,8 +76,19 @@ impl WalletActorState {
         &self,
         f: impl FnOnce(&mut WalletState, &mut Vec<Event>) -> R,
     ) -> Result<(R, Effects), ActorProcessingErr> {
+        let receipts = self.shared.take_receipts();
         let mut state = self.shared.live()?;
         let mut events = Vec::new();
+        let at = self.host.now();
+        for txn in receipts {
+            let receipt = Message::Receipt {
+                txn,
+                to: self.shared.id,
+            };
+            if let Err(err) = state.receive(at, &receipt, &mut events) {
+                tracing::error!(wallet = %self.shared.id, %err, "receipt not applied");
+            }
+        }
         let r = f(&mut state, &mut events);
         let mut posts = Vec::new();
         for e in &events {

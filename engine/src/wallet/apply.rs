@@ -316,7 +316,7 @@ impl WalletState {
                     Outbound::Transfer { to } | Outbound::Conversion { to, .. } => Some(to),
                 };
                 t.conversion = match target {
-                    Outbound::Conversion { terms, .. } => Some(terms),
+                    Outbound::Conversion { terms, .. } => Some(Box::new(terms)),
                     _ => None,
                 };
                 t.expires_at = expires_at;
@@ -544,7 +544,7 @@ impl WalletState {
         let record = self.new_txn(leg.txn, kind, status, leg.asset, leg.amount, at, |t| {
             t.direction = Some(Direction::In);
             t.counterparty = Some(leg.from);
-            t.conversion = leg.conversion;
+            t.conversion = leg.conversion.map(Box::new);
         })?;
         if let Some((cash, flows)) = credit {
             self.book_mut(asset)?.cash = cash;
@@ -576,7 +576,7 @@ impl WalletState {
             return Err(bad(format!("{}: no delivery of {txn} awaited", self.id)));
         }
         let t = self.txn_in(txn, TxnStatus::Settled)?;
-        let (asset, amount, conversion) = (t.asset, t.amount, t.conversion);
+        let (asset, amount, conversion) = (t.asset, t.amount, t.conversion.as_deref().copied());
         let book = self.book_for(asset, amount)?;
         let cash = sum(money::add(book.asset, book.cash, amount))?;
         let mut flows = self.flow(asset);

@@ -153,6 +153,8 @@ pub async fn gateway(config: GatewayConfig) -> (Gateway, Arc<ManualClock>, Arc<F
 /// Waits until nothing is in flight between wallets (receipts included).
 pub async fn quiesce(g: &Gateway) {
     for _ in 0..2_000 {
+        // Receipts wait in their wallet's inbox until a message or a tick.
+        g.sweep_now();
         let cut = g.cut().unwrap();
         if cut.in_flight.is_empty() && g.stats().inflight == 0 {
             return;

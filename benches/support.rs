@@ -1,0 +1,87 @@
+//! Shared by the actor benches: a gateway with funded wallets, and a cheap
+//! deterministic generator of wallet pairs.
+#![allow(dead_code)]
+
+use settle_engine::{
+    AssetCode, ClientId, Decimal, IfInsufficient, Op, TxnId, TxnInfo, WalletId, WalletKind,
+    WalletSettings,
+};
+use settle_gateway::{Gateway, GatewayConfig};
+
+pub fn usd() -> AssetCode {
+    AssetCode::new("USD").unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Opens `n` USD wallets (ids 1..=n) with 1,000,000.00 each.
+pub async fn funded_gateway(n: u64, config: GatewayConfig) -> Gateway {
+    let g = Gateway::start(config)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for i in 1..=u128::from(n) {
+        let wallet = WalletId::from_u128(i);
+        let open = Op::OpenWallet {
+            wallet,
+            client: ClientId::from_u128(1),
+            kind: WalletKind::General,
+            customer: None,
+            assets: vec![usd()],
+            single_asset: true,
+            settings: WalletSettings::default(),
+        };
+        g.open_wallet(open).await.unwrap_or_else(|e| panic!("{e}"));
+        let credit = Op::Credit {
+            wallet,
+            txn: TxnId::from_u128(i << 64),
+            asset: usd(),
+            amount: Decimal::new(100_000_000, 2),
+            pending: false,
+            info: TxnInfo::default(),
+        };
+        g.execute(credit).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    g
+}
+
+/// xorshift: a cheap, deterministic stream of wallet pairs.
+pub struct Pairs {
+    state: u64,
+    wallets: u64,
+}
+
+impl Pairs {
+    pub fn new(seed: u64, wallets: u64) -> Self {
+        Self {
+            state: seed | 1,
+            wallets,
+        }
+    }
+
+    pub fn next(&mut self) -> (WalletId, WalletId) {
+        loop {
+            self.state ^= self.state << 13;
+            self.state ^= self.state >> 7;
+            self.state ^= self.state << 17;
+            let a = self.state % self.wallets;
+            let b = (self.state >> 32) % self.wallets;
+            if a != b {
+                return (
+                    WalletId::from_u128(u128::from(a) + 1),
+                    WalletId::from_u128(u128::from(b) + 1),
+                );
+            }
+        }
+    }
+}
+
+pub fn transfer(from: WalletId, to: WalletId, txn: TxnId) -> Op {
+    Op::Transfer {
+        from,
+        to,
+        txn,
+        asset: usd(),
+        amount: Decimal::new(1, 2),
+        if_insufficient: IfInsufficient::Queue,
+        expires_at: None,
+        info: TxnInfo::default(),
+    }
+}
