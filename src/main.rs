@@ -4,6 +4,9 @@ use clap::{Parser, Subcommand};
 use settle_engine::AssetRegistry;
 use std::process::ExitCode;
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "settle",

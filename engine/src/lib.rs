@@ -41,7 +41,8 @@ pub use message::{Leg, Message};
 pub use reject::{ApplyError, Reject};
 pub use rust_decimal::Decimal;
 pub use txn::{
-    ConversionTerms, Direction, IfInsufficient, Outbound, Txn, TxnInfo, TxnKind, TxnStatus,
+    ConversionTerms, Direction, IfInsufficient, Outbound, Txn, TxnExtra, TxnInfo, TxnKind,
+    TxnStatus,
 };
 pub use wallet::{
     Balance, Done, WalletKind, WalletSettings, WalletSpec, WalletState, WalletStatus,

@@ -95,13 +95,13 @@ impl Message {
 pub fn sent_by(wallet: &WalletState, event: &Event) -> Result<Option<Message>, ApplyError> {
     Ok(match event {
         Event::OutboundSettled { txn, .. } => {
-            if wallet.txn(*txn).is_none() {
+            let Some(t) = wallet.txn(*txn) else {
                 return Err(ApplyError(format!(
                     "{}: settled {txn} has no record",
                     wallet.id
                 )));
-            }
-            delivery(wallet, *txn)
+            };
+            delivery_of(wallet, t)
         }
         Event::TransferReceived { leg, .. } => Some(Message::Receipt {
             txn: leg.txn,
@@ -115,7 +115,12 @@ pub fn sent_by(wallet: &WalletState, event: &Event) -> Result<Option<Message>, A
 /// The `Deliver` of a transfer or conversion this wallet sent to another
 /// wallet (also to send again while its receipt is awaited).
 pub fn delivery(wallet: &WalletState, txn: TxnId) -> Option<Message> {
-    let t = wallet.txn(txn)?;
+    delivery_of(wallet, wallet.txn(txn)?)
+}
+
+/// `delivery` for a record already at hand.
+fn delivery_of(wallet: &WalletState, t: &crate::txn::Txn) -> Option<Message> {
+    let txn = t.id;
     let (to, conversion) = match t.outbound()? {
         Outbound::Transfer { to } => (to, None),
         Outbound::Conversion { to, terms } if to != wallet.id => (to, Some(terms)),

@@ -113,6 +113,18 @@ impl TxnInfo {
     }
 }
 
+/// The fields of a `Txn` that most records lack.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct TxnExtra {
+    /// For captured reservations: how much left the wallet.
+    pub captured: Option<Decimal>,
+    /// For conversions: the buy side.
+    pub conversion: Option<ConversionTerms>,
+    pub expires_at: Option<Timestamp>,
+    /// Most transactions carry neither reference nor metadata.
+    pub info: Option<TxnInfo>,
+}
+
 /// One transaction as one wallet sees it. A transfer has a record in both
 /// wallets under the same id: `direction` `out` at the source, `in` at the
 /// destination.
@@ -127,12 +139,10 @@ pub struct Txn {
     pub direction: Option<Direction>,
     pub counterparty: Option<WalletId>,
     /// For captured reservations: how much left the wallet.
-    pub captured: Option<Decimal>,
-    /// Boxed: rare, and the record is kept for every transaction.
-    pub conversion: Option<Box<ConversionTerms>>,
-    pub expires_at: Option<Timestamp>,
-    /// Boxed: most transactions carry neither reference nor metadata.
-    pub info: Option<Box<TxnInfo>>,
+    /// The fields most records lack (capture, conversion terms, expiry, the
+    /// client's words), boxed together: the record is kept for every
+    /// transaction, so it is kept small. Read through the accessors.
+    extra: Option<Box<TxnExtra>>,
     /// The wallet's sequence number when the transaction was created.
     pub sequence: u64,
     pub created_at: Timestamp,
@@ -158,14 +168,36 @@ impl Txn {
             amount,
             direction: None,
             counterparty: None,
-            captured: None,
-            conversion: None,
-            expires_at: None,
-            info: None,
+            extra: None,
             sequence,
             created_at: at,
             updated_at: at,
         }
+    }
+
+    /// For captured reservations: how much left the wallet.
+    pub fn captured(&self) -> Option<Decimal> {
+        self.extra.as_ref().and_then(|e| e.captured)
+    }
+
+    /// For conversions: the buy side.
+    pub fn conversion(&self) -> Option<&ConversionTerms> {
+        self.extra.as_ref().and_then(|e| e.conversion.as_ref())
+    }
+
+    /// When a held reservation or a queued item expires.
+    pub fn expires_at(&self) -> Option<Timestamp> {
+        self.extra.as_ref().and_then(|e| e.expires_at)
+    }
+
+    /// The client's reference and metadata, if it gave any.
+    pub fn info(&self) -> Option<&TxnInfo> {
+        self.extra.as_ref().and_then(|e| e.info.as_ref())
+    }
+
+    /// The rarely set fields, for filling in (allocated on first use).
+    pub fn extra_mut(&mut self) -> &mut TxnExtra {
+        self.extra.get_or_insert_with(Box::default)
     }
 
     /// Where an outbound item's money goes, if this is one (as its source
@@ -174,11 +206,7 @@ impl Txn {
         if self.direction != Some(Direction::Out) {
             return None;
         }
-        match (
-            self.kind,
-            self.counterparty,
-            self.conversion.as_deref().copied(),
-        ) {
+        match (self.kind, self.counterparty, self.conversion().copied()) {
             (TxnKind::Debit, None, None) => Some(Outbound::Payout),
             (TxnKind::Transfer, Some(to), None) => Some(Outbound::Transfer { to }),
             (TxnKind::Conversion, Some(to), Some(terms)) => {
@@ -190,7 +218,7 @@ impl Txn {
 
     /// The asset and amount the receiving wallet is credited with.
     pub fn credit_leg(&self) -> (AssetCode, Decimal) {
-        match self.conversion.as_deref() {
+        match self.conversion() {
             Some(terms) => (terms.buy_asset, terms.buy_amount),
             None => (self.asset, self.amount),
         }

@@ -1353,7 +1353,7 @@ fn a_capture_in_full_takes_the_whole_hold_out_of_cash() {
     assert_eq!(h.run(capture_op(w, txn(1), None)), Ok(Done::Txn(txn(1))));
     assert_eq!(h.status(w, txn(1)), TxnStatus::Captured);
     assert_eq!(
-        h.ledger.wallet(w).unwrap().txn(txn(1)).unwrap().captured,
+        h.ledger.wallet(w).unwrap().txn(txn(1)).unwrap().captured(),
         Some(d("30.00"))
     );
     assert_bal(
@@ -1393,7 +1393,10 @@ fn a_partial_capture_takes_its_amount_and_releases_the_rest() {
     h.run(capture_op(w, txn(1), Some("12.5"))).unwrap();
     let t = h.ledger.wallet(w).unwrap().txn(txn(1)).unwrap().clone();
     assert_eq!(t.status, TxnStatus::Captured);
-    assert_eq!(t.captured.map(|c| c.to_string()), Some("12.50".to_owned()));
+    assert_eq!(
+        t.captured().map(|c| c.to_string()),
+        Some("12.50".to_owned())
+    );
     assert_bal(
         &h,
         w,
@@ -1462,7 +1465,7 @@ fn a_release_returns_the_held_money_to_available() {
     assert_eq!(h.run(release_op(w, txn(1))), Ok(Done::Txn(txn(1))));
     assert_eq!(h.status(w, txn(1)), TxnStatus::Released);
     assert_eq!(
-        h.ledger.wallet(w).unwrap().txn(txn(1)).unwrap().captured,
+        h.ledger.wallet(w).unwrap().txn(txn(1)).unwrap().captured(),
         None
     );
     assert_bal(
@@ -2054,7 +2057,7 @@ fn a_conversion_between_two_wallets_rounds_down_and_never_creates_the_remainder(
         (t.kind, t.status),
         (TxnKind::Conversion, TxnStatus::Settled)
     );
-    let terms = t.conversion.unwrap();
+    let terms = t.conversion().unwrap();
     assert_eq!(
         (terms.buy_asset, terms.buy_amount.to_string()),
         (code("EUR"), "3.33".to_owned())

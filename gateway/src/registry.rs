@@ -16,21 +16,28 @@ pub(crate) struct Slot {
     pub actor: Option<ActorRef<WalletMsg>>,
 }
 
-pub(crate) type Shard = RwLock<HashMap<WalletId, Slot>>;
+pub(crate) type Shard = RwLock<HashMap<WalletId, Slot, IdHash>>;
+
+/// The hash of wallet ids: every routed message hashes its wallet twice
+/// (shard, then slot), and SipHash showed in profiles. foldhash is keyed per
+/// instance (ids are minted by the gateway, so a fast keyed hash suffices).
+pub(crate) type IdHash = foldhash::fast::RandomState;
 
 #[derive(Debug)]
 pub(crate) struct Registry {
     shards: Box<[Shard]>,
-    hasher: std::collections::hash_map::RandomState,
+    /// Picks the shard; the shards' maps use other keys, so that the ids in
+    /// one shard do not share their low hash bits.
+    hasher: IdHash,
 }
 
 impl Registry {
     pub fn new(shards: usize) -> Self {
         Self {
             shards: (0..shards.max(1))
-                .map(|_| RwLock::new(HashMap::new()))
+                .map(|_| RwLock::new(HashMap::with_hasher(IdHash::default())))
                 .collect(),
-            hasher: std::collections::hash_map::RandomState::new(),
+            hasher: IdHash::default(),
         }
     }
 

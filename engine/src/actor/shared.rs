@@ -39,6 +39,9 @@ pub struct WalletShared {
     pub client: ClientId,
     /// Fixed at creation, so the router can check a transfer's destination.
     pub assets: Box<[AssetCode]>,
+    /// The first of `assets`, inline: most wallets hold one asset, and the
+    /// router checks a transfer's destination without chasing `assets`.
+    first_asset: Option<AssetCode>,
     status: AtomicU8,
     cell: Mutex<Cell>,
     /// Messages routed to the actor and not yet finished (backpressure).
@@ -67,6 +70,7 @@ impl WalletShared {
             id: state.id,
             client: state.spec.client,
             assets: state.spec.assets.iter().map(|a| a.code).collect(),
+            first_asset: state.spec.assets.first().map(|a| a.code),
             status: AtomicU8::new(status_code(state.status)),
             cell: Mutex::new(Cell::Live(Box::new(state))),
             inflight: AtomicU32::new(0),
@@ -90,7 +94,7 @@ impl WalletShared {
     }
 
     pub fn holds(&self, asset: AssetCode) -> bool {
-        self.assets.contains(&asset)
+        self.first_asset == Some(asset) || self.assets.contains(&asset)
     }
 
     /// Locks the live state, unpacking it first if it was packed.

@@ -3,6 +3,7 @@
 use crate::actor::{RESEND_AFTER_MS, WalletHost, WalletShared};
 use crate::command::Op;
 use crate::event::Event;
+use crate::ids::Timestamp;
 use crate::message::{self, Message};
 use crate::reject::Reject;
 use crate::txn::Txn;
@@ -71,15 +72,16 @@ struct Effects {
 
 impl WalletActorState {
     /// Runs `f` on the live state, then collects the messages its events send
-    /// and publishes the status and next tick for the router.
+    /// and publishes the status and next tick for the router. `at` is the
+    /// message's instant (the clock is read once per message).
     fn step<R>(
         &self,
+        at: Timestamp,
         f: impl FnOnce(&mut WalletState, &mut Vec<Event>) -> R,
     ) -> Result<(R, Effects), ActorProcessingErr> {
         let receipts = self.shared.take_receipts();
         let mut state = self.shared.live()?;
         let mut events = Vec::new();
-        let at = self.host.now();
         for txn in receipts {
             let receipt = Message::Receipt {
                 txn,
@@ -149,7 +151,7 @@ impl Actor for WalletActor {
                 reply,
             } => {
                 let config = st.host.config();
-                let (outcome, effects) = st.step(|state, out| {
+                let (outcome, effects) = st.step(at, |state, out| {
                     state
                         .execute(at, config, &op, destination, out)
                         .map(|done| answer(state, done))
@@ -166,7 +168,7 @@ impl Actor for WalletActor {
                 );
             }
             WalletMsg::Receive(m) => {
-                let (ack, mut effects) = st.step(|state, out| state.receive(at, &m, out))?;
+                let (ack, mut effects) = st.step(at, |state, out| state.receive(at, &m, out))?;
                 match ack {
                     Ok(Some(again)) => effects.posts.push(again),
                     Ok(None) => {}
@@ -178,7 +180,7 @@ impl Actor for WalletActor {
                 st.finish(effects, Box::new(|| {}));
             }
             WalletMsg::Tick => {
-                let (settled, mut effects) = st.step(|state, out| {
+                let (settled, mut effects) = st.step(at, |state, out| {
                     let r = state.settle_due(at, out);
                     // Only what has waited long enough: a receipt for what
                     // settled a moment ago is most likely on its way.
@@ -211,7 +213,7 @@ impl Actor for WalletActor {
             #[cfg(feature = "fault-injection")]
             WalletMsg::PanicAfter(op) => {
                 let config = st.host.config();
-                let _ = st.step(|state, out| state.execute(at, config, &op, Ok(()), out))?;
+                let _ = st.step(at, |state, out| state.execute(at, config, &op, Ok(()), out))?;
                 panic!("injected fault in wallet {} after a command", st.shared.id);
             }
         }

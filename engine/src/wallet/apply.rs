@@ -8,12 +8,13 @@
 use super::{AssetBook, Flows, QueuedItem, WalletState, WalletStatus};
 use crate::asset::AssetCode;
 use crate::event::Event;
-use crate::ids::{Timestamp, TxnId};
+use crate::ids::{Timestamp, TxnId, WalletId};
 use crate::message::Leg;
 use crate::money;
 use crate::reject::ApplyError;
-use crate::txn::{Direction, Outbound, Txn, TxnInfo, TxnKind, TxnStatus};
+use crate::txn::{ConversionTerms, Direction, Outbound, Txn, TxnInfo, TxnKind, TxnStatus};
 use rust_decimal::Decimal;
+use std::collections::btree_map::{Entry, VacantEntry};
 use std::collections::{BTreeMap, BTreeSet};
 
 fn bad(msg: impl Into<String>) -> ApplyError {
@@ -29,6 +30,87 @@ fn sum(r: Result<Decimal, crate::reject::Reject>) -> Result<Decimal, ApplyError>
 fn plus(a: i128, units: i128) -> Result<i128, ApplyError> {
     a.checked_add(units)
         .ok_or_else(|| bad("flow counter overflow"))
+}
+
+/// The book of `asset`, checking that `amount` is a valid amount of it.
+/// A free function over the books alone, so that a handler may hold a
+/// transaction record mutably meanwhile (one lookup per record).
+fn checked_book(
+    books: &BTreeMap<AssetCode, AssetBook>,
+    wallet: WalletId,
+    asset: AssetCode,
+    amount: Decimal,
+) -> Result<&AssetBook, ApplyError> {
+    let book = books
+        .get(&asset)
+        .ok_or_else(|| bad(format!("{wallet} holds no {asset}")))?;
+    if amount <= Decimal::ZERO || amount.scale() != book.asset.scale {
+        return Err(bad(format!(
+            "{wallet}: amount {amount} is not a valid {asset} amount"
+        )));
+    }
+    Ok(book)
+}
+
+fn checked_book_mut(
+    books: &mut BTreeMap<AssetCode, AssetBook>,
+    wallet: WalletId,
+    asset: AssetCode,
+) -> Result<&mut AssetBook, ApplyError> {
+    books
+        .get_mut(&asset)
+        .ok_or_else(|| bad(format!("{wallet} holds no {asset}")))
+}
+
+fn flow_of(flows: &BTreeMap<AssetCode, Flows>, asset: AssetCode) -> Flows {
+    flows.get(&asset).copied().unwrap_or_default()
+}
+
+/// The record of `txn`, which must be in `status`, for update in place.
+fn txn_in_mut(
+    txns: &mut BTreeMap<TxnId, Box<Txn>>,
+    wallet: WalletId,
+    txn: TxnId,
+    status: TxnStatus,
+) -> Result<&mut Txn, ApplyError> {
+    match txns.get_mut(&txn) {
+        Some(t) if t.status == status => Ok(t),
+        Some(t) => Err(bad(format!(
+            "{wallet}: {txn} is {}, not {}",
+            t.status.as_str(),
+            status.as_str()
+        ))),
+        None => Err(bad(format!("{wallet}: no transaction {txn}"))),
+    }
+}
+
+/// Sets the rarely used fields of a new record, allocating them only if
+/// one of them is set.
+fn fill_extra(
+    t: &mut Txn,
+    conversion: Option<ConversionTerms>,
+    expires_at: Option<Timestamp>,
+    info: &Option<Box<TxnInfo>>,
+) {
+    if conversion.is_none() && expires_at.is_none() && info.is_none() {
+        return;
+    }
+    let extra = t.extra_mut();
+    extra.conversion = conversion;
+    extra.expires_at = expires_at;
+    extra.info = info.as_deref().cloned();
+}
+
+/// The place of a new record: refused if the id is taken.
+fn vacant(
+    txns: &mut BTreeMap<TxnId, Box<Txn>>,
+    wallet: WalletId,
+    txn: TxnId,
+) -> Result<VacantEntry<'_, TxnId, Box<Txn>>, ApplyError> {
+    match txns.entry(txn) {
+        Entry::Vacant(slot) => Ok(slot),
+        Entry::Occupied(_) => Err(bad(format!("{wallet}: transaction {txn} exists"))),
+    }
 }
 
 impl WalletState {
@@ -65,7 +147,7 @@ impl WalletState {
             flows: BTreeMap::new(),
             txns: BTreeMap::new(),
             expiries: BTreeSet::new(),
-            awaiting_receipt: BTreeSet::new(),
+            awaiting_receipt: BTreeMap::new(),
         })
     }
 
@@ -138,28 +220,15 @@ impl WalletState {
     }
 
     fn book_for(&self, asset: AssetCode, amount: Decimal) -> Result<&AssetBook, ApplyError> {
-        let book = self
-            .books
-            .get(&asset)
-            .ok_or_else(|| bad(format!("{} holds no {asset}", self.id)))?;
-        if amount <= Decimal::ZERO || amount.scale() != book.asset.scale {
-            return Err(bad(format!(
-                "{}: amount {amount} is not a valid {asset} amount",
-                self.id
-            )));
-        }
-        Ok(book)
+        checked_book(&self.books, self.id, asset, amount)
     }
 
     fn book_mut(&mut self, asset: AssetCode) -> Result<&mut AssetBook, ApplyError> {
-        let id = self.id;
-        self.books
-            .get_mut(&asset)
-            .ok_or_else(|| bad(format!("{id} holds no {asset}")))
+        checked_book_mut(&mut self.books, self.id, asset)
     }
 
     fn flow(&self, asset: AssetCode) -> Flows {
-        self.flows.get(&asset).copied().unwrap_or_default()
+        flow_of(&self.flows, asset)
     }
 
     fn txn_in(&self, txn: TxnId, status: TxnStatus) -> Result<&Txn, ApplyError> {
@@ -173,26 +242,6 @@ impl WalletState {
             ))),
             None => Err(bad(format!("{}: no transaction {txn}", self.id))),
         }
-    }
-
-    /// A new record numbered with the sequence of the event creating it.
-    #[allow(clippy::too_many_arguments)]
-    fn new_txn(
-        &self,
-        txn: TxnId,
-        kind: TxnKind,
-        status: TxnStatus,
-        asset: AssetCode,
-        amount: Decimal,
-        at: Timestamp,
-        fill: impl FnOnce(&mut Txn),
-    ) -> Result<Txn, ApplyError> {
-        if self.txns.contains_key(&txn) {
-            return Err(bad(format!("{}: transaction {txn} exists", self.id)));
-        }
-        let mut t = Txn::new(txn, kind, status, asset, amount, self.sequence + 1, at);
-        fill(&mut t);
-        Ok(t)
     }
 
     fn set_status(&mut self, txn: TxnId, status: TxnStatus, at: Timestamp) {
@@ -232,15 +281,16 @@ impl WalletState {
         } else {
             TxnStatus::Settled
         };
-        let record = self.new_txn(txn, TxnKind::Credit, status, asset, amount, at, |t| {
-            t.direction = Some(Direction::In);
-            t.info.clone_from(info);
-        })?;
-        let book = self.book_mut(asset)?;
+        let (id, sequence) = (self.id, self.sequence + 1);
+        let slot = vacant(&mut self.txns, id, txn)?;
+        let mut record = Txn::new(txn, TxnKind::Credit, status, asset, amount, sequence, at);
+        record.direction = Some(Direction::In);
+        fill_extra(&mut record, None, None, info);
+        let book = checked_book_mut(&mut self.books, id, asset)?;
         book.cash = cash;
         book.pending = pend;
         self.flows.insert(asset, flows);
-        self.txns.insert(txn, record);
+        slot.insert(Box::new(record));
         Ok(())
     }
 
@@ -289,9 +339,18 @@ impl WalletState {
     ) -> Result<(), ApplyError> {
         let book = self.book_for(asset, amount)?;
         let queued = sum(money::add(book.asset, book.queued, amount))?;
-        if let Outbound::Conversion { terms, .. } = target {
+        if let Outbound::Conversion { to, terms } = target {
             if terms.buy_asset == asset || terms.buy_amount <= Decimal::ZERO {
                 return Err(bad(format!("{}: conversion {txn} has bad terms", self.id)));
+            }
+            // Within this wallet, the buy side must be a book here (as
+            // `submit_outbound` checks): a wallet with one book never holds
+            // a conversion to itself (see `buy_side_has_room`).
+            if to == self.id && !self.books.contains_key(&terms.buy_asset) {
+                return Err(bad(format!(
+                    "{}: conversion {txn} buys {}, which it does not hold",
+                    self.id, terms.buy_asset
+                )));
             }
         }
         if matches!(target, Outbound::Transfer { to } if to == self.id) {
@@ -302,58 +361,60 @@ impl WalletState {
             Outbound::Transfer { .. } => TxnKind::Transfer,
             Outbound::Conversion { .. } => TxnKind::Conversion,
         };
-        let record = self.new_txn(
+        let (id, sequence) = (self.id, self.sequence + 1);
+        let slot = vacant(&mut self.txns, id, txn)?;
+        let mut t = Txn::new(
             txn,
             kind,
             TxnStatus::AwaitingFunds,
             asset,
             amount,
+            sequence,
             at,
-            |t| {
-                t.direction = Some(Direction::Out);
-                t.counterparty = match target {
-                    Outbound::Payout => None,
-                    Outbound::Transfer { to } | Outbound::Conversion { to, .. } => Some(to),
-                };
-                t.conversion = match target {
-                    Outbound::Conversion { terms, .. } => Some(Box::new(terms)),
-                    _ => None,
-                };
-                t.expires_at = expires_at;
-                t.info.clone_from(info);
-            },
-        )?;
-        let book = self.book_mut(asset)?;
+        );
+        t.direction = Some(Direction::Out);
+        t.counterparty = match target {
+            Outbound::Payout => None,
+            Outbound::Transfer { to } | Outbound::Conversion { to, .. } => Some(to),
+        };
+        let conversion = match target {
+            Outbound::Conversion { terms, .. } => Some(terms),
+            _ => None,
+        };
+        fill_extra(&mut t, conversion, expires_at, info);
+        let book = checked_book_mut(&mut self.books, id, asset)?;
         book.queued = queued;
         book.queue.push_back(QueuedItem { txn, amount });
         if let Some(when) = expires_at {
             self.expiries.insert((when, txn));
         }
-        self.txns.insert(txn, record);
+        slot.insert(Box::new(t));
         Ok(())
     }
 
     fn outbound_settled(&mut self, txn: TxnId, at: Timestamp) -> Result<(), ApplyError> {
-        let t = self.txn_in(txn, TxnStatus::AwaitingFunds)?;
-        let (asset, amount, expires_at) = (t.asset, t.amount, t.expires_at);
+        let id = self.id;
+        // One lookup of the record: it is updated in place at the end, while
+        // the other fields (books, flows, indexes) are borrowed apart.
+        let t = txn_in_mut(&mut self.txns, id, txn, TxnStatus::AwaitingFunds)?;
+        let (asset, amount, expires_at) = (t.asset, t.amount, t.expires_at());
         let target = t
             .outbound()
             .ok_or_else(|| bad(format!("{txn} is not an outbound item")))?;
-        let book = self.book_for(asset, amount)?;
+        let book = checked_book(&self.books, id, asset, amount)?;
         if book.queue.front().map(|i| i.txn) != Some(txn) {
             return Err(bad(format!(
-                "{}: {txn} is not at the head of the {asset} queue",
-                self.id
+                "{id}: {txn} is not at the head of the {asset} queue"
             )));
         }
         let cash = money::sub(book.cash, amount)
             .filter(|c| *c >= book.reserved)
-            .ok_or_else(|| bad(format!("{}: {txn} does not fit cash - reserved", self.id)))?;
+            .ok_or_else(|| bad(format!("{id}: {txn} does not fit cash - reserved")))?;
         let queued = money::sub(book.queued, amount).ok_or_else(|| bad("queued below zero"))?;
         let units = money::units(amount);
         // New flow counters and, for a conversion within this wallet, the
         // buy side's new cash: all computed before anything is assigned.
-        let mut sell_flows = self.flow(asset);
+        let mut sell_flows = flow_of(&self.flows, asset);
         let mut buy_side: Option<(AssetCode, Flows, Option<Decimal>)> = None;
         let mut awaits_receipt = true;
         match target {
@@ -365,12 +426,12 @@ impl WalletState {
             Outbound::Conversion { to, terms } => {
                 sell_flows.converted_out = plus(sell_flows.converted_out, units)?;
                 let buy_units = money::units(terms.buy_amount);
-                let mut buy_flows = self.flow(terms.buy_asset);
+                let mut buy_flows = flow_of(&self.flows, terms.buy_asset);
                 buy_flows.converted_in = plus(buy_flows.converted_in, buy_units)?;
-                let buy_cash = if to == self.id {
+                let buy_cash = if to == id {
                     // Both sides here: converted at once, nothing in flight.
                     awaits_receipt = false;
-                    let b = self.book_for(terms.buy_asset, terms.buy_amount)?;
+                    let b = checked_book(&self.books, id, terms.buy_asset, terms.buy_amount)?;
                     Some(sum(money::add(b.asset, b.cash, terms.buy_amount))?)
                 } else {
                     buy_flows.sent = plus(buy_flows.sent, buy_units)?;
@@ -379,7 +440,7 @@ impl WalletState {
                 buy_side = Some((terms.buy_asset, buy_flows, buy_cash));
             }
         }
-        let book = self.book_mut(asset)?;
+        let book = checked_book_mut(&mut self.books, id, asset)?;
         book.cash = cash;
         book.queued = queued;
         book.queue.pop_front();
@@ -391,16 +452,17 @@ impl WalletState {
         if let Some((buy_asset, buy_flows, buy_cash)) = buy_side {
             self.flows.insert(buy_asset, buy_flows);
             if let Some(c) = buy_cash {
-                self.book_mut(buy_asset)?.cash = c;
+                checked_book_mut(&mut self.books, id, buy_asset)?.cash = c;
             }
         }
         if let Some(when) = expires_at {
             self.expiries.remove(&(when, txn));
         }
         if awaits_receipt {
-            self.awaiting_receipt.insert(txn);
+            self.awaiting_receipt.insert(txn, (asset, amount));
         }
-        self.set_status(txn, TxnStatus::Settled, at);
+        t.status = TxnStatus::Settled;
+        t.updated_at = at;
         Ok(())
     }
 
@@ -411,7 +473,7 @@ impl WalletState {
         at: Timestamp,
     ) -> Result<(), ApplyError> {
         let t = self.txn_in(txn, TxnStatus::AwaitingFunds)?;
-        let (asset, amount, expires_at) = (t.asset, t.amount, t.expires_at);
+        let (asset, amount, expires_at) = (t.asset, t.amount, t.expires_at());
         let book = self.book_for(asset, amount)?;
         let pos = book
             .queue
@@ -444,24 +506,24 @@ impl WalletState {
             .checked_add(amount)
             .filter(|r| *r <= book.cash)
             .ok_or_else(|| bad(format!("{}: hold {txn} exceeds cash", self.id)))?;
-        let record = self.new_txn(
+        let (id, sequence) = (self.id, self.sequence + 1);
+        let slot = vacant(&mut self.txns, id, txn)?;
+        let mut t = Txn::new(
             txn,
             TxnKind::Reservation,
             TxnStatus::Held,
             asset,
             amount,
+            sequence,
             at,
-            |t| {
-                t.direction = Some(Direction::Out);
-                t.expires_at = expires_at;
-                t.info.clone_from(info);
-            },
-        )?;
-        self.book_mut(asset)?.reserved = reserved;
+        );
+        t.direction = Some(Direction::Out);
+        fill_extra(&mut t, None, expires_at, info);
+        checked_book_mut(&mut self.books, id, asset)?.reserved = reserved;
         if let Some(when) = expires_at {
             self.expiries.insert((when, txn));
         }
-        self.txns.insert(txn, record);
+        slot.insert(Box::new(t));
         Ok(())
     }
 
@@ -473,7 +535,7 @@ impl WalletState {
         at: Timestamp,
     ) -> Result<(), ApplyError> {
         let t = self.txn_in(txn, TxnStatus::Held)?;
-        let (asset, held, expires_at) = (t.asset, t.amount, t.expires_at);
+        let (asset, held, expires_at) = (t.asset, t.amount, t.expires_at());
         let book = self.book_for(asset, held)?;
         let reserved = money::sub(book.reserved, held).ok_or_else(|| bad("reserved below zero"))?;
         let mut cash = book.cash;
@@ -503,8 +565,8 @@ impl WalletState {
             TxnStatus::Released
         };
         self.set_status(txn, status, at);
-        if let Some(t) = self.txns.get_mut(&txn) {
-            t.captured = captured;
+        if let (Some(t), Some(_)) = (self.txns.get_mut(&txn), captured) {
+            t.extra_mut().captured = captured;
         }
         Ok(())
     }
@@ -541,26 +603,27 @@ impl WalletState {
         } else {
             TxnStatus::Returned
         };
-        let record = self.new_txn(leg.txn, kind, status, leg.asset, leg.amount, at, |t| {
-            t.direction = Some(Direction::In);
-            t.counterparty = Some(leg.from);
-            t.conversion = leg.conversion.map(Box::new);
-        })?;
+        let (id, sequence) = (self.id, self.sequence + 1);
+        let slot = vacant(&mut self.txns, id, leg.txn)?;
+        let mut t = Txn::new(leg.txn, kind, status, leg.asset, leg.amount, sequence, at);
+        t.direction = Some(Direction::In);
+        t.counterparty = Some(leg.from);
+        fill_extra(&mut t, leg.conversion, None, &None);
         if let Some((cash, flows)) = credit {
-            self.book_mut(asset)?.cash = cash;
+            checked_book_mut(&mut self.books, id, asset)?.cash = cash;
             self.flows.insert(asset, flows);
         }
-        self.txns.insert(leg.txn, record);
+        slot.insert(Box::new(t));
         Ok(())
     }
 
     /// A `Receipt` reaches the source: nothing more can come back.
+    /// (The record is not looked up: it is `settled` for as long as it
+    /// awaits its receipt, and the amount it sent is kept with it there.)
     fn transfer_delivered(&mut self, txn: TxnId) -> Result<(), ApplyError> {
-        if !self.awaiting_receipt.contains(&txn) {
+        let Some(&(asset, amount)) = self.awaiting_receipt.get(&txn) else {
             return Err(bad(format!("{}: no delivery of {txn} awaited", self.id)));
-        }
-        let t = self.txn_in(txn, TxnStatus::Settled)?;
-        let (asset, amount) = (t.asset, t.amount);
+        };
         let book = self.book_for(asset, amount)?;
         let unconfirmed = money::sub(book.unconfirmed_out, amount)
             .ok_or_else(|| bad("unconfirmed below zero"))?;
@@ -572,11 +635,11 @@ impl WalletState {
     /// A `Return` reaches the source: the money is back where it started
     /// (a conversion is undone at its own rate: the sell amount returns).
     fn transfer_returned(&mut self, txn: TxnId, at: Timestamp) -> Result<(), ApplyError> {
-        if !self.awaiting_receipt.contains(&txn) {
+        if !self.awaiting_receipt.contains_key(&txn) {
             return Err(bad(format!("{}: no delivery of {txn} awaited", self.id)));
         }
         let t = self.txn_in(txn, TxnStatus::Settled)?;
-        let (asset, amount, conversion) = (t.asset, t.amount, t.conversion.as_deref().copied());
+        let (asset, amount, conversion) = (t.asset, t.amount, t.conversion().copied());
         let book = self.book_for(asset, amount)?;
         let cash = sum(money::add(book.asset, book.cash, amount))?;
         let mut flows = self.flow(asset);

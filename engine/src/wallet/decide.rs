@@ -334,6 +334,36 @@ impl WalletState {
         if let Some(done) = self.seen(txn, kind)? {
             return Ok(done);
         }
+        self.submit_new_outbound(
+            at,
+            limits,
+            txn,
+            asset,
+            amount,
+            target,
+            if_insufficient,
+            expires_at,
+            info,
+            out,
+        )
+    }
+
+    /// `submit_outbound` once time has passed (`expire_due`) and `txn` is
+    /// known not to be a retry (`seen`): `execute` has done both already.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn submit_new_outbound(
+        &mut self,
+        at: Timestamp,
+        limits: &Limits,
+        txn: TxnId,
+        asset: AssetCode,
+        amount: Decimal,
+        target: Outbound,
+        if_insufficient: IfInsufficient,
+        expires_at: Option<Timestamp>,
+        info: &TxnInfo,
+        out: &mut Vec<Event>,
+    ) -> Result<Done, Reject> {
         let book = self.held_book(asset)?;
         let amount = money::validate(book.asset, amount)?;
         let info = checked_info(info)?;
@@ -697,7 +727,7 @@ impl WalletState {
                 }
             }
             Message::Return(leg) => {
-                if self.awaiting_receipt.contains(&leg.txn) {
+                if self.awaiting_receipt.contains_key(&leg.txn) {
                     self.emit(
                         Event::TransferReturned {
                             wallet,
@@ -710,7 +740,7 @@ impl WalletState {
                 }
             }
             Message::Receipt { txn, .. } => {
-                if self.awaiting_receipt.contains(txn) {
+                if self.awaiting_receipt.contains_key(txn) {
                     self.emit(
                         Event::TransferDelivered {
                             wallet,

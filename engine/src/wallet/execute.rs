@@ -107,7 +107,9 @@ impl WalletState {
                 }
                 config.assets.resolve(*asset)?;
                 destination?;
-                self.submit_outbound(
+                // Expired and checked for a retry above: nothing has changed
+                // since (the id is still unknown here).
+                self.submit_new_outbound(
                     at,
                     limits,
                     *txn,
@@ -150,7 +152,9 @@ impl WalletState {
                     rate: *rate,
                 };
                 destination?;
-                self.submit_outbound(
+                // Expired and checked for a retry above: nothing has changed
+                // since (the id is still unknown here).
+                self.submit_new_outbound(
                     at,
                     limits,
                     *txn,
