@@ -92,3 +92,27 @@ pub fn audit<'a>(
     }
     rows.into_values().collect()
 }
+
+/// Checks every wallet's own invariants and, across them, conservation per
+/// asset and that the money in flight is what the wallets' flows say.
+/// Shared by the `Ledger` and the actor runtime's consistent cuts.
+pub fn check<'a>(
+    assets: &AssetRegistry,
+    wallets: impl IntoIterator<Item = &'a WalletState> + Clone,
+    in_flight: impl IntoIterator<Item = &'a Message>,
+) -> Result<(), String> {
+    for w in wallets.clone() {
+        w.check_invariants()?;
+    }
+    for a in audit(assets, wallets, in_flight) {
+        if !a.ok() {
+            return Err(format!("conservation broken: {a:?}"));
+        }
+        if a.sent - a.received != a.in_flight {
+            return Err(format!(
+                "in flight disagrees with the wallets' flows: {a:?}"
+            ));
+        }
+    }
+    Ok(())
+}

@@ -264,19 +264,11 @@ impl Ledger {
 
     /// Checks every invariant that spans wallets, and each wallet's own.
     pub fn check_invariants(&self) -> Result<(), String> {
-        for w in self.wallets.values() {
-            w.check_invariants()?;
-        }
-        for a in self.audit() {
-            if !a.ok() {
-                return Err(format!("conservation broken: {a:?}"));
-            }
-            if a.sent - a.received != a.in_flight {
-                return Err(format!(
-                    "in flight disagrees with the wallets' flows: {a:?}"
-                ));
-            }
-        }
+        audit::check(
+            &self.config.assets,
+            self.wallets.values(),
+            self.in_flight.values(),
+        )?;
         // The messages tracked event by event are those the states imply.
         let states: BTreeMap<WalletId, &WalletState> =
             self.wallets.iter().map(|(id, w)| (*id, w)).collect();

@@ -268,18 +268,11 @@ impl CutView<'_> {
 
     /// Every invariant the `Ledger` checks, on this cut.
     pub fn check_invariants(&self) -> Result<(), String> {
-        for w in self.wallets.values() {
-            w.check_invariants()?;
-        }
-        for a in self.audit() {
-            if !a.ok() {
-                return Err(format!("conservation broken: {a:?}"));
-            }
-            if a.sent - a.received != a.in_flight {
-                return Err(format!("in flight disagrees with the flows: {a:?}"));
-            }
-        }
-        Ok(())
+        settle_engine::audit::check(
+            self.assets,
+            self.wallets.values().copied(),
+            self.in_flight.iter(),
+        )
     }
 }
 

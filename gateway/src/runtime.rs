@@ -124,38 +124,47 @@ impl Runtime {
                 self.admit(&slot.shared)?;
             }
             self.count_in(&slot.shared, admit);
-            match &slot.actor {
-                Some(actor) => match actor.cast(msg) {
-                    Ok(()) => return Ok(()),
-                    Err(MessagingErr::SendErr(m)) => m,
-                    Err(e) => {
-                        self.uncount(&slot.shared, admit);
-                        return Err(GatewayError::Unavailable(format!("wallet {wallet}: {e}")));
-                    }
-                },
-                None => msg,
+            match self.try_cast(slot, msg, admit)? {
+                None => return Ok(()),
+                Some(msg) => msg,
             }
         };
-        // Slow path: no live actor. The message is already counted.
+        // Slow path: no live actor. The message is already counted. (Another
+        // router may have activated the wallet meanwhile: try it first.)
         let mut slots = shard.write();
         let slot = slots.get_mut(&wallet).ok_or_else(|| not_found(wallet))?;
-        let msg = match &slot.actor {
-            Some(actor) => match actor.cast(msg) {
-                // Another router activated it meanwhile.
-                Ok(()) => return Ok(()),
-                Err(MessagingErr::SendErr(m)) => m,
-                Err(e) => {
-                    self.uncount(&slot.shared, admit);
-                    return Err(GatewayError::Unavailable(format!("wallet {wallet}: {e}")));
-                }
-            },
-            None => msg,
+        let Some(msg) = self.try_cast(slot, msg, admit)? else {
+            return Ok(());
         };
         let actor = self.activate(slot, admit)?;
         actor.cast(msg).map_err(|e| {
             self.uncount(&slot.shared, admit);
             GatewayError::Unavailable(format!("wallet {wallet}: {e}"))
         })
+    }
+
+    /// Casts to the slot's actor if it has a live one. `Ok(Some(msg))` gives
+    /// the (counted) message back when there is no actor or it has died.
+    fn try_cast(
+        &self,
+        slot: &Slot,
+        msg: WalletMsg,
+        admit: Admit,
+    ) -> Result<Option<WalletMsg>, GatewayError> {
+        let Some(actor) = &slot.actor else {
+            return Ok(Some(msg));
+        };
+        match actor.cast(msg) {
+            Ok(()) => Ok(None),
+            Err(MessagingErr::SendErr(m)) => Ok(Some(m)),
+            Err(e) => {
+                self.uncount(&slot.shared, admit);
+                Err(GatewayError::Unavailable(format!(
+                    "wallet {}: {e}",
+                    slot.shared.id
+                )))
+            }
+        }
     }
 
     fn uncount(&self, shared: &WalletShared, admit: Admit) {
