@@ -356,12 +356,11 @@ impl WalletHost for Runtime {
         let mut slots = self.registry.shard(shared.id).write();
         let idle_ms = i64::try_from(self.config.idle_after.as_millis()).unwrap_or(i64::MAX);
         let now = self.coarse_now.load(Ordering::Relaxed);
-        let busy = shared.inflight.load(Ordering::Acquire) != 0
-            || shared
-                .last_used
-                .load(Ordering::Relaxed)
-                .saturating_add(idle_ms)
-                > now;
+        let used = shared.last_used.load(Ordering::Relaxed);
+        // Past `max_active`, the sweep evicts the least recently used early.
+        let evicted = used < self.evict_before.load(Ordering::Relaxed);
+        let idle = used.saturating_add(idle_ms) <= now;
+        let busy = shared.inflight.load(Ordering::Acquire) != 0 || !(idle || evicted);
         if busy {
             return false;
         }

@@ -63,8 +63,7 @@ async fn passivated_wallets_keep_their_queue_holds_and_timers() {
     // Idle past `idle_after`: the sweep passivates it.
     clock.advance(31_000);
     g.sweep_now();
-    settle_down().await;
-    assert!(!g.is_active(a), "an idle wallet is passivated");
+    eventually("an idle wallet is passivated", || !g.is_active(a)).await;
     assert_eq!(
         g.read(a, digest_of).unwrap(),
         before,
@@ -94,11 +93,13 @@ async fn passivated_wallets_keep_their_queue_holds_and_timers() {
     // yet (0 + 5 < 10): it stays queued, the hold is released.
     clock.advance(31_000);
     g.sweep_now();
-    settle_down().await;
-    assert!(!g.is_active(a));
+    eventually("passivated again", || !g.is_active(a)).await;
     clock.advance(120_000);
     g.sweep_now();
-    settle_down().await;
+    eventually("the hold expired while passivated", || {
+        g.read(a, |w| w.txn(txn(2)).unwrap().status).unwrap() == TxnStatus::Released
+    })
+    .await;
     let (hold, reserved) = g
         .read(a, |w| {
             (
@@ -118,6 +119,46 @@ async fn passivated_wallets_keep_their_queue_holds_and_timers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_active_the_least_recently_used_are_passivated_before_idle() {
+    let cfg = GatewayConfig {
+        max_active: 2,
+        ..config()
+    };
+    let (g, clock, _) = gateway(cfg).await;
+    for n in 1..=5 {
+        g.open_wallet(open_op(wal(n))).await.unwrap();
+    }
+    // Distinct "last used" instants (the sweep sets the coarse clock),
+    // none of them idle; sweeps along the way already evict the oldest.
+    for n in 1..=5u128 {
+        clock.advance(10);
+        g.sweep_now();
+        eventually("evicted down to max_active", || g.stats().active <= 2).await;
+        g.execute(credit(wal(n), txn(n), "1")).await.unwrap();
+        assert!(
+            g.stats().active <= 3,
+            "at most max_active + the one just used"
+        );
+    }
+    g.sweep_now();
+    eventually("only max_active actors keep running", || {
+        g.stats().active == 2
+    })
+    .await;
+    assert!(
+        g.is_active(wal(4)) && g.is_active(wal(5)),
+        "the most recently used stay"
+    );
+    // An evicted wallet wakes on its next message, state intact.
+    g.execute(credit(wal(1), txn(10), "2")).await.unwrap();
+    assert_eq!(
+        g.read(wal(1), |w| w.balance(usd()).unwrap().cash).unwrap(),
+        d("3.00")
+    );
+    g.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_to_a_passivated_wallet_activates_it() {
     let (g, clock, _) = gateway(config()).await;
     let (a, b) = (wal(1), wal(2));
@@ -127,8 +168,7 @@ async fn a_transfer_to_a_passivated_wallet_activates_it() {
     g.execute(credit(b, txn(1), "1")).await.unwrap();
     clock.advance(31_000);
     g.sweep_now();
-    settle_down().await;
-    assert!(!g.is_active(b));
+    eventually("b is passivated", || !g.is_active(b)).await;
     g.execute(credit(a, txn(2), "10")).await.unwrap();
     g.execute(transfer(a, b, txn(3), "4")).await.unwrap();
     quiesce(&g).await;
@@ -258,8 +298,13 @@ async fn commands_past_the_limits_are_refused_not_queued_without_end() {
     let (g, _, _) = gateway(cfg).await;
     let a = wal(1);
     g.open_wallet(open_op(a)).await.unwrap();
-    // Many commands at once at one wallet: some are refused with
-    // `queue_full`, the rest succeed, nothing is lost or counted twice.
+    // Many commands at once at one wallet while its actor is stuck (a cut
+    // holds every wallet's state): past 4 waiting, they are refused with
+    // `queue_full`; the rest succeed; nothing is lost or counted twice.
+    let g2 = g.clone();
+    let blocker =
+        std::thread::spawn(move || g2.with_cut(|_| std::thread::sleep(Duration::from_millis(300))));
+    tokio::time::sleep(Duration::from_millis(50)).await;
     let mut tasks = Vec::new();
     for k in 0..2_000u128 {
         let g = g.clone();
@@ -278,9 +323,11 @@ async fn commands_past_the_limits_are_refused_not_queued_without_end() {
             Err(e) => panic!("unexpected {e:?}"),
         }
     }
-    assert!(
-        full > 0,
-        "the per-wallet limit must refuse some ({ok} accepted)"
+    blocker.join().unwrap().unwrap();
+    assert_eq!(
+        (ok, full),
+        (4, 1_996),
+        "exactly the limit waits; the rest is refused"
     );
     assert_eq!(
         g.read(a, |w| w.balance(usd()).unwrap().cash).unwrap(),

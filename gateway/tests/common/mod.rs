@@ -197,3 +197,14 @@ pub fn quiet_injected_panics() {
         }));
     });
 }
+
+/// Waits (up to 10 s) until `cond` holds; actors work on other threads.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..2_000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!("not after 10 s: {what}");
+}
