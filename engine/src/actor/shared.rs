@@ -138,10 +138,6 @@ impl WalletShared {
         HeldState(self.cell.lock())
     }
 
-    pub fn is_packed(&self) -> bool {
-        matches!(&*self.cell.lock(), Cell::Packed(_))
-    }
-
     /// Leaves a receipt for this wallet, and asks for a tick by `now` (ms)
     /// in case no other message comes to apply it.
     pub fn leave_receipt(&self, txn: TxnId, now: i64) {

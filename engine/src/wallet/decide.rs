@@ -258,7 +258,6 @@ impl WalletState {
         let amount = money::validate(book.asset, amount)?;
         let info = checked_info(info)?;
         self.permit(Action::Credit)?;
-        let book = self.held_book(asset)?;
         if pending {
             money::add(book.asset, book.pending, amount)?;
         } else {
@@ -381,7 +380,6 @@ impl WalletState {
             _ => {}
         }
         self.permit(Action::NewOutbound)?;
-        let book = self.held_book(asset)?;
         let fits_now = book.queue.is_empty() && amount <= book.spendable();
         if !fits_now {
             if if_insufficient == IfInsufficient::Reject {
@@ -703,9 +701,11 @@ impl WalletState {
                     };
                 }
                 let (asset, amount) = leg.in_flight();
-                let refusal = self
-                    .accepts(asset)
-                    .and_then(|()| self.held_book(asset)?.has_room_for(amount));
+                // `accepts`, then room, on one lookup of the book.
+                let refusal = self.held_book(asset).and_then(|book| {
+                    self.permit(Action::Credit)?;
+                    book.has_room_for(amount)
+                });
                 let leg: Leg = *leg;
                 match refusal {
                     Ok(()) => {
