@@ -4,15 +4,14 @@
 
 use criterion::{BatchSize, Criterion, Throughput, black_box, criterion_group, criterion_main};
 use settle_engine::{
-    AssetCode, ClientId, Command, Decimal, EngineConfig, Event, IfInsufficient, Ledger, Op,
-    Timestamp, TxnId, TxnInfo, WalletId, WalletKind, WalletSettings,
+    ClientId, Command, Decimal, EngineConfig, Event, IfInsufficient, Ledger, Op, Timestamp, TxnId,
+    TxnInfo, WalletId, WalletKind, WalletSettings,
 };
 
-const WALLETS: u128 = 10_000;
+mod support;
+use support::usd;
 
-fn usd() -> AssetCode {
-    AssetCode::new("USD").unwrap_or_else(|e| panic!("{e}"))
-}
+const WALLETS: u128 = 10_000;
 
 /// A ledger with `WALLETS` funded USD wallets, and the events that built it.
 fn funded() -> (Ledger, Vec<Event>) {

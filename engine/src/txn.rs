@@ -215,12 +215,4 @@ impl Txn {
             _ => None,
         }
     }
-
-    /// The asset and amount the receiving wallet is credited with.
-    pub fn credit_leg(&self) -> (AssetCode, Decimal) {
-        match self.conversion() {
-            Some(terms) => (terms.buy_asset, terms.buy_amount),
-            None => (self.asset, self.amount),
-        }
-    }
 }

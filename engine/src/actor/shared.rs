@@ -163,6 +163,9 @@ impl WalletShared {
         } else {
             i64::MAX
         };
+        // A plain store may overwrite the bump of a receipt left since the
+        // actor took its inbox; harmless: that transfer still awaits its
+        // receipt, so `resend` asks for a tick, which applies the inbox.
         self.next_due.store(expiry.min(resend), Ordering::Release);
     }
 
