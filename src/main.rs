@@ -1,5 +1,7 @@
 //! `settle`: one binary, one subcommand per job.
 
+mod serve;
+
 use clap::{Parser, Subcommand};
 use settle_engine::AssetRegistry;
 use std::process::ExitCode;
@@ -20,6 +22,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Serve the wallet API over HTTP (API.md).
+    Serve(serve::ServeArgs),
     /// List the assets the engine knows, with their scales (decimal places).
     Assets,
 }
@@ -27,6 +31,27 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve(args) => {
+            init_logs();
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("settle: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(serve::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("settle: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Assets => {
             for asset in AssetRegistry::builtin().iter() {
                 println!("{:<6} {}", asset.code, asset.scale);
@@ -34,4 +59,15 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// Logs to standard error, `info` and up unless `RUST_LOG` says otherwise.
+/// Request logs are at `debug` (`RUST_LOG=settle::http=debug` shows them).
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

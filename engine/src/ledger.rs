@@ -85,20 +85,19 @@ impl Ledger {
         if !self.wallets.contains_key(&wallet) {
             return Err(Reject::NotFound(format!("wallet {wallet} not found")));
         }
-        if let Some(txn) = op.created_txn() {
-            if self
+        if let Some(txn) = op.created_txn()
+            && self
                 .creators
                 .get(&txn)
                 .is_some_and(|&creator| creator != wallet)
-            {
-                // Time passes at the wallet whatever the command's fate.
-                if let Some(w) = self.wallets.get_mut(&wallet) {
-                    w.expire_due(at, out)?;
-                }
-                return Err(Reject::InvalidRequest(format!(
-                    "transaction id {txn} is already used"
-                )));
+        {
+            // Time passes at the wallet whatever the command's fate.
+            if let Some(w) = self.wallets.get_mut(&wallet) {
+                w.expire_due(at, out)?;
             }
+            return Err(Reject::InvalidRequest(format!(
+                "transaction id {txn} is already used"
+            )));
         }
         let destination = self.destination_verdict(op);
         let state = self

@@ -696,10 +696,11 @@ impl Model {
         if exp.is_some_and(|e| e <= now) {
             return Err("invalid_request");
         }
-        if let Target::Conversion { to, buy, .. } = target {
-            if to == w && !wallet.books.contains_key(&buy) {
-                return Err("unknown_asset");
-            }
+        if let Target::Conversion { to, buy, .. } = target
+            && to == w
+            && !wallet.books.contains_key(&buy)
+        {
+            return Err("unknown_asset");
         }
         permit(wallet.status, Act::NewOutbound)?;
         let fits = book.queue.is_empty() && units <= book.spendable();

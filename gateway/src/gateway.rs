@@ -10,7 +10,7 @@ use ractor::{Actor, ActorRef};
 use settle_engine::actor::{Answer, Clock, SystemClock, WalletMsg, WalletShared};
 use settle_engine::wallet::{Action, opening};
 use settle_engine::{
-    AssetAudit, Done, Event, Message, Op, Reject, StateDigest, WalletId, WalletState,
+    AssetAudit, ClientId, Done, Event, Message, Op, Reject, StateDigest, WalletId, WalletState,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -83,6 +83,7 @@ impl Gateway {
                 done,
                 txn: None,
                 sequence: 0,
+                queue_position: None,
             });
         }
         let shared = Arc::new(WalletShared::new(state));
@@ -102,6 +103,7 @@ impl Gateway {
             done: Done::Wallet(wallet),
             txn: None,
             sequence: 1,
+            queue_position: None,
         })
     }
 
@@ -109,6 +111,18 @@ impl Gateway {
     pub async fn execute(&self, op: Op) -> Result<Answer, GatewayError> {
         if matches!(op, Op::OpenWallet { .. }) {
             return self.open_wallet(op).await;
+        }
+        self.submit(op)?.answer().await
+    }
+
+    /// Routes a command now and returns the answer to wait for. Commands
+    /// submitted one after another reach their wallet in that order (a batch
+    /// relies on it); `execute` is `submit` then wait. Not for `OpenWallet`.
+    pub fn submit(&self, op: Op) -> Result<Submitted, GatewayError> {
+        if matches!(op, Op::OpenWallet { .. }) {
+            return Err(GatewayError::Rejected(Reject::InvalidRequest(
+                "wallets are opened with open_wallet".to_owned(),
+            )));
         }
         let destination = self.destination_verdict(&op);
         let wallet = op.wallet();
@@ -122,12 +136,18 @@ impl Gateway {
             },
             Admit::Client,
         )?;
-        match rx.await {
-            Ok(outcome) => outcome.map_err(GatewayError::Rejected),
-            Err(_) => Err(GatewayError::Unavailable(format!(
-                "wallet {wallet} restarted before answering; retry"
-            ))),
-        }
+        Ok(Submitted { wallet, rx })
+    }
+
+    /// The client a wallet belongs to, if the wallet exists.
+    pub fn client_of(&self, wallet: WalletId) -> Option<ClientId> {
+        let slots = self.runtime.registry.shard(wallet).read();
+        slots.get(&wallet).map(|s| s.shared.client)
+    }
+
+    /// The assets the engine knows.
+    pub fn assets(&self) -> &settle_engine::AssetRegistry {
+        &self.runtime.config.engine.assets
     }
 
     /// A transfer's destination as the router sees it: it exists, holds the
@@ -242,6 +262,25 @@ impl Gateway {
                 .collect(),
             in_flight: v.in_flight.clone(),
         })
+    }
+}
+
+/// A routed command whose answer is on its way.
+#[derive(Debug)]
+pub struct Submitted {
+    wallet: WalletId,
+    rx: ractor::concurrency::OneshotReceiver<settle_engine::actor::Outcome>,
+}
+
+impl Submitted {
+    pub async fn answer(self) -> Result<Answer, GatewayError> {
+        match self.rx.await {
+            Ok(outcome) => outcome.map_err(GatewayError::Rejected),
+            Err(_) => Err(GatewayError::Unavailable(format!(
+                "wallet {} restarted before answering; retry",
+                self.wallet
+            ))),
+        }
     }
 }
 

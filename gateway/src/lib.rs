@@ -8,15 +8,19 @@
 //!   the actors run against.
 //! - `supervisor`: the gateway actor: supervises wallet actors, sweeps.
 //! - `gateway`: `Gateway`, the handle callers use.
+//! - `directory`: clients, customers, tenancy, the transaction index.
+//! - `http`: the front door (API.md on hyper).
 
 mod config;
+pub mod directory;
 mod error;
 mod gateway;
+pub mod http;
 mod registry;
 mod runtime;
 mod supervisor;
 
 pub use config::GatewayConfig;
 pub use error::GatewayError;
-pub use gateway::{CommitObserver, Cut, CutView, Gateway, Stats};
+pub use gateway::{CommitObserver, Cut, CutView, Gateway, Stats, Submitted};
 pub use settle_engine as engine;

@@ -158,7 +158,7 @@ async fn soak() {
                     65..=79 => debit(w, id, &amount),
                     80..=91 => reserve(w, id, &amount, None),
                     _ => match holds.pop() {
-                        Some((hw, ht)) if dice % 2 == 0 => Op::Capture {
+                        Some((hw, ht)) if dice.is_multiple_of(2) => Op::Capture {
                             wallet: hw,
                             txn: ht,
                             amount: None,

@@ -19,6 +19,8 @@ pub struct Answer {
     pub txn: Option<Txn>,
     /// The wallet's sequence after the command.
     pub sequence: u64,
+    /// Where the touched record waits in its FIFO queue (1 = head), if it does.
+    pub queue_position: Option<usize>,
 }
 
 pub type Outcome = Result<Answer, Reject>;
@@ -121,6 +123,10 @@ fn answer(state: &WalletState, done: Done) -> Answer {
             Done::Wallet(_) => None,
         },
         sequence: state.sequence,
+        queue_position: match done {
+            Done::Txn(id) => state.queue_position(id),
+            Done::Wallet(_) => None,
+        },
     }
 }
 

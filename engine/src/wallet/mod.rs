@@ -294,6 +294,17 @@ impl WalletState {
         self.txns.values().map(|t| &**t)
     }
 
+    /// Where a queued item waits in its FIFO queue (1 = head), if it does.
+    /// Linear in the queue's depth (bounded by `Limits::max_queue_depth`).
+    pub fn queue_position(&self, txn: TxnId) -> Option<usize> {
+        let t = self.txns.get(&txn)?;
+        if t.status != TxnStatus::AwaitingFunds || t.direction == Some(crate::txn::Direction::In) {
+            return None;
+        }
+        let book = self.books.get(&t.asset)?;
+        book.queue.iter().position(|i| i.txn == txn).map(|i| i + 1)
+    }
+
     /// The earliest instant at which a hold or queued item expires: when the
     /// wallet's timer must next fire.
     pub fn next_expiry(&self) -> Option<Timestamp> {
@@ -414,13 +425,14 @@ impl WalletState {
                 ));
             }
             // Nothing is stuck: a drainable queue's head never fits.
-            if let (true, Some(head)) = (self.status.drains(), b.queue.front()) {
-                if head.amount <= b.spendable() && self.buy_side_has_room(head.txn) {
-                    return Err(format!(
-                        "{w}/{code}: head {} fits but did not settle",
-                        head.txn
-                    ));
-                }
+            if let (true, Some(head)) = (self.status.drains(), b.queue.front())
+                && head.amount <= b.spendable()
+                && self.buy_side_has_room(head.txn)
+            {
+                return Err(format!(
+                    "{w}/{code}: head {} fits but did not settle",
+                    head.txn
+                ));
             }
             let unconfirmed: Decimal = self
                 .awaiting_receipt

@@ -1,0 +1,382 @@
+//! One request, from its parsed parts to its answer: routing, auth,
+//! content type, idempotency, then the handler. No sockets here (see
+//! `server`), so that the whole path is testable without a listener.
+
+use crate::Gateway;
+use crate::directory::Directory;
+use crate::http::auth::{Keys, Principal};
+use crate::http::handlers;
+use crate::http::idempotency::{self, Begin, IdempotencyStore};
+use crate::http::reply::{ApiError, Reply};
+use crate::http::router::{Matched, Route, Router};
+use bytes::Bytes;
+use hyper::{Method, StatusCode};
+use parking_lot::Mutex;
+use settle_engine::actor::Clock;
+use settle_engine::{ClientId, Timestamp};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, UNIX_EPOCH};
+use ulid::Ulid;
+
+/// A request as the app sees it: the parts that matter, body read in full.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub method: Method,
+    pub path: String,
+    pub query: Option<String>,
+    pub api_key: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+}
+
+/// An answer and what the connection needs to know about it.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub reply: Reply,
+    /// Answered again from the idempotency store.
+    pub replayed: bool,
+    /// For 405: the methods the path answers.
+    pub allow: Option<String>,
+    /// The route's template (or a fixed word), for logs and metrics.
+    pub route: &'static str,
+    /// Prometheus text rather than JSON.
+    pub metrics: bool,
+}
+
+impl Outcome {
+    fn plain(reply: Reply, route: &'static str) -> Self {
+        Self {
+            reply,
+            replayed: false,
+            allow: None,
+            route,
+            metrics: false,
+        }
+    }
+}
+
+/// Mints ids: ULIDs, monotonic within this process, so that ids sort in
+/// the order they were made (history cursors rely on it).
+pub struct IdMint(Mutex<ulid::Generator>);
+
+impl std::fmt::Debug for IdMint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdMint")
+    }
+}
+
+impl IdMint {
+    pub fn new() -> Self {
+        Self(Mutex::new(ulid::Generator::new()))
+    }
+
+    pub fn next(&self, at: Timestamp) -> Ulid {
+        let ms = u64::try_from(at.millis()).unwrap_or(0);
+        let t = UNIX_EPOCH + Duration::from_millis(ms);
+        // Overflow of the random part within one millisecond is the only
+        // error (2^80 ids): a fresh random id then is still unique.
+        self.0
+            .lock()
+            .generate_from_datetime(t)
+            .unwrap_or_else(|_| Ulid::from_datetime(t))
+    }
+}
+
+impl Default for IdMint {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Explicit limits of the front door.
+#[derive(Clone, Debug)]
+pub struct HttpLimits {
+    pub max_body: usize,
+    pub max_batch: usize,
+    /// Commands of one batch on their way at once.
+    pub batch_window: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_body: 1024 * 1024,
+            max_batch: 8_192,
+            batch_window: 512,
+        }
+    }
+}
+
+/// Everything a request may touch.
+pub struct App {
+    pub gateway: Gateway,
+    pub directory: Arc<Directory>,
+    pub keys: Keys,
+    pub idempotency: Arc<IdempotencyStore>,
+    pub ids: IdMint,
+    pub limits: HttpLimits,
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    router: Router,
+    clock: Arc<dyn Clock>,
+    ready: AtomicBool,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("ready", &self.is_ready())
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    pub fn new(
+        gateway: Gateway,
+        directory: Arc<Directory>,
+        keys: Keys,
+        idempotency: Arc<IdempotencyStore>,
+        clock: Arc<dyn Clock>,
+        limits: HttpLimits,
+        metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    ) -> Result<Self, matchit::InsertError> {
+        Ok(Self {
+            gateway,
+            directory,
+            keys,
+            idempotency,
+            ids: IdMint::new(),
+            limits,
+            metrics,
+            router: Router::new()?,
+            clock,
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Recovery has finished: `/healthz` says ok.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Answers one request. The handler runs in its own task: once a
+    /// command has been sent to a wallet, its answer is recorded for the
+    /// idempotency key even if the client hangs up or the request times out.
+    pub async fn handle(self: &Arc<Self>, req: Request) -> Outcome {
+        let (route, template) = match self.router.at(&req.method, &req.path) {
+            Matched::Found(route, template) => (route, template),
+            Matched::MethodNotAllowed(methods) => {
+                let e = ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    format!(
+                        "{} is not allowed on {}; allowed: {}",
+                        req.method,
+                        req.path,
+                        methods.join(", ")
+                    ),
+                );
+                let mut o = Outcome::plain(e.into(), "unmatched");
+                o.allow = Some(methods.join(", "));
+                return o;
+            }
+            Matched::NotFound => {
+                let e = ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("no route for {} {}", req.method, req.path),
+                );
+                return Outcome::plain(e.into(), "unmatched");
+            }
+        };
+        match route {
+            Route::Healthz => return Outcome::plain(self.healthz(), template),
+            Route::Metrics => {
+                let mut o = Outcome::plain(handlers::admin::metrics(self), template);
+                o.metrics = true;
+                return o;
+            }
+            _ => {}
+        }
+        let principal = match self.authenticate(&req) {
+            Ok(p) => p,
+            Err(e) => return Outcome::plain(e.into(), template),
+        };
+        let admin_route = req.path.starts_with("/v1/admin/");
+        let client = match (principal, admin_route) {
+            (Principal::Admin, true) => None,
+            (Principal::Client(c), false) => Some(c),
+            (Principal::Client(_), true) => {
+                let e = ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "this path needs the admin key",
+                );
+                return Outcome::plain(e.into(), template);
+            }
+            (Principal::Admin, false) => {
+                let e = ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "the admin key manages clients; use a client's key for wallets and money",
+                );
+                return Outcome::plain(e.into(), template);
+            }
+        };
+        if let Err(e) = check_content_type(&req) {
+            return Outcome::plain(e.into(), template);
+        }
+        let writes = matches!(req.method, Method::POST | Method::PUT);
+        match client {
+            Some(client) if writes => self.idempotent(client, route, template, req).await,
+            _ => {
+                let reply = self.spawn(client, route, req).await;
+                Outcome::plain(reply, template)
+            }
+        }
+    }
+
+    fn healthz(&self) -> Reply {
+        if self.is_ready() {
+            // Not in the `data` envelope: load balancers read this as is.
+            Reply {
+                status: StatusCode::OK,
+                body: Bytes::from_static(br#"{"status":"ok"}"#),
+            }
+        } else {
+            ApiError::unavailable("recovering; not ready yet").into()
+        }
+    }
+
+    fn authenticate(&self, req: &Request) -> Result<Principal, ApiError> {
+        let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+        let key = req
+            .api_key
+            .as_deref()
+            .ok_or_else(|| unauthorized("the X-API-KEY header is missing"))?;
+        self.keys
+            .principal(&self.directory, key)
+            .ok_or_else(|| unauthorized("the API key is not valid"))
+    }
+
+    async fn idempotent(
+        self: &Arc<Self>,
+        client: ClientId,
+        route: Route,
+        template: &'static str,
+        req: Request,
+    ) -> Outcome {
+        let key = match req.idempotency_key.as_deref() {
+            Some(k) if idempotency::valid_key(k) => k.to_owned(),
+            Some(_) => {
+                let e = ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "idempotency_key_required",
+                    "X-IDEMPOTENCY-KEY must be 1 to 255 printable ASCII characters",
+                );
+                return Outcome::plain(e.into(), template);
+            }
+            None => {
+                let e = ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "idempotency_key_required",
+                    "this request needs an X-IDEMPOTENCY-KEY header",
+                );
+                return Outcome::plain(e.into(), template);
+            }
+        };
+        let fp = idempotency::fingerprint(req.method.as_str(), &req.path, &req.body);
+        let now = self.now().millis();
+        match self.idempotency.begin(client, &key, fp, now).await {
+            Begin::Replay(answer) => {
+                let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+                let mut o = Outcome::plain(
+                    Reply {
+                        status,
+                        body: Bytes::from(answer.body.clone()),
+                    },
+                    template,
+                );
+                o.replayed = true;
+                o
+            }
+            Begin::Reused => {
+                let e = ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "idempotency_key_reused",
+                    "this idempotency key was used for a different request",
+                );
+                Outcome::plain(e.into(), template)
+            }
+            Begin::Conflict => {
+                let e = ApiError::new(
+                    StatusCode::CONFLICT,
+                    "idempotency_conflict",
+                    "a request with this idempotency key is still running; retry later",
+                );
+                Outcome::plain(e.into(), template)
+            }
+            Begin::Run(running) => {
+                let app = Arc::clone(self);
+                let task = tokio::spawn(async move {
+                    let reply = app.dispatch(Some(client), route, &req).await;
+                    running.finish(&reply);
+                    reply
+                });
+                Outcome::plain(join(task).await, template)
+            }
+        }
+    }
+
+    async fn spawn(
+        self: &Arc<Self>,
+        client: Option<ClientId>,
+        route: Route,
+        req: Request,
+    ) -> Reply {
+        let app = Arc::clone(self);
+        join(tokio::spawn(async move {
+            app.dispatch(client, route, &req).await
+        }))
+        .await
+    }
+
+    async fn dispatch(&self, client: Option<ClientId>, route: Route, req: &Request) -> Reply {
+        let result = match client {
+            None => handlers::admin::handle(self, route, req).await,
+            Some(client) => handlers::client(self, client, route, req).await,
+        };
+        result.unwrap_or_else(Reply::from)
+    }
+}
+
+async fn join(task: tokio::task::JoinHandle<Reply>) -> Reply {
+    task.await
+        .unwrap_or_else(|e| ApiError::internal(format!("handler failed: {e}")).into())
+}
+
+/// Bodies are JSON: a request that says it sends something else is told so.
+/// No Content-Type at all is accepted (the body must still be JSON).
+fn check_content_type(req: &Request) -> Result<(), ApiError> {
+    let Some(ct) = req.content_type.as_deref() else {
+        return Ok(());
+    };
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") || req.body.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        format!("bodies are JSON: send Content-Type: application/json (got '{essence}')"),
+    ))
+}

@@ -1,0 +1,211 @@
+//! `POST /v1/batch`: up to 8,192 operations in one request, answered in
+//! order, each as if it had been sent alone (its own status and body).
+//!
+//! Operations are routed in the order given, so those on one wallet run in
+//! that order; those on different wallets run concurrently. At most
+//! `batch_window` are on their way at once, so that one batch cannot fill a
+//! wallet's mailbox past the gateway's bound by itself.
+
+use crate::Submitted;
+use crate::http::app::App;
+use crate::http::handlers::money::{self, Action};
+use crate::http::handlers::{owned_txn, owned_wallet_field};
+use crate::http::json::parse_body;
+use crate::http::reply::{ApiError, Reply};
+use crate::http::views::TxnView;
+use hyper::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use settle_engine::{ClientId, Op, WalletId};
+use std::collections::{BTreeMap, VecDeque};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchBody {
+    operations: Vec<Box<RawValue>>,
+}
+
+/// One result, in the request's order.
+#[derive(Serialize, Debug)]
+#[serde(untagged)]
+enum OpResult {
+    Data { status: u16, data: Box<TxnView> },
+    Error { status: u16, error: ErrorBody },
+}
+
+#[derive(Serialize, Debug)]
+struct ErrorBody {
+    code: &'static str,
+    message: String,
+}
+
+impl From<ApiError> for OpResult {
+    fn from(e: ApiError) -> Self {
+        OpResult::Error {
+            status: e.status.as_u16(),
+            error: ErrorBody {
+                code: e.code,
+                message: e.message,
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct BatchAnswer {
+    results: Vec<OpResult>,
+}
+
+/// A routed operation waiting for its answer.
+struct InFlight {
+    index: usize,
+    wallet: WalletId,
+    created: bool,
+    submitted: Submitted,
+}
+
+pub async fn run(app: &App, client: ClientId, body: &[u8]) -> Result<Reply, ApiError> {
+    let batch: BatchBody = parse_body(body)?;
+    let n = batch.operations.len();
+    if n == 0 || n > app.limits.max_batch {
+        return Err(ApiError::invalid_request(format!(
+            "operations: a batch holds 1 to {} operations, got {n}",
+            app.limits.max_batch
+        )));
+    }
+    let mut results: Vec<Option<OpResult>> = (0..n).map(|_| None).collect();
+    let mut window: VecDeque<InFlight> = VecDeque::new();
+    for (index, raw) in batch.operations.iter().enumerate() {
+        let routed = operation(app, client, index, raw).and_then(|(op, created)| {
+            let wallet = op.wallet();
+            let submitted = app.gateway.submit(op).map_err(ApiError::from)?;
+            Ok(InFlight {
+                index,
+                wallet,
+                created,
+                submitted,
+            })
+        });
+        match routed {
+            Ok(f) => window.push_back(f),
+            Err(e) => results[index] = Some(e.into()),
+        }
+        if window.len() >= app.limits.batch_window.max(1)
+            && let Some(f) = window.pop_front()
+        {
+            let index = f.index;
+            results[index] = Some(finish(app, f).await);
+        }
+    }
+    while let Some(f) = window.pop_front() {
+        let index = f.index;
+        results[index] = Some(finish(app, f).await);
+    }
+    let results = results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| ApiError::internal("a batch operation got no result").into()))
+        .collect();
+    Ok(Reply::data(StatusCode::OK, &BatchAnswer { results }))
+}
+
+async fn finish(app: &App, f: InFlight) -> OpResult {
+    let result = f.submitted.answer().await;
+    match money::txn_answer(app, f.wallet, f.created, result) {
+        Ok((status, data)) => OpResult::Data {
+            status: status.as_u16(),
+            data: Box::new(data),
+        },
+        Err(e) => e.into(),
+    }
+}
+
+/// One operation of the batch as an engine command (and whether it creates
+/// a transaction). Each takes the fields of its endpoint's body plus the
+/// target: `walletId` for credit, debit and reserve; `transactionId` for the
+/// actions on a transaction; transfers and conversions name their wallets.
+fn operation(
+    app: &App,
+    client: ClientId,
+    index: usize,
+    raw: &RawValue,
+) -> Result<(Op, bool), ApiError> {
+    let at = |e: ApiError| ApiError {
+        message: format!("operations[{index}]: {}", e.message),
+        ..e
+    };
+    let mut fields: BTreeMap<String, Box<RawValue>> = serde_json::from_str(raw.get())
+        .map_err(|e| at(ApiError::invalid_request(format!("not an object: {e}"))))?;
+    let op: String = take_string(&mut fields, "op")
+        .map_err(at)?
+        .ok_or_else(|| at(ApiError::invalid_request("missing field `op`")))?;
+    let mut build = || match op.as_str() {
+        "credit" | "debit" | "reserve" => {
+            let id = take_string(&mut fields, "walletId")?
+                .ok_or_else(|| ApiError::invalid_request("missing field `walletId`"))?;
+            let wallet = owned_wallet_field(app, client, "walletId", &id)?;
+            let rest = rest_of(&fields)?;
+            let txn = money::mint_txn(app);
+            let op = match op.as_str() {
+                "credit" => money::credit_op(wallet, txn, parse_body(rest.as_bytes())?)?,
+                "debit" => money::debit_op(app, wallet, txn, parse_body(rest.as_bytes())?)?,
+                _ => money::reserve_op(app, wallet, txn, parse_body(rest.as_bytes())?)?,
+            };
+            Ok((op, true))
+        }
+        "transfer" => {
+            let rest = rest_of(&fields)?;
+            let txn = money::mint_txn(app);
+            money::transfer_op(app, client, txn, parse_body(rest.as_bytes())?).map(|o| (o, true))
+        }
+        "convert" => {
+            let rest = rest_of(&fields)?;
+            let txn = money::mint_txn(app);
+            money::convert_op(app, client, txn, parse_body(rest.as_bytes())?).map(|o| (o, true))
+        }
+        "capture" | "release" | "settle" | "reject" | "cancel" => {
+            let id = take_string(&mut fields, "transactionId")?
+                .ok_or_else(|| ApiError::invalid_request("missing field `transactionId`"))?;
+            let action = match op.as_str() {
+                "capture" => Action::Capture,
+                "release" => Action::Release,
+                "settle" => Action::Settle,
+                "reject" => Action::Reject,
+                _ => Action::Cancel,
+            };
+            let rest = rest_of(&fields)?;
+            let capture = if action == Action::Capture {
+                parse_body(rest.as_bytes())?
+            } else {
+                parse_body::<money::NoBody>(rest.as_bytes())?;
+                money::CaptureBody::default()
+            };
+            let (txn, wallet) = owned_txn(app, client, &id)?;
+            money::action_op(action, wallet, txn, capture).map(|o| (o, false))
+        }
+        other => {
+            let shown: String = other.chars().take(32).collect();
+            Err(ApiError::invalid_request(format!(
+                "op: unknown operation '{shown}' (credit, debit, reserve, transfer, convert, capture, release, settle, reject, cancel)"
+            )))
+        }
+    };
+    build().map_err(at)
+}
+
+fn take_string(
+    fields: &mut BTreeMap<String, Box<RawValue>>,
+    name: &str,
+) -> Result<Option<String>, ApiError> {
+    fields
+        .remove(name)
+        .map(|raw| {
+            serde_json::from_str::<String>(raw.get())
+                .map_err(|_| ApiError::invalid_request(format!("{name}: must be a string")))
+        })
+        .transpose()
+}
+
+/// The operation's remaining fields as a JSON object, each value verbatim.
+fn rest_of(fields: &BTreeMap<String, Box<RawValue>>) -> Result<String, ApiError> {
+    serde_json::to_string(fields).map_err(|e| ApiError::internal(format!("batch re-encode: {e}")))
+}

@@ -1,0 +1,344 @@
+//! Money movement (API.md "Money movement"): the request bodies, the engine
+//! commands they become, and their answers. `batch` builds its commands with
+//! the same functions, so one operation means the same thing either way.
+
+use crate::GatewayError;
+use crate::directory::DirectoryRecord;
+use crate::http::app::App;
+use crate::http::handlers::{owned_txn, owned_wallet, owned_wallet_field, read};
+use crate::http::json::{Amount, metadata_text, parse_body, parse_optional_body, parse_time};
+use crate::http::reply::{ApiError, Reply};
+use crate::http::views::TxnView;
+use hyper::StatusCode;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use settle_engine::actor::Answer;
+use settle_engine::{
+    AssetCode, ClientId, Done, IfInsufficient, Op, Timestamp, TxnId, TxnInfo, WalletId,
+};
+
+#[derive(Deserialize, Debug, Clone, Copy, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnInsufficient {
+    #[default]
+    Queue,
+    Reject,
+}
+
+impl From<OnInsufficient> for IfInsufficient {
+    fn from(o: OnInsufficient) -> Self {
+        match o {
+            OnInsufficient::Queue => IfInsufficient::Queue,
+            OnInsufficient::Reject => IfInsufficient::Reject,
+        }
+    }
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreditBody {
+    pub asset: String,
+    pub amount: Amount,
+    #[serde(default)]
+    pub pending: bool,
+    pub reference: Option<String>,
+    pub metadata: Option<Box<RawValue>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DebitBody {
+    pub asset: String,
+    pub amount: Amount,
+    #[serde(default)]
+    pub on_insufficient_funds: OnInsufficient,
+    pub expires_at: Option<String>,
+    pub reference: Option<String>,
+    pub metadata: Option<Box<RawValue>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReserveBody {
+    pub asset: String,
+    pub amount: Amount,
+    pub expires_at: Option<String>,
+    pub reference: Option<String>,
+    pub metadata: Option<Box<RawValue>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TransferBody {
+    pub from_wallet_id: String,
+    pub to_wallet_id: String,
+    pub asset: String,
+    pub amount: Amount,
+    #[serde(default)]
+    pub on_insufficient_funds: OnInsufficient,
+    pub expires_at: Option<String>,
+    pub reference: Option<String>,
+    pub metadata: Option<Box<RawValue>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConvertBody {
+    pub from_wallet_id: String,
+    pub to_wallet_id: String,
+    pub sell_asset: String,
+    pub buy_asset: String,
+    pub sell_amount: Amount,
+    pub rate: Amount,
+    #[serde(default)]
+    pub on_insufficient_funds: OnInsufficient,
+    pub expires_at: Option<String>,
+    pub reference: Option<String>,
+    pub metadata: Option<Box<RawValue>>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CaptureBody {
+    pub amount: Option<Amount>,
+}
+
+/// The actions on an existing transaction take no body; `{}` is accepted.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NoBody {}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Settle,
+    Reject,
+    Capture,
+    Release,
+    Cancel,
+}
+
+fn asset(field: &str, text: &str) -> Result<AssetCode, ApiError> {
+    AssetCode::new(text).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unknown_asset",
+            format!("{field}: {e}"),
+        )
+    })
+}
+
+fn info(reference: Option<String>, metadata: Option<Box<RawValue>>) -> TxnInfo {
+    TxnInfo {
+        reference,
+        metadata: metadata_text(metadata),
+    }
+}
+
+/// An expiry must lie ahead: one in the past would expire at once.
+fn expiry(app: &App, text: Option<&str>) -> Result<Option<Timestamp>, ApiError> {
+    let Some(text) = text else { return Ok(None) };
+    let at = parse_time("expiresAt", text)?;
+    if at <= app.now() {
+        return Err(ApiError::invalid_request(
+            "expiresAt: must be in the future",
+        ));
+    }
+    Ok(Some(at))
+}
+
+pub fn credit_op(wallet: WalletId, txn: TxnId, b: CreditBody) -> Result<Op, ApiError> {
+    Ok(Op::Credit {
+        wallet,
+        txn,
+        asset: asset("asset", &b.asset)?,
+        amount: b.amount.decimal("amount")?,
+        pending: b.pending,
+        info: info(b.reference, b.metadata),
+    })
+}
+
+pub fn debit_op(app: &App, wallet: WalletId, txn: TxnId, b: DebitBody) -> Result<Op, ApiError> {
+    Ok(Op::Debit {
+        wallet,
+        txn,
+        asset: asset("asset", &b.asset)?,
+        amount: b.amount.decimal("amount")?,
+        if_insufficient: b.on_insufficient_funds.into(),
+        expires_at: expiry(app, b.expires_at.as_deref())?,
+        info: info(b.reference, b.metadata),
+    })
+}
+
+pub fn reserve_op(app: &App, wallet: WalletId, txn: TxnId, b: ReserveBody) -> Result<Op, ApiError> {
+    Ok(Op::Reserve {
+        wallet,
+        txn,
+        asset: asset("asset", &b.asset)?,
+        amount: b.amount.decimal("amount")?,
+        expires_at: expiry(app, b.expires_at.as_deref())?,
+        info: info(b.reference, b.metadata),
+    })
+}
+
+pub fn transfer_op(
+    app: &App,
+    client: ClientId,
+    txn: TxnId,
+    b: TransferBody,
+) -> Result<Op, ApiError> {
+    let asset = asset("asset", &b.asset)?;
+    let amount = b.amount.decimal("amount")?;
+    let from = owned_wallet_field(app, client, "fromWalletId", &b.from_wallet_id)?;
+    let to = owned_wallet_field(app, client, "toWalletId", &b.to_wallet_id)?;
+    Ok(Op::Transfer {
+        from,
+        to,
+        txn,
+        asset,
+        amount,
+        if_insufficient: b.on_insufficient_funds.into(),
+        expires_at: expiry(app, b.expires_at.as_deref())?,
+        info: info(b.reference, b.metadata),
+    })
+}
+
+pub fn convert_op(app: &App, client: ClientId, txn: TxnId, b: ConvertBody) -> Result<Op, ApiError> {
+    let sell_asset = asset("sellAsset", &b.sell_asset)?;
+    let buy_asset = asset("buyAsset", &b.buy_asset)?;
+    let sell_amount = b.sell_amount.decimal("sellAmount")?;
+    let rate = b.rate.decimal("rate")?;
+    let from = owned_wallet_field(app, client, "fromWalletId", &b.from_wallet_id)?;
+    let to = owned_wallet_field(app, client, "toWalletId", &b.to_wallet_id)?;
+    Ok(Op::Convert {
+        from,
+        to,
+        txn,
+        sell_asset,
+        buy_asset,
+        sell_amount,
+        rate,
+        if_insufficient: b.on_insufficient_funds.into(),
+        expires_at: expiry(app, b.expires_at.as_deref())?,
+        info: info(b.reference, b.metadata),
+    })
+}
+
+pub fn action_op(
+    action: Action,
+    wallet: WalletId,
+    txn: TxnId,
+    capture: CaptureBody,
+) -> Result<Op, ApiError> {
+    Ok(match action {
+        Action::Settle => Op::SettlePending { wallet, txn },
+        Action::Reject => Op::RejectPending { wallet, txn },
+        Action::Release => Op::Release { wallet, txn },
+        Action::Cancel => Op::Cancel { wallet, txn },
+        Action::Capture => Op::Capture {
+            wallet,
+            txn,
+            amount: capture.amount.map(|a| a.decimal("amount")).transpose()?,
+        },
+    })
+}
+
+/// A fresh transaction id.
+pub fn mint_txn(app: &App) -> TxnId {
+    TxnId::from_ulid(app.ids.next(app.now()))
+}
+
+/// The answer to a command that touched a transaction, and the index entry
+/// for a transaction it created.
+pub fn txn_answer(
+    app: &App,
+    wallet: WalletId,
+    created: bool,
+    result: Result<Answer, GatewayError>,
+) -> Result<(StatusCode, TxnView), ApiError> {
+    let answer = result?;
+    let txn = answer
+        .txn
+        .as_ref()
+        .ok_or_else(|| ApiError::internal(format!("no record in the answer {answer:?}")))?;
+    if created && answer.done == Done::Txn(txn.id) {
+        app.directory.apply(&DirectoryRecord::TxnCreated {
+            txn: txn.id,
+            wallet,
+        });
+    }
+    let view = TxnView::new(app.gateway.assets(), wallet, txn, answer.queue_position);
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, view))
+}
+
+async fn run(app: &App, op: Op, created: bool) -> Result<Reply, ApiError> {
+    let wallet = op.wallet();
+    let result = app.gateway.execute(op).await;
+    let (status, view) = txn_answer(app, wallet, created, result)?;
+    Ok(Reply::data(status, &view))
+}
+
+pub async fn credit(app: &App, client: ClientId, id: &str, body: &[u8]) -> Result<Reply, ApiError> {
+    let wallet = owned_wallet(app, client, id)?;
+    let op = credit_op(wallet, mint_txn(app), parse_body(body)?)?;
+    run(app, op, true).await
+}
+
+pub async fn debit(app: &App, client: ClientId, id: &str, body: &[u8]) -> Result<Reply, ApiError> {
+    let wallet = owned_wallet(app, client, id)?;
+    let op = debit_op(app, wallet, mint_txn(app), parse_body(body)?)?;
+    run(app, op, true).await
+}
+
+pub async fn reserve(
+    app: &App,
+    client: ClientId,
+    id: &str,
+    body: &[u8],
+) -> Result<Reply, ApiError> {
+    let wallet = owned_wallet(app, client, id)?;
+    let op = reserve_op(app, wallet, mint_txn(app), parse_body(body)?)?;
+    run(app, op, true).await
+}
+
+pub async fn transfer(app: &App, client: ClientId, body: &[u8]) -> Result<Reply, ApiError> {
+    let op = transfer_op(app, client, mint_txn(app), parse_body(body)?)?;
+    run(app, op, true).await
+}
+
+pub async fn convert(app: &App, client: ClientId, body: &[u8]) -> Result<Reply, ApiError> {
+    let op = convert_op(app, client, mint_txn(app), parse_body(body)?)?;
+    run(app, op, true).await
+}
+
+pub async fn action(
+    app: &App,
+    client: ClientId,
+    id: &str,
+    action: Action,
+    body: &[u8],
+) -> Result<Reply, ApiError> {
+    let capture = if action == Action::Capture {
+        parse_optional_body::<CaptureBody>(body)?
+    } else {
+        parse_optional_body::<NoBody>(body)?;
+        CaptureBody::default()
+    };
+    let (txn, wallet) = owned_txn(app, client, id)?;
+    run(app, action_op(action, wallet, txn, capture)?, false).await
+}
+
+pub fn get(app: &App, client: ClientId, id: &str) -> Result<Reply, ApiError> {
+    let (txn, wallet) = owned_txn(app, client, id)?;
+    let assets = app.gateway.assets();
+    let view = read(app, wallet, |w| {
+        w.txn(txn)
+            .map(|t| TxnView::new(assets, wallet, t, w.queue_position(txn)))
+    })?
+    .ok_or_else(|| ApiError::not_found(format!("transaction {txn}")))?;
+    Ok(Reply::data(StatusCode::OK, &view))
+}

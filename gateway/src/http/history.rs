@@ -1,0 +1,234 @@
+//! A wallet's transaction history: filters, sort, pages, and a cursor that
+//! stays put while new transactions arrive.
+//!
+//! The order is total: the sort keys, then the id (in the direction of the
+//! first key). Sort fields never change after a transaction is created
+//! (`createdAt`, `amount`, `sequence`), so "after the cursor's record in
+//! this order" is the same set of records whatever arrives meanwhile; new
+//! ones fall before the first page, never into a later one.
+
+use crate::http::app::App;
+use crate::http::handlers::wallets::query_params;
+use crate::http::handlers::{owned_wallet, read};
+use crate::http::json::{exact_decimal, format_time, parse_time};
+use crate::http::reply::{ApiError, Reply};
+use crate::http::search::{self, Field, Value};
+use crate::http::views::{TxnView, direction, txn_kind};
+use serde::Serialize;
+use settle_engine::{AssetCode, ClientId, Decimal, Timestamp, Txn, TxnId};
+use std::cmp::Ordering;
+
+const SORT_FIELDS: &[Field] = &[
+    Field::time("createdAt"),
+    Field::decimal("amount"),
+    Field::decimal("sequence"),
+];
+
+const DEFAULT_SORT: &str = "createdAt:DESC";
+
+const PARAMS: &[&str] = &[
+    "asset",
+    "type",
+    "status",
+    "direction",
+    "createdFrom",
+    "createdTo",
+    "minAmount",
+    "maxAmount",
+    "sortBy",
+    "offset",
+    "limit",
+    "after",
+];
+
+const TYPES: &[&str] = &["credit", "debit", "reservation", "transfer", "conversion"];
+const STATUSES: &[&str] = &[
+    "pending",
+    "settled",
+    "rejected",
+    "awaiting_funds",
+    "cancelled",
+    "expired",
+    "held",
+    "captured",
+    "released",
+    "returned",
+];
+
+/// The filters of one request; `None` lets everything through.
+#[derive(Debug, Default)]
+struct Filter {
+    asset: Option<AssetCode>,
+    kind: Option<String>,
+    status: Option<String>,
+    direction: Option<String>,
+    from: Option<Timestamp>,
+    to: Option<Timestamp>,
+    min: Option<Decimal>,
+    max: Option<Decimal>,
+}
+
+impl Filter {
+    fn admits(&self, t: &Txn) -> bool {
+        self.asset.is_none_or(|a| a == t.asset)
+            && self.kind.as_deref().is_none_or(|k| k == txn_kind(t.kind))
+            && self
+                .status
+                .as_deref()
+                .is_none_or(|s| s == t.status.as_str())
+            && self
+                .direction
+                .as_deref()
+                .is_none_or(|d| t.direction.map(direction) == Some(d))
+            && self.from.is_none_or(|f| t.created_at >= f)
+            && self.to.is_none_or(|to| t.created_at <= to)
+            && self.min.is_none_or(|m| t.amount >= m)
+            && self.max.is_none_or(|m| t.amount <= m)
+    }
+}
+
+fn one_of(param: &str, value: &str, allowed: &[&str]) -> Result<String, ApiError> {
+    if allowed.contains(&value) {
+        return Ok(value.to_owned());
+    }
+    let shown: String = value.chars().take(64).collect();
+    Err(ApiError::invalid_query(format!(
+        "{param}: '{shown}' is not one of {}",
+        allowed.join(", ")
+    )))
+}
+
+fn parse_filter(p: &std::collections::BTreeMap<String, String>) -> Result<Filter, ApiError> {
+    let amount = |param: &str| {
+        p.get(param)
+            .map(|v| {
+                exact_decimal(v).ok_or_else(|| {
+                    let shown: String = v.chars().take(64).collect();
+                    ApiError::invalid_query(format!("{param}: '{shown}' is not a decimal amount"))
+                })
+            })
+            .transpose()
+    };
+    let time = |param: &str| {
+        p.get(param)
+            .map(|v| parse_time(param, v).map_err(|e| ApiError::invalid_query(e.message)))
+            .transpose()
+    };
+    Ok(Filter {
+        asset: p
+            .get("asset")
+            .map(|a| AssetCode::new(a).map_err(|e| ApiError::invalid_query(format!("asset: {e}"))))
+            .transpose()?,
+        kind: p
+            .get("type")
+            .map(|v| one_of("type", v, TYPES))
+            .transpose()?,
+        status: p
+            .get("status")
+            .map(|v| one_of("status", v, STATUSES))
+            .transpose()?,
+        direction: p
+            .get("direction")
+            .map(|v| one_of("direction", v, &["in", "out"]))
+            .transpose()?,
+        from: time("createdFrom")?,
+        to: time("createdTo")?,
+        min: amount("minAmount")?,
+        max: amount("maxAmount")?,
+    })
+}
+
+fn sort_value(t: &Txn, i: usize) -> Value {
+    match i {
+        0 => Value::Time(t.created_at.millis()),
+        1 => Value::Decimal(t.amount),
+        2 => Value::Decimal(Decimal::from(t.sequence)),
+        _ => Value::Null,
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Meta {
+    sort_by: String,
+    offset: usize,
+    limit: usize,
+    count: usize,
+    total_count: usize,
+    next_cursor: Option<String>,
+    timestamp: String,
+}
+
+pub fn list(app: &App, client: ClientId, id: &str, query: Option<&str>) -> Result<Reply, ApiError> {
+    let wallet = owned_wallet(app, client, id)?;
+    let p = query_params(query, PARAMS)?;
+    let filter = parse_filter(&p)?;
+    let get = |k: &str| p.get(k).map(String::as_str);
+    let sort_by = get("sortBy")
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or(DEFAULT_SORT);
+    let s = search::parse(
+        SORT_FIELDS,
+        None,
+        Some(sort_by),
+        get("offset"),
+        get("limit"),
+    )
+    .map_err(|e| ApiError::invalid_query(e.to_string()))?;
+    let after: Option<TxnId> = get("after")
+        .map(|c| {
+            c.parse().map_err(|_| {
+                ApiError::invalid_query("after: not a cursor this API gave (meta.nextCursor)")
+            })
+        })
+        .transpose()?;
+    // Ties break by id, in the direction of the first key.
+    let ids_descending = s.sort.first().is_some_and(|k| k.descending);
+    let order = |a: &Txn, b: &Txn| -> Ordering {
+        let by_id = if ids_descending {
+            b.id.cmp(&a.id)
+        } else {
+            a.id.cmp(&b.id)
+        };
+        s.compare(|i| sort_value(a, i), |i| sort_value(b, i))
+            .then(by_id)
+    };
+    let assets = app.gateway.assets();
+    let (page, total, more) = read(app, wallet, |w| {
+        let mut matched: Vec<&Txn> = w.txns().filter(|t| filter.admits(t)).collect();
+        matched.sort_by(|a, b| order(a, b));
+        let total = matched.len();
+        let start = match after {
+            Some(c) => {
+                let cursor = w.txn(c).ok_or_else(|| {
+                    ApiError::invalid_query("after: not a cursor of this wallet's history")
+                })?;
+                matched.partition_point(|t| order(t, cursor) != Ordering::Greater)
+            }
+            None => 0,
+        };
+        let from = start.saturating_add(s.offset).min(total);
+        let to = from.saturating_add(s.limit).min(total);
+        let page: Vec<TxnView> = matched
+            .get(from..to)
+            .unwrap_or(&[])
+            .iter()
+            .map(|t| TxnView::new(assets, wallet, t, w.queue_position(t.id)))
+            .collect();
+        Ok::<_, ApiError>((page, total, to < total))
+    })??;
+    let meta = Meta {
+        sort_by: s.sort_by.clone(),
+        offset: s.offset,
+        limit: s.limit,
+        count: page.len(),
+        total_count: total,
+        next_cursor: if more {
+            page.last().map(|v| v.id.clone())
+        } else {
+            None
+        },
+        timestamp: format_time(app.now()),
+    };
+    Ok(Reply::list(&page, &meta))
+}

@@ -1,0 +1,218 @@
+//! The JSON edge: request bodies, exact amounts, timestamps, metadata.
+//!
+//! Amounts are never read through a float. `Amount` keeps the JSON token's
+//! own text (a string's content or a number's digits, via serde_json's
+//! `RawValue`) and parses it exactly into a `Decimal` only when the handler
+//! asks, so that a bad amount answers `invalid_amount`, not `invalid_request`.
+
+use crate::http::reply::ApiError;
+use rust_decimal::Decimal;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+use settle_engine::Timestamp;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Parses a request body. Malformed JSON, a missing or unknown field, or a
+/// field of the wrong type answers 400 `invalid_request` with serde's words
+/// (which name the field and the place).
+pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::invalid_request("the request needs a JSON body"));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::invalid_request(format!("body: {e}")))
+}
+
+/// Parses an optional body: empty means `T::default()` (actions such as
+/// settle or release need none, and `{}` is accepted too).
+pub fn parse_optional_body<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    parse_body(body)
+}
+
+/// An amount as the client wrote it: a JSON string or number, kept as text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Amount {
+    text: String,
+    /// A JSON string (rather than a number).
+    quoted: bool,
+}
+
+impl<'de> Deserialize<'de> for Amount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(d)?;
+        let text = raw.get();
+        if text.starts_with('"') {
+            // A string: unescape it through serde_json itself.
+            let inner: String = serde_json::from_str(text).map_err(serde::de::Error::custom)?;
+            Ok(Amount {
+                text: inner,
+                quoted: true,
+            })
+        } else {
+            Ok(Amount {
+                text: text.to_owned(),
+                quoted: false,
+            })
+        }
+    }
+}
+
+impl Amount {
+    /// The exact decimal. Scale, sign and range are the engine's to check
+    /// (against the asset); this only refuses what is not a number at all.
+    pub fn decimal(&self, field: &str) -> Result<Decimal, ApiError> {
+        let shown: String = self.text.chars().take(64).collect();
+        let bad = || {
+            ApiError::invalid_amount(format!(
+                "{field}: '{shown}' is not a decimal amount (write it as a string such as \"10.50\" or a JSON number)"
+            ))
+        };
+        if self.quoted {
+            exact_decimal(&self.text).ok_or_else(bad)
+        } else if self.text.bytes().any(|b| b == b'e' || b == b'E') {
+            // A JSON number with an exponent: serde_json checked its syntax.
+            Decimal::from_scientific(&self.text).map_err(|_| bad())
+        } else if self
+            .text
+            .starts_with(['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'])
+        {
+            exact_decimal(&self.text).ok_or_else(bad)
+        } else {
+            // true, null, an object, an array.
+            Err(bad())
+        }
+    }
+}
+
+/// `-?digits(.digits)?`, exactly: no exponent, no `+`, no `_`, no spaces,
+/// at most 28 significant digits (never rounded).
+pub fn exact_decimal(text: &str) -> Option<Decimal> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let (whole, frac) = match digits.split_once('.') {
+        Some((w, f)) => (w, Some(f)),
+        None => (digits, None),
+    };
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !all_digits(whole) || frac.is_some_and(|f| !all_digits(f)) {
+        return None;
+    }
+    Decimal::from_str_exact(text).ok()
+}
+
+/// Formats an amount with exactly `scale` decimals (`"10.50"`).
+pub fn format_amount(amount: Decimal, scale: u32) -> String {
+    let mut d = amount;
+    d.rescale(scale);
+    d.to_string()
+}
+
+/// RFC 3339 UTC with milliseconds: `2026-11-21T10:00:00.123Z`.
+pub fn format_time(at: Timestamp) -> String {
+    let nanos = i128::from(at.millis()) * 1_000_000;
+    match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+        Ok(t) => {
+            let (y, mo, d) = (t.year(), u8::from(t.month()), t.day());
+            let (h, mi, s, ms) = (t.hour(), t.minute(), t.second(), t.millisecond());
+            format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
+        }
+        Err(_) => "1970-01-01T00:00:00.000Z".to_owned(),
+    }
+}
+
+/// Parses an RFC 3339 timestamp (any offset) to milliseconds UTC.
+pub fn parse_time(field: &str, text: &str) -> Result<Timestamp, ApiError> {
+    let shown: String = text.chars().take(64).collect();
+    let t = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
+        ApiError::invalid_request(format!(
+            "{field}: '{shown}' is not an RFC 3339 timestamp (such as 2026-11-21T10:00:00Z)"
+        ))
+    })?;
+    let ms = t.unix_timestamp_nanos() / 1_000_000;
+    i64::try_from(ms)
+        .map(Timestamp::from_millis)
+        .map_err(|_| ApiError::invalid_request(format!("{field}: '{shown}' is out of range")))
+}
+
+/// Client metadata: any JSON value, kept as its text.
+pub fn metadata_text(metadata: Option<Box<RawValue>>) -> Option<String> {
+    metadata.map(|m| m.get().to_owned())
+}
+
+/// Metadata text back into JSON for a response. It was parsed when it came
+/// in; if it somehow were not JSON, it is answered as a JSON string.
+pub fn metadata_json(text: &str) -> Box<RawValue> {
+    RawValue::from_string(text.to_owned()).unwrap_or_else(|_| {
+        let quoted = serde_json::to_string(text).unwrap_or_else(|_| "null".to_owned());
+        RawValue::from_string(quoted).unwrap_or_else(|_| RawValue::NULL.to_owned())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    #[derive(Deserialize)]
+    struct Body {
+        amount: Amount,
+    }
+
+    fn amount(json: &str) -> Result<Decimal, ApiError> {
+        let b: Body = serde_json::from_str(json).unwrap();
+        b.amount.decimal("amount")
+    }
+
+    #[test]
+    fn numbers_and_strings_are_read_exactly() {
+        let want = Decimal::from_str("12345678901234567.89").unwrap();
+        assert_eq!(amount(r#"{"amount": 12345678901234567.89}"#), Ok(want));
+        assert_eq!(amount(r#"{"amount": "12345678901234567.89"}"#), Ok(want));
+        assert_eq!(
+            amount(r#"{"amount": "10.50"}"#).unwrap().to_string(),
+            "10.50"
+        );
+        assert_eq!(amount(r#"{"amount": 1e2}"#), Ok(Decimal::from(100)));
+        assert_eq!(amount(r#"{"amount": -3}"#), Ok(Decimal::from(-3)));
+    }
+
+    #[test]
+    fn what_is_not_an_amount_answers_invalid_amount() {
+        for bad in [
+            r#"{"amount": "1_000"}"#,
+            r#"{"amount": "+5"}"#,
+            r#"{"amount": " 5"}"#,
+            r#"{"amount": "5."}"#,
+            r#"{"amount": ".5"}"#,
+            r#"{"amount": "1e3"}"#,
+            r#"{"amount": "NaN"}"#,
+            r#"{"amount": ""}"#,
+            r#"{"amount": true}"#,
+            r#"{"amount": null}"#,
+            r#"{"amount": [1]}"#,
+            r#"{"amount": {"v": 1}}"#,
+            r#"{"amount": "123456789012345678901234567890"}"#,
+            r#"{"amount": 1e400}"#,
+        ] {
+            let e = amount(bad).unwrap_err();
+            assert_eq!(e.code, "invalid_amount", "{bad}");
+        }
+    }
+
+    #[test]
+    fn amounts_print_at_the_asset_scale() {
+        assert_eq!(format_amount(Decimal::from(10), 2), "10.00");
+        assert_eq!(format_amount(Decimal::new(1, 8), 8), "0.00000001");
+        assert_eq!(format_amount(Decimal::from(5), 0), "5");
+    }
+
+    #[test]
+    fn times_round_trip() {
+        let t = parse_time("t", "2026-11-21T10:00:00.123+01:00").unwrap();
+        assert_eq!(format_time(t), "2026-11-21T09:00:00.123Z");
+        assert!(parse_time("t", "yesterday").is_err());
+    }
+}

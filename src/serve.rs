@@ -1,0 +1,191 @@
+//! `settle serve`: the data directory, the admin key, the engine, the HTTP
+//! front door, and a clean stop on SIGTERM or SIGINT.
+
+use clap::Args;
+use settle_gateway::directory::Directory;
+use settle_gateway::http::auth::{Keys, generate_key};
+use settle_gateway::http::idempotency::IdempotencyStore;
+use settle_gateway::http::{self, App, HttpLimits, Server, ServerConfig};
+use settle_gateway::{Gateway, GatewayConfig};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the chosen address is
+    /// printed on standard output).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Where the server keeps its state (created on first start).
+    #[arg(long, default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Connections served at once; more wait in the listen backlog.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Seconds a request (body and answer) may take before 503.
+    #[arg(long, default_value_t = 30)]
+    pub request_timeout: u64,
+    /// Seconds a client may take to send a request's headers.
+    #[arg(long, default_value_t = 10)]
+    pub header_timeout: u64,
+}
+
+/// Why the server could not start or stop cleanly.
+#[derive(Debug)]
+pub struct ServeError(String);
+
+impl std::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn err(what: impl std::fmt::Display) -> ServeError {
+    ServeError(what.to_string())
+}
+
+const ADMIN_KEY_FILE: &str = "admin.key";
+const LOCK_FILE: &str = "LOCK";
+
+/// Takes the data directory for this process: two servers on one directory
+/// would interleave their logs. The lock lasts as long as the file is open.
+fn lock_data_dir(dir: &Path) -> Result<File, ServeError> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        err(format!(
+            "cannot create the data directory {}: {e}",
+            dir.display()
+        ))
+    })?;
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| err(format!("cannot open {}: {e}", path.display())))?;
+    file.try_lock().map_err(|_| {
+        err(format!(
+            "the data directory {} is in use by another settle process",
+            dir.display()
+        ))
+    })?;
+    Ok(file)
+}
+
+/// The admin key: `SETTLE_ADMIN_KEY`, else the one in `<data-dir>/admin.key`,
+/// else a new one written there (0600). The key itself is never logged.
+fn admin_key(dir: &Path) -> Result<String, ServeError> {
+    if let Ok(key) = std::env::var("SETTLE_ADMIN_KEY") {
+        let key = key.trim().to_owned();
+        if key.len() < 16 {
+            return Err(err(
+                "SETTLE_ADMIN_KEY is set but shorter than 16 characters; use a long random key",
+            ));
+        }
+        tracing::info!("admin key from SETTLE_ADMIN_KEY");
+        return Ok(key);
+    }
+    let path = dir.join(ADMIN_KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => {
+            tracing::info!(path = %path.display(), "admin key read from file");
+            return Ok(text.trim().to_owned());
+        }
+        Ok(_) => {
+            return Err(err(format!(
+                "{} is empty; delete it or fill it",
+                path.display()
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(format!("cannot read {}: {e}", path.display()))),
+    }
+    let key = generate_key("adm_").map_err(|e| err(format!("no randomness for a key: {e}")))?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| err(format!("cannot create {}: {e}", path.display())))?;
+    file.write_all(format!("{key}\n").as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| err(format!("cannot write {}: {e}", path.display())))?;
+    tracing::info!(path = %path.display(), "generated an admin key (mode 0600)");
+    Ok(key)
+}
+
+pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
+    let _lock = lock_data_dir(&args.data_dir)?;
+    let keys = Keys::new(&admin_key(&args.data_dir)?);
+    tracing::warn!(
+        "this build keeps state in memory only (the write-ahead log comes next): a restart starts empty"
+    );
+    let gateway = Gateway::start(GatewayConfig::default())
+        .await
+        .map_err(|e| err(format!("cannot start the engine: {e}")))?;
+    let idempotency = IdempotencyStore::new(
+        Duration::from_secs(24 * 3600),
+        4_000_000,
+        Duration::from_secs(5),
+    );
+    let app = Arc::new(
+        App::new(
+            gateway.clone(),
+            Arc::new(Directory::new()),
+            keys,
+            Arc::clone(&idempotency),
+            Arc::new(settle_gateway::engine::actor::SystemClock),
+            HttpLimits::default(),
+            http::install_metrics(),
+        )
+        .map_err(|e| err(format!("route table: {e}")))?,
+    );
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| err(format!("cannot listen on {}: {e}", args.listen)))?;
+    let config = ServerConfig {
+        max_connections: args.max_connections,
+        header_read_timeout: Duration::from_secs(args.header_timeout),
+        request_timeout: Duration::from_secs(args.request_timeout),
+        ..ServerConfig::default()
+    };
+    let server = Server::start(Arc::clone(&app), listener, config)
+        .map_err(|e| err(format!("serve: {e}")))?;
+    let clock = Arc::clone(&app);
+    let expiry = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            idempotency.expire(clock.now().millis());
+        }
+    });
+    app.set_ready(true);
+    let addr = server.local_addr();
+    tracing::info!(%addr, data_dir = %args.data_dir.display(), "settle is serving");
+    // On standard output too, for scripts and tests that asked for port 0.
+    println!("settle listening on http://{addr}");
+    wait_for_signal().await?;
+    tracing::info!("stopping: no new connections; finishing accepted requests");
+    app.set_ready(false);
+    server.shutdown().await;
+    expiry.abort();
+    gateway.shutdown();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<(), ServeError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(|e| err(format!("SIGTERM: {e}")))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| err(format!("SIGINT: {e}")))?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
