@@ -1,6 +1,7 @@
 //! `settle`: one binary, one subcommand per job.
 
 mod serve;
+mod wal_cmd;
 
 use clap::{Parser, Subcommand};
 use settle_engine::AssetRegistry;
@@ -24,6 +25,9 @@ struct Cli {
 enum Command {
     /// Serve the wallet API over HTTP (API.md).
     Serve(serve::ServeArgs),
+    /// The write-ahead log, offline: verify or repair it.
+    #[command(subcommand)]
+    Wal(wal_cmd::WalCommand),
     /// List the assets the engine knows, with their scales (decimal places).
     Assets,
 }
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Wal(command) => wal_cmd::run(command),
         Command::Assets => {
             for asset in AssetRegistry::builtin().iter() {
                 println!("{:<6} {}", asset.code, asset.scale);

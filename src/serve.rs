@@ -3,17 +3,21 @@
 
 use clap::Args;
 use settle_gateway::directory::Directory;
+use settle_gateway::engine::actor::{Clock, SystemClock};
 use settle_gateway::http::auth::{Keys, generate_key};
 use settle_gateway::http::idempotency::IdempotencyStore;
-use settle_gateway::http::{self, App, HttpLimits, Server, ServerConfig};
+use settle_gateway::http::{self, App, HttpLimits, Parts, Server, ServerConfig};
+use settle_gateway::journal::Journal;
+use settle_gateway::recovery::{self, Sinks};
 use settle_gateway::{Gateway, GatewayConfig};
+use settle_snapshots::{FsStorage, FsyncPolicy, Wal, WalConfig, WalStatus};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -33,6 +37,20 @@ pub struct ServeArgs {
     /// Seconds a client may take to send a request's headers.
     #[arg(long, default_value_t = 10)]
     pub header_timeout: u64,
+    /// `always`: fdatasync every group commit before acknowledging (the
+    /// default, and the only setting that keeps the durability promise).
+    /// `never`: for benchmarks only; a crash loses acknowledged writes.
+    #[arg(long, value_enum, default_value_t = Fsync::Always)]
+    pub fsync: Fsync,
+    /// Size of each log segment file, in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub segment_mib: u64,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fsync {
+    Always,
+    Never,
 }
 
 /// Why the server could not start or stop cleanly.
@@ -54,7 +72,7 @@ const LOCK_FILE: &str = "LOCK";
 
 /// Takes the data directory for this process: two servers on one directory
 /// would interleave their logs. The lock lasts as long as the file is open.
-fn lock_data_dir(dir: &Path) -> Result<File, ServeError> {
+pub fn lock_data_dir(dir: &Path) -> Result<File, ServeError> {
     std::fs::create_dir_all(dir).map_err(|e| {
         err(format!(
             "cannot create the data directory {}: {e}",
@@ -122,27 +140,68 @@ fn admin_key(dir: &Path) -> Result<String, ServeError> {
 pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let _lock = lock_data_dir(&args.data_dir)?;
     let keys = Keys::new(&admin_key(&args.data_dir)?);
-    tracing::warn!(
-        "this build keeps state in memory only (the write-ahead log comes next): a restart starts empty"
-    );
-    let gateway = Gateway::start(GatewayConfig::default())
-        .await
-        .map_err(|e| err(format!("cannot start the engine: {e}")))?;
+    let clock = Arc::new(SystemClock);
+    let config = GatewayConfig::default();
+    let directory = Arc::new(Directory::new());
     let idempotency = IdempotencyStore::new(
         Duration::from_secs(24 * 3600),
         4_000_000,
         Duration::from_secs(5),
     );
+
+    // Recovery: the log, replayed, before anything is served.
+    let started = Instant::now();
+    let mut wal_config = WalConfig::new(args.data_dir.join("wal"));
+    wal_config.segment_size = args.segment_mib.max(1) * 1024 * 1024;
+    if args.fsync == Fsync::Never {
+        wal_config.fsync = FsyncPolicy::Never;
+        tracing::warn!(
+            "--fsync never: acknowledged writes can be lost on a crash; for benchmarks only"
+        );
+    }
+    let (wal, recovery) = Wal::open(Arc::new(FsStorage), wal_config)
+        .map_err(|e| err(format!("cannot open the write-ahead log: {e}")))?;
+    if let Some(torn) = &recovery.torn_tail {
+        tracing::warn!(
+            segment = %torn.segment.display(),
+            offset = torn.offset,
+            "the log ended in a torn write (a crash while writing); it was cut there"
+        );
+    }
+    let sinks = Sinks {
+        directory: Some(&directory),
+        idempotency: Some((&idempotency, clock.now().millis())),
+    };
+    let replayed = recovery::replay(&recovery, recovery.first_lsn, &config.engine, &sinks)
+        .map_err(|e| err(format!("recovery stopped: {e}")))?;
+    tracing::info!(
+        records = replayed.records,
+        wallets = replayed.wallets.len(),
+        digest = %replayed.digest,
+        millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "recovered from the log"
+    );
+    let journal = Journal::new(wal, recovery.next_lsn);
+    drop(recovery);
+    let gateway = Gateway::start_durable(
+        config,
+        clock.clone(),
+        Arc::clone(&journal),
+        replayed.wallets,
+    )
+    .await
+    .map_err(|e| err(format!("cannot start the engine: {e}")))?;
     let app = Arc::new(
-        App::new(
-            gateway.clone(),
-            Arc::new(Directory::new()),
+        App::new(Parts {
+            gateway: gateway.clone(),
+            directory,
             keys,
-            Arc::clone(&idempotency),
-            Arc::new(settle_gateway::engine::actor::SystemClock),
-            HttpLimits::default(),
-            http::install_metrics(),
-        )
+            idempotency: Arc::clone(&idempotency),
+            clock,
+            limits: HttpLimits::default(),
+            metrics: http::install_metrics(),
+            journal: Some(Arc::clone(&journal)),
+        })
         .map_err(|e| err(format!("route table: {e}")))?,
     );
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -169,14 +228,49 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     tracing::info!(%addr, data_dir = %args.data_dir.display(), "settle is serving");
     // On standard output too, for scripts and tests that asked for port 0.
     println!("settle listening on http://{addr}");
-    wait_for_signal().await?;
+    let stop = tokio::select! {
+        s = wait_for_signal() => s,
+        why = log_failure(&journal) => Err(err(why)),
+    };
+    if let Err(e) = stop {
+        // Fail-stop: durability can no longer be promised; do not go on.
+        tracing::error!("{e}");
+        return Err(e);
+    }
     tracing::info!("stopping: no new connections; finishing accepted requests");
     app.set_ready(false);
     server.shutdown().await;
     expiry.abort();
     gateway.shutdown();
-    tracing::info!("stopped");
+    flush(&journal).await?;
+    tracing::info!("stopped; the log is flushed");
     Ok(())
+}
+
+/// Waits until everything appended to the log is durable.
+async fn flush(journal: &Arc<Journal>) -> Result<(), ServeError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    journal.sync_point(move |r| {
+        let _ = tx.send(r);
+    });
+    match rx.await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(err(format!("the log could not be flushed: {e}"))),
+        Err(_) => Err(err("the log stopped before it was flushed")),
+    }
+}
+
+/// Returns when the log has failed (fail-stop: a failed fsync).
+async fn log_failure(journal: &Journal) -> String {
+    let mut every = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        every.tick().await;
+        if let WalStatus::Failed(why) = journal.wal().status() {
+            return format!(
+                "the write-ahead log failed; stopping without acknowledging more: {why}"
+            );
+        }
+    }
 }
 
 async fn wait_for_signal() -> Result<(), ServeError> {

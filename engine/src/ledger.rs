@@ -51,6 +51,11 @@ impl Ledger {
         self.wallets.values()
     }
 
+    /// Gives the wallets up (recovery hands them to the actors).
+    pub fn into_wallets(self) -> impl Iterator<Item = WalletState> {
+        self.wallets.into_values()
+    }
+
     /// Messages in flight, by transaction id.
     pub fn in_flight(&self) -> impl ExactSizeIterator<Item = &Message> {
         self.in_flight.values()

@@ -27,6 +27,9 @@ pub enum Reject {
         wallet: WalletId,
         depth: usize,
     },
+    /// The engine cannot take the command now, or could not make its effect
+    /// durable (the log failed): nothing is acknowledged; retry later.
+    Unavailable(String),
     /// The engine's own events did not apply: a defect, never a client error.
     Internal(String),
 }
@@ -45,6 +48,7 @@ impl Reject {
             Reject::WalletSuspended(_) => "wallet_suspended",
             Reject::WalletClosed(_) => "wallet_closed",
             Reject::QueueFull { .. } => "queue_full",
+            Reject::Unavailable(_) => "unavailable",
             Reject::Internal(_) => "internal",
         }
     }
@@ -59,6 +63,7 @@ impl fmt::Display for Reject {
             | Reject::NotFound(m)
             | Reject::InsufficientFunds(m)
             | Reject::InvalidState(m)
+            | Reject::Unavailable(m)
             | Reject::Internal(m) => f.write_str(m),
             Reject::WalletRestricted(w) => write!(f, "wallet {w} is restricted"),
             Reject::WalletSuspended(w) => write!(f, "wallet {w} is suspended"),

@@ -3,11 +3,12 @@
 
 use crate::config::GatewayConfig;
 use crate::error::GatewayError;
+use crate::journal::Journal;
 use crate::registry::Slot;
 use crate::runtime::{Admit, Runtime};
 use crate::supervisor::{GatewayActor, GatewayMsg};
 use ractor::{Actor, ActorRef};
-use settle_engine::actor::{Answer, Clock, SystemClock, WalletMsg, WalletShared};
+use settle_engine::actor::{Answer, Clock, SystemClock, Then, WalletMsg, WalletShared};
 use settle_engine::wallet::{Action, opening};
 use settle_engine::{
     AssetAudit, ClientId, Done, Event, Message, Op, Reject, StateDigest, WalletId, WalletState,
@@ -52,7 +53,37 @@ impl Gateway {
         clock: Arc<dyn Clock>,
         observer: Option<Arc<dyn CommitObserver>>,
     ) -> Result<Gateway, GatewayError> {
-        let runtime = Runtime::new(config, clock, observer);
+        Self::spawn(Runtime::new(config, clock, observer, None)).await
+    }
+
+    /// Starts on recovered wallets, committing to `journal` from now on.
+    /// Wallets with transfers awaiting receipts or expiries due are ticked
+    /// by the first sweeps, which sends again what was in flight.
+    pub async fn start_durable(
+        config: GatewayConfig,
+        clock: Arc<dyn Clock>,
+        journal: Arc<Journal>,
+        wallets: impl IntoIterator<Item = WalletState>,
+    ) -> Result<Gateway, GatewayError> {
+        let runtime = Runtime::new(config, clock, None, Some(journal));
+        for state in wallets {
+            let wallet = state.id;
+            let shared = Arc::new(WalletShared::new(state));
+            shared
+                .pack()
+                .map_err(|e| GatewayError::Unavailable(e.to_string()))?;
+            runtime.registry.shard(wallet).write().insert(
+                wallet,
+                Slot {
+                    shared,
+                    actor: None,
+                },
+            );
+        }
+        Self::spawn(runtime).await
+    }
+
+    async fn spawn(runtime: Arc<Runtime>) -> Result<Gateway, GatewayError> {
         let (actor, _) = GatewayActor::spawn(None, GatewayActor, Arc::clone(&runtime))
             .await
             .map_err(|e| GatewayError::Unavailable(format!("cannot start the gateway: {e}")))?;
@@ -73,38 +104,58 @@ impl Gateway {
         let event = opening(&rt.config.engine, rt.clock.now(), &op)?;
         let state = WalletState::open(&event).map_err(Reject::from)?;
         let wallet = state.id;
-        let mut slots = rt.registry.shard(wallet).write();
-        if let Some(slot) = slots.get(&wallet) {
-            let done = slot
-                .shared
-                .read(|existing| existing.reopened(&event))
-                .map_err(|e| GatewayError::Unavailable(e.to_string()))??;
-            return Ok(Answer {
-                done,
-                txn: None,
-                sequence: 0,
-                queue_position: None,
-            });
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let durable: Then = Box::new(move |r| {
+            let _ = tx.send(r);
+        });
+        let answer = {
+            let mut slots = rt.registry.shard(wallet).write();
+            if let Some(slot) = slots.get(&wallet) {
+                let done = slot
+                    .shared
+                    .read(|existing| existing.reopened(&event))
+                    .map_err(|e| GatewayError::Unavailable(e.to_string()))??;
+                // The first opening may not be durable yet: wait for it.
+                settle_engine::actor::WalletHost::commit(&**rt, wallet, Vec::new(), durable);
+                Answer {
+                    done,
+                    txn: None,
+                    sequence: 0,
+                    queue_position: None,
+                }
+            } else {
+                let shared = Arc::new(WalletShared::new(state));
+                // A new wallet waits packed until its first message.
+                shared
+                    .pack()
+                    .map_err(|e| GatewayError::Unavailable(e.to_string()))?;
+                // Committed under the shard's lock, so that no command on the
+                // wallet can reach the log before its opening.
+                settle_engine::actor::WalletHost::commit(&**rt, wallet, vec![event], durable);
+                slots.insert(
+                    wallet,
+                    Slot {
+                        shared,
+                        actor: None,
+                    },
+                );
+                Answer {
+                    done: Done::Wallet(wallet),
+                    txn: None,
+                    sequence: 1,
+                    queue_position: None,
+                }
+            }
+        };
+        match rx.await {
+            Ok(Ok(())) => Ok(answer),
+            Ok(Err(e)) => Err(GatewayError::Unavailable(format!(
+                "wallet {wallet} could not be made durable: {e}"
+            ))),
+            Err(_) => Err(GatewayError::Unavailable(format!(
+                "wallet {wallet}: the log stopped before answering"
+            ))),
         }
-        let shared = Arc::new(WalletShared::new(state));
-        // A new wallet waits packed until its first message.
-        shared
-            .pack()
-            .map_err(|e| GatewayError::Unavailable(e.to_string()))?;
-        settle_engine::actor::WalletHost::commit(&**rt, wallet, vec![event], Box::new(|| {}));
-        slots.insert(
-            wallet,
-            Slot {
-                shared,
-                actor: None,
-            },
-        );
-        Ok(Answer {
-            done: Done::Wallet(wallet),
-            txn: None,
-            sequence: 1,
-            queue_position: None,
-        })
     }
 
     /// Executes a command at its wallet (the source, for a transfer).

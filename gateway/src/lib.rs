@@ -10,12 +10,16 @@
 //! - `gateway`: `Gateway`, the handle callers use.
 //! - `directory`: clients, customers, tenancy, the transaction index.
 //! - `http`: the front door (API.md on hyper).
+//! - `journal`: the records of the write-ahead log and their encoding.
+//! - `recovery`: the log replayed into the engine, directory and idempotency store.
 
 mod config;
 pub mod directory;
 mod error;
 mod gateway;
 pub mod http;
+pub mod journal;
+pub mod recovery;
 mod registry;
 mod runtime;
 mod supervisor;

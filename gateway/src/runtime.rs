@@ -11,10 +11,13 @@
 use crate::config::GatewayConfig;
 use crate::error::GatewayError;
 use crate::gateway::CommitObserver;
+use crate::journal::{Journal, JournalError, Record};
 use crate::registry::{Registry, Slot};
 use parking_lot::Mutex;
 use ractor::{ActorCell, ActorId, ActorRef, ActorRuntime, MessagingErr};
-use settle_engine::actor::{Clock, WalletActor, WalletHost, WalletMsg, WalletShared};
+use settle_engine::actor::{
+    Clock, CommitError, Then, WalletActor, WalletHost, WalletMsg, WalletShared,
+};
 use settle_engine::{EngineConfig, Event, Message, Reject, Timestamp, WalletId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -32,6 +35,8 @@ pub(crate) struct Runtime {
     pub registry: Registry,
     pub clock: Arc<dyn Clock>,
     pub observer: Option<Arc<dyn CommitObserver>>,
+    /// The write-ahead log; `None` keeps everything in memory (tests, benches).
+    pub journal: Option<Arc<Journal>>,
     /// Client commands routed and not yet finished, across all wallets.
     /// (Messages between wallets are counted per wallet only: they are never
     /// refused, and one shared counter touched by every message would be a
@@ -68,6 +73,7 @@ impl Runtime {
         config: GatewayConfig,
         clock: Arc<dyn Clock>,
         observer: Option<Arc<dyn CommitObserver>>,
+        journal: Option<Arc<Journal>>,
     ) -> Arc<Self> {
         let now = clock.now().millis();
         Arc::new_cyclic(|me| Runtime {
@@ -75,6 +81,7 @@ impl Runtime {
             config,
             clock,
             observer,
+            journal,
             inflight: AtomicUsize::new(0),
             actors: Mutex::new(HashMap::new()),
             supervisor: OnceLock::new(),
@@ -97,6 +104,9 @@ impl Runtime {
     }
 
     fn admit(&self, shared: &WalletShared) -> Result<(), GatewayError> {
+        if let Some(why) = self.journal.as_ref().and_then(|j| j.refusal()) {
+            return Err(GatewayError::Unavailable(why));
+        }
         if shared.inflight.load(Ordering::Acquire) >= self.config.max_inflight_per_wallet {
             return Err(GatewayError::Overloaded { wallet: shared.id });
         }
@@ -334,11 +344,22 @@ impl WalletHost for Runtime {
         }
     }
 
-    fn commit(&self, wallet: WalletId, events: Vec<Event>, then: Box<dyn FnOnce() + Send>) {
+    fn commit(&self, wallet: WalletId, events: Vec<Event>, then: Then) {
         if let Some(observer) = &self.observer {
             observer.committed(wallet, &events);
         }
-        then();
+        let Some(journal) = &self.journal else {
+            return then(Ok(()));
+        };
+        let done = move |r: Result<_, JournalError>| {
+            then(r.map(|_| ()).map_err(|e| CommitError(e.to_string())))
+        };
+        if events.is_empty() {
+            // Nothing to write, but the answer may rest on what is.
+            journal.sync_point(done);
+        } else {
+            journal.append(&Record::Events { wallet, events }, done);
+        }
     }
 
     fn finished(&self, shared: &WalletShared, client: bool) {

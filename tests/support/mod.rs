@@ -56,9 +56,19 @@ pub struct Resp {
     pub json: Value,
 }
 
+/// At most `max` characters of a text, for messages.
+pub fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let head: String = s.chars().take(max).collect();
+    format!("{head}… ({} bytes in all)", s.len())
+}
+
 impl Resp {
+    /// The body as text, clipped to 2,000 characters (for messages).
     pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
+        clip(&String::from_utf8_lossy(&self.body), 2_000)
     }
 
     pub fn header(&self, name: &str) -> Option<String> {
@@ -260,7 +270,8 @@ impl Server {
             Err(e) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                let log = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
+                let log =
+                    std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
                 panic!("settle did not say where it listens within 20 s ({e}); its log:\n{log}");
             }
         };
@@ -346,11 +357,12 @@ impl Server {
         headers: &[(&str, &[u8])],
         body: BoxBody<Bytes, Infallible>,
     ) -> Resp {
+        let shown = clip(path, 200);
         let mut req = Request::builder()
             .method(method.clone())
             .uri(self.url(path))
             .body(body)
-            .unwrap_or_else(|e| panic!("cannot build {method} {path}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot build {method} {shown}: {e}"));
         for (name, value) in headers {
             req.headers_mut().append(
                 HeaderName::from_bytes(name.as_bytes()).expect("header name"),
@@ -362,19 +374,18 @@ impl Server {
                 .client
                 .request(req)
                 .await
-                .unwrap_or_else(|e| panic!("{method} {path}: no answer: {e:?}"));
+                .unwrap_or_else(|e| panic!("{method} {shown}: no answer: {e:?}"));
             let (parts, body) = resp.into_parts();
             let bytes = body
                 .collect()
                 .await
-                .unwrap_or_else(|e| panic!("{method} {path}: body: {e}"))
+                .unwrap_or_else(|e| panic!("{method} {shown}: body: {e}"))
                 .to_bytes();
             (parts, bytes)
         })
         .await;
-        let (parts, bytes) = answer.unwrap_or_else(|_| {
-            panic!("{method} {path}: no answer within {REQUEST_TIMEOUT:?}")
-        });
+        let (parts, bytes) = answer
+            .unwrap_or_else(|_| panic!("{method} {shown}: no answer within {REQUEST_TIMEOUT:?}"));
         check_answer(method, path, parts.status.as_u16(), parts.headers, bytes)
     }
 
@@ -546,6 +557,53 @@ impl Server {
             .unwrap_or_else(|| panic!("no {asset} in {b}"))
     }
 
+    /// Waits (up to 10 s) until a balance field has this value, and
+    /// asserts it. Transfers and conversions answer once the source has
+    /// paid; the destination is credited a moment later (the money is in
+    /// flight meanwhile, ARCHITECTURE.md "The transfer protocol").
+    pub async fn wait_balance(
+        &self,
+        key: &str,
+        wallet: &str,
+        asset: &str,
+        field: &str,
+        want: &str,
+    ) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let b = self.balance(key, wallet, asset).await;
+            if b[field] == want {
+                return b;
+            }
+            if Instant::now() >= deadline {
+                panic!("{asset} {field} of {wallet} is still not {want} after 10 s: {b}");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The audit once nothing is in flight (waits up to 10 s).
+    pub async fn quiet_audit(&self) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let a = self.audit().await;
+            let quiet = a["assets"].as_array().is_some_and(|rows| {
+                rows.iter().all(|r| {
+                    r["inFlight"]
+                        .as_str()
+                        .is_some_and(|s| dec(&json!(s)).is_zero())
+                })
+            });
+            if quiet {
+                return a;
+            }
+            if Instant::now() >= deadline {
+                panic!("money still in flight after 10 s: {a}");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     pub async fn txn(&self, key: &str, id: &str) -> Value {
         self.get(&format!("/v1/transactions/{id}"), key)
             .await
@@ -562,16 +620,15 @@ impl Server {
 
 /// The checks every answer must pass (see the module's comment).
 fn check_answer(method: Method, path: &str, status: u16, headers: HeaderMap, body: Bytes) -> Resp {
-    let shown = String::from_utf8_lossy(&body[..body.len().min(2_000)]).into_owned();
-    assert!(
-        status != 500,
-        "{method} {path}: 500 is a defect: {shown}"
-    );
+    let shown = clip(&String::from_utf8_lossy(&body), 2_000);
+    assert!(status != 500, "{method} {path}: 500 is a defect: {shown}");
     let ct = headers
         .get("content-type")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .unwrap_or_default();
     let bare_path = path.split('?').next().unwrap_or(path);
+    let path = clip(path, 200);
+    let path = path.as_str();
     let mut resp = Resp {
         method: method.clone(),
         path: path.to_owned(),
@@ -581,7 +638,10 @@ fn check_answer(method: Method, path: &str, status: u16, headers: HeaderMap, bod
         json: Value::Null,
     };
     if method == Method::GET && bare_path == "/metrics" && status == 200 {
-        assert!(ct.starts_with("text/plain"), "GET /metrics: content-type {ct:?}");
+        assert!(
+            ct.starts_with("text/plain"),
+            "GET /metrics: content-type {ct:?}"
+        );
         return resp;
     }
     assert_eq!(
@@ -601,8 +661,14 @@ fn check_answer(method: Method, path: &str, status: u16, headers: HeaderMap, bod
         let err = obj
             .get("error")
             .and_then(Value::as_object)
-            .unwrap_or_else(|| panic!("{method} {path}: {status} without an error envelope: {shown}"));
-        assert_eq!(obj.len(), 1, "{method} {path}: extra top-level keys: {shown}");
+            .unwrap_or_else(|| {
+                panic!("{method} {path}: {status} without an error envelope: {shown}")
+            });
+        assert_eq!(
+            obj.len(),
+            1,
+            "{method} {path}: extra top-level keys: {shown}"
+        );
         assert!(
             err.get("code").is_some_and(Value::is_string)
                 && err.get("message").is_some_and(Value::is_string),

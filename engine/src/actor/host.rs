@@ -53,6 +53,19 @@ impl Clock for ManualClock {
     }
 }
 
+/// Why a commit did not become durable (the log failed or is stopping).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitError(pub String);
+
+impl std::fmt::Display for CommitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Runs once a commit is durable (or has failed): it answers the caller.
+pub type Then = Box<dyn FnOnce(Result<(), CommitError>) + Send>;
+
 /// Everything a wallet actor reaches outside itself.
 pub trait WalletHost: Send + Sync + 'static {
     fn now(&self) -> Timestamp;
@@ -66,10 +79,12 @@ pub trait WalletHost: Send + Sync + 'static {
     fn post(&self, message: Message);
 
     /// The events one message made `wallet` apply, in order. `then` runs once
-    /// they are durable (it answers the caller); the host may run it later,
-    /// on another thread. Called before the message's own posts, so that a
-    /// log keeps a sender's events ahead of its receivers'.
-    fn commit(&self, wallet: WalletId, events: Vec<Event>, then: Box<dyn FnOnce() + Send>);
+    /// they are durable (it answers the caller), or with the error if they
+    /// cannot be; the host may run it later, on another thread. With no
+    /// events, `then` still waits until everything committed before is
+    /// durable (an answer may rest on it). Called before the message's own
+    /// posts, so that a log keeps a sender's events ahead of its receivers'.
+    fn commit(&self, wallet: WalletId, events: Vec<Event>, then: Then);
 
     /// The actor has finished one message the host routed to it (`client`:
     /// a client's command, rather than a message from a wallet or a timer).

@@ -14,7 +14,7 @@ mod host;
 mod shared;
 mod wallet;
 
-pub use host::{Clock, ManualClock, SystemClock, WalletHost};
+pub use host::{Clock, CommitError, ManualClock, SystemClock, Then, WalletHost};
 pub use shared::{
     HeldState, RESEND_AFTER_MS, StateError, WalletShared, decode_state, encode_state,
 };

@@ -1,6 +1,6 @@
 //! The wallet actor: one wallet's state machine, one message at a time.
 
-use crate::actor::{RESEND_AFTER_MS, WalletHost, WalletShared};
+use crate::actor::{RESEND_AFTER_MS, Then, WalletHost, WalletShared};
 use crate::command::Op;
 use crate::event::Event;
 use crate::ids::Timestamp;
@@ -107,7 +107,7 @@ impl WalletActorState {
     }
 
     /// Commits the events (the reply waits for them), then posts.
-    fn finish(&self, effects: Effects, then: Box<dyn FnOnce() + Send>) {
+    fn finish(&self, effects: Effects, then: Then) {
         self.host.commit(self.shared.id, effects.events, then);
         for m in effects.posts {
             self.host.post(m);
@@ -167,7 +167,14 @@ impl Actor for WalletActor {
                 st.host.finished(&st.shared, true);
                 st.finish(
                     effects,
-                    Box::new(move || {
+                    Box::new(move |durable| {
+                        // Not durable: nothing is acknowledged.
+                        let outcome = match durable {
+                            Ok(()) => outcome,
+                            Err(e) => Err(Reject::Unavailable(format!(
+                                "the change could not be made durable: {e}"
+                            ))),
+                        };
                         // The caller may have given up waiting; nothing to do then.
                         let _ = reply.send(outcome);
                     }),
@@ -183,7 +190,7 @@ impl Actor for WalletActor {
                     }
                 }
                 st.host.finished(&st.shared, false);
-                st.finish(effects, Box::new(|| {}));
+                st.finish(effects, Box::new(|_| {}));
             }
             WalletMsg::Tick => {
                 let (settled, mut effects) = st.step(at, |state, out| {
@@ -207,7 +214,7 @@ impl Actor for WalletActor {
                 }
                 effects.posts.extend(resend);
                 st.host.finished(&st.shared, false);
-                st.finish(effects, Box::new(|| {}));
+                st.finish(effects, Box::new(|_| {}));
             }
             WalletMsg::Passivate => {
                 if st.host.passivate(&st.shared) {

@@ -6,9 +6,10 @@ use crate::Gateway;
 use crate::directory::Directory;
 use crate::http::auth::{Keys, Principal};
 use crate::http::handlers;
-use crate::http::idempotency::{self, Begin, IdempotencyStore};
+use crate::http::idempotency::{self, Begin, Fingerprint, IdempotencyStore};
 use crate::http::reply::{ApiError, Reply};
 use crate::http::router::{Matched, Route, Router};
+use crate::journal::{Journal, Record};
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use parking_lot::Mutex;
@@ -90,6 +91,99 @@ impl Default for IdMint {
     }
 }
 
+/// One client request: who asks, and where its ids come from. An
+/// idempotent request's ids are recorded in a claim before its first
+/// command runs; a retry after a crash mints the claimed ids again, so a
+/// command that did reach the log is recognised by its id, not run twice.
+#[derive(Debug)]
+pub struct Cx {
+    pub client: ClientId,
+    /// The idempotency key and fingerprint, for the claim.
+    tag: Option<(String, Fingerprint)>,
+    ids: Mutex<Ids>,
+}
+
+#[derive(Debug, Default)]
+struct Ids {
+    claimed: Option<Arc<[u128]>>,
+    minted: Vec<u128>,
+    /// How many of `minted` a claim in the log covers.
+    covered: usize,
+}
+
+impl Cx {
+    pub fn new(client: ClientId) -> Self {
+        Self {
+            client,
+            tag: None,
+            ids: Mutex::new(Ids::default()),
+        }
+    }
+
+    fn idempotent(
+        client: ClientId,
+        key: String,
+        fingerprint: Fingerprint,
+        claimed: Option<&[u128]>,
+    ) -> Self {
+        let claimed: Option<Arc<[u128]>> = claimed.map(Arc::from);
+        let covered = claimed.as_ref().map_or(0, |c| c.len());
+        Self {
+            client,
+            tag: Some((key, fingerprint)),
+            ids: Mutex::new(Ids {
+                claimed,
+                minted: Vec::new(),
+                covered,
+            }),
+        }
+    }
+
+    /// The next id of this request: the claimed one in its place, if any.
+    pub fn mint(&self, app: &App) -> Ulid {
+        let mut ids = self.ids.lock();
+        let i = ids.minted.len();
+        let id = match ids.claimed.as_ref().and_then(|c| c.get(i)) {
+            Some(&n) => Ulid(n),
+            None => app.ids.next(app.now()),
+        };
+        ids.minted.push(id.0);
+        id
+    }
+
+    /// Records the ids minted so far in a claim, before the first command
+    /// runs. Not waited for: the claim precedes the commands' events in the
+    /// log, so any log that holds them holds it.
+    pub fn claim(&self, app: &App) -> Result<(), ApiError> {
+        let (Some((key, fingerprint)), Some(journal)) = (&self.tag, &app.journal) else {
+            return Ok(());
+        };
+        let mut ids = self.ids.lock();
+        if ids.minted.len() <= ids.covered {
+            return Ok(());
+        }
+        if let Some(why) = journal.refusal() {
+            return Err(ApiError::unavailable(why));
+        }
+        journal.append(
+            &Record::Claim {
+                client: self.client,
+                key: key.clone(),
+                fingerprint: *fingerprint,
+                at: app.now().millis(),
+                ids: ids.minted.clone(),
+            },
+            |r| {
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "a claim did not reach the log");
+                }
+            },
+        );
+        ids.covered = ids.minted.len();
+        Ok(())
+    }
+}
+
 /// Explicit limits of the front door.
 #[derive(Clone, Debug)]
 pub struct HttpLimits {
@@ -118,6 +212,9 @@ pub struct App {
     pub ids: IdMint,
     pub limits: HttpLimits,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The write-ahead log; `None` keeps the directory and idempotency
+    /// records in memory only.
+    pub journal: Option<Arc<Journal>>,
     router: Router,
     clock: Arc<dyn Clock>,
     ready: AtomicBool,
@@ -131,32 +228,52 @@ impl std::fmt::Debug for App {
     }
 }
 
+/// What an `App` is made of.
+#[allow(missing_debug_implementations)]
+pub struct Parts {
+    pub gateway: Gateway,
+    pub directory: Arc<Directory>,
+    pub keys: Keys,
+    pub idempotency: Arc<IdempotencyStore>,
+    pub clock: Arc<dyn Clock>,
+    pub limits: HttpLimits,
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    pub journal: Option<Arc<Journal>>,
+}
+
 impl App {
-    pub fn new(
-        gateway: Gateway,
-        directory: Arc<Directory>,
-        keys: Keys,
-        idempotency: Arc<IdempotencyStore>,
-        clock: Arc<dyn Clock>,
-        limits: HttpLimits,
-        metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-    ) -> Result<Self, matchit::InsertError> {
+    pub fn new(p: Parts) -> Result<Self, matchit::InsertError> {
         Ok(Self {
-            gateway,
-            directory,
-            keys,
-            idempotency,
+            gateway: p.gateway,
+            directory: p.directory,
+            keys: p.keys,
+            idempotency: p.idempotency,
             ids: IdMint::new(),
-            limits,
-            metrics,
+            limits: p.limits,
+            metrics: p.metrics,
+            journal: p.journal,
             router: Router::new()?,
-            clock,
+            clock: p.clock,
             ready: AtomicBool::new(false),
         })
     }
 
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// Writes a record to the log and waits until it is durable (a no-op
+    /// without a log). A change is acknowledged only after this.
+    pub async fn log(&self, record: &Record) -> Result<(), ApiError> {
+        let Some(journal) = &self.journal else {
+            return Ok(());
+        };
+        if let Some(why) = journal.refusal() {
+            return Err(ApiError::unavailable(why));
+        }
+        journal.write(record).await.map(|_| ()).map_err(|e| {
+            ApiError::unavailable(format!("the change could not be made durable: {e}"))
+        })
     }
 
     /// Recovery has finished: `/healthz` says ok.
@@ -328,7 +445,26 @@ impl App {
             Begin::Run(running) => {
                 let app = Arc::clone(self);
                 let task = tokio::spawn(async move {
-                    let reply = app.dispatch(Some(client), route, &req).await;
+                    let cx = Cx::idempotent(client, key.clone(), fp, running.claimed());
+                    let mut reply = match handlers::client(&app, &cx, route, &req).await {
+                        Ok(r) => r,
+                        Err(e) => Reply::from(e),
+                    };
+                    if idempotency::remembered(reply.status) {
+                        // Acknowledged only once the answer is durable, so
+                        // that a retry after a crash gets this very answer.
+                        let record = Record::Answer {
+                            client,
+                            key,
+                            fingerprint: fp,
+                            at: app.now().millis(),
+                            status: reply.status.as_u16(),
+                            body: String::from_utf8_lossy(&reply.body).into_owned(),
+                        };
+                        if let Err(e) = app.log(&record).await {
+                            reply = Reply::from(e);
+                        }
+                    }
                     running.finish(&reply);
                     reply
                 });
@@ -353,7 +489,7 @@ impl App {
     async fn dispatch(&self, client: Option<ClientId>, route: Route, req: &Request) -> Reply {
         let result = match client {
             None => handlers::admin::handle(self, route, req).await,
-            Some(client) => handlers::client(self, client, route, req).await,
+            Some(client) => handlers::client(self, &Cx::new(client), route, req).await,
         };
         result.unwrap_or_else(Reply::from)
     }

@@ -23,6 +23,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use settle_engine::ClientId;
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -67,6 +68,9 @@ enum State {
     /// (or given up), and waiters look again.
     Running(watch::Receiver<bool>),
     Done(Arc<StoredAnswer>),
+    /// Recovered from the log: the request was claimed with these ids but
+    /// never answered (the process stopped). A retry runs it again with them.
+    Claimed(Arc<[u128]>),
 }
 
 #[derive(Debug)]
@@ -84,9 +88,14 @@ struct Inner {
     order: VecDeque<(i64, Key)>,
 }
 
+/// Shards: requests on many connections meet on different locks, and a
+/// growing map rehashes one shard at a time (a stall of 1/16th).
+const SHARDS: usize = 16;
+
 #[derive(Debug)]
 pub struct IdempotencyStore {
-    inner: Mutex<Inner>,
+    shards: Box<[Mutex<Inner>]>,
+    hasher: foldhash::fast::RandomState,
     ttl_ms: i64,
     max_records: usize,
     /// How long a duplicate waits for the first request's answer.
@@ -96,7 +105,8 @@ pub struct IdempotencyStore {
 /// What to do with a request that carries a key.
 #[derive(Debug)]
 pub enum Begin {
-    /// Run it, then hand the answer to the guard.
+    /// Run it (with the ids a claim recorded, if any), then hand the
+    /// answer to the guard.
     Run(Running),
     /// Answer this (stored) answer again.
     Replay(Arc<StoredAnswer>),
@@ -109,12 +119,18 @@ pub enum Begin {
 impl IdempotencyStore {
     pub fn new(ttl: Duration, max_records: usize, wait: Duration) -> Arc<Self> {
         Arc::new(Self {
-            inner: Mutex::new(Inner {
-                entries: HashMap::new(),
-                order: VecDeque::new(),
-            }),
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Inner {
+                        entries: HashMap::new(),
+                        order: VecDeque::new(),
+                    })
+                })
+                .collect(),
+            hasher: foldhash::fast::RandomState::default(),
             ttl_ms: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
-            max_records: max_records.max(1),
+            // Per shard: keys spread evenly over the shards.
+            max_records: max_records.div_ceil(SHARDS).max(1),
             wait,
         })
     }
@@ -130,8 +146,8 @@ impl IdempotencyStore {
         let deadline = tokio::time::Instant::now() + self.wait;
         loop {
             let mut waiting = {
-                let mut inner = self.inner.lock();
                 let k: Key = (client, key.into());
+                let mut inner = self.shard(&k).lock();
                 match inner.entries.get(&k) {
                     Some(e) if e.fingerprint != fingerprint => return Begin::Reused,
                     Some(Entry {
@@ -142,6 +158,23 @@ impl IdempotencyStore {
                         state: State::Running(rx),
                         ..
                     }) => rx.clone(),
+                    Some(Entry {
+                        state: State::Claimed(ids),
+                        ..
+                    }) => {
+                        let ids = Arc::clone(ids);
+                        let (tx, rx) = watch::channel(false);
+                        if let Some(e) = inner.entries.get_mut(&k) {
+                            e.state = State::Running(rx);
+                        }
+                        return Begin::Run(Running {
+                            store: Arc::clone(self),
+                            key: Some(k),
+                            tx,
+                            fingerprint,
+                            claimed: Some(ids),
+                        });
+                    }
                     None => {
                         let (tx, rx) = watch::channel(false);
                         inner.entries.insert(
@@ -157,6 +190,8 @@ impl IdempotencyStore {
                             store: Arc::clone(self),
                             key: Some(k),
                             tx,
+                            fingerprint,
+                            claimed: None,
                         });
                     }
                 }
@@ -170,9 +205,20 @@ impl IdempotencyStore {
         }
     }
 
+    fn shard(&self, key: &Key) -> &Mutex<Inner> {
+        let h = self.hasher.hash_one(key);
+        let i = usize::try_from(h % SHARDS as u64).unwrap_or(0);
+        &self.shards[i]
+    }
+
     /// Forgets records older than the TTL, and the oldest beyond the bound.
     pub fn expire(&self, now_ms: i64) {
-        let mut inner = self.inner.lock();
+        for shard in self.shards.iter() {
+            self.expire_shard(&mut shard.lock(), now_ms);
+        }
+    }
+
+    fn expire_shard(&self, inner: &mut Inner, now_ms: i64) {
         let mut evicted_early = 0usize;
         while let Some((at, _)) = inner.order.front() {
             let expired = now_ms.saturating_sub(*at) >= self.ttl_ms;
@@ -189,7 +235,7 @@ impl IdempotencyStore {
             let done = inner
                 .entries
                 .get(&key)
-                .is_some_and(|e| matches!(e.state, State::Done(_)));
+                .is_some_and(|e| !matches!(e.state, State::Running(_)));
             if same && done {
                 inner.entries.remove(&key);
                 if !expired {
@@ -204,14 +250,51 @@ impl IdempotencyStore {
         if evicted_early > 0 {
             tracing::warn!(
                 evicted = evicted_early,
-                max_records = self.max_records,
+                max_records = self.max_records * SHARDS,
                 "idempotency records evicted before their 24 hours: the store is at its bound"
             );
         }
     }
 
+    /// Puts back a record read from the log (recovery): an answer, or a
+    /// claim that never got one. Later records of the same key replace
+    /// earlier ones; records past the TTL are not kept.
+    pub fn restore(
+        &self,
+        client: ClientId,
+        key: &str,
+        fingerprint: Fingerprint,
+        at: i64,
+        now_ms: i64,
+        restored: Restored,
+    ) {
+        if now_ms.saturating_sub(at) >= self.ttl_ms {
+            return;
+        }
+        let k: Key = (client, key.into());
+        let mut inner = self.shard(&k).lock();
+        let state = match restored {
+            Restored::Answer(a) => State::Done(Arc::new(a)),
+            Restored::Claim(ids) => State::Claimed(ids.into()),
+        };
+        let fresh = inner
+            .entries
+            .insert(
+                k.clone(),
+                Entry {
+                    fingerprint,
+                    created_at: at,
+                    state,
+                },
+            )
+            .is_none_or(|old| old.created_at != at);
+        if fresh {
+            inner.order.push_back((at, k));
+        }
+    }
+
     pub fn len(&self) -> usize {
-        self.inner.lock().entries.len()
+        self.shards.iter().map(|s| s.lock().entries.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -219,7 +302,7 @@ impl IdempotencyStore {
     }
 
     fn settle(&self, key: Key, answer: Option<StoredAnswer>) {
-        let mut inner = self.inner.lock();
+        let mut inner = self.shard(&key).lock();
         match answer {
             Some(a) => {
                 if let Some(e) = inner.entries.get_mut(&key) {
@@ -233,6 +316,13 @@ impl IdempotencyStore {
     }
 }
 
+/// A record read back from the log.
+#[derive(Debug)]
+pub enum Restored {
+    Answer(StoredAnswer),
+    Claim(Vec<u128>),
+}
+
 /// A claimed key. `finish` stores the answer (or forgets the key, for an
 /// answer that is not remembered); dropping it unfinished forgets the key.
 #[derive(Debug)]
@@ -240,9 +330,26 @@ pub struct Running {
     store: Arc<IdempotencyStore>,
     key: Option<Key>,
     tx: watch::Sender<bool>,
+    fingerprint: Fingerprint,
+    /// Ids a claim in the log recorded for this request (a retry after a
+    /// crash): the request must mint exactly these again.
+    claimed: Option<Arc<[u128]>>,
 }
 
 impl Running {
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    pub fn claimed(&self) -> Option<&[u128]> {
+        self.claimed.as_deref()
+    }
+
+    /// The client and key (for the log's records).
+    pub fn key(&self) -> Option<(ClientId, &str)> {
+        self.key.as_ref().map(|(c, k)| (*c, &**k))
+    }
+
     pub fn finish(mut self, reply: &Reply) {
         if let Some(key) = self.key.take() {
             let answer = remembered(reply.status).then(|| StoredAnswer {
@@ -344,19 +451,34 @@ mod tests {
 
     #[tokio::test]
     async fn records_expire_after_the_ttl_and_beyond_the_bound() {
-        let s = IdempotencyStore::new(Duration::from_millis(100), 2, Duration::ZERO);
+        let s = IdempotencyStore::new(Duration::from_millis(100), 1_000, Duration::ZERO);
         for (i, k) in ["a", "b", "c"].iter().enumerate() {
             let Begin::Run(run) = s.begin(C, k, [0; 32], i as i64).await else {
                 panic!()
             };
             run.finish(&reply(201, "{}"));
         }
-        s.expire(50);
-        assert_eq!(s.len(), 2, "the oldest goes beyond the bound");
         s.expire(99);
-        assert_eq!(s.len(), 2, "kept until the TTL");
+        assert_eq!(s.len(), 3, "kept until the TTL");
+        s.expire(101);
+        assert_eq!(s.len(), 1, "a and b are 100 ms old");
         s.expire(102);
         assert_eq!(s.len(), 0);
+
+        // The bound: one record per shard at most, the newest kept.
+        let s = IdempotencyStore::new(Duration::from_secs(3600), 1, Duration::ZERO);
+        for i in 0..200 {
+            let Begin::Run(run) = s.begin(C, &format!("k{i}"), [0; 32], i).await else {
+                panic!()
+            };
+            run.finish(&reply(201, "{}"));
+        }
+        s.expire(200);
+        assert!((1..=SHARDS).contains(&s.len()), "{} records", s.len());
+        assert!(
+            matches!(s.begin(C, "k199", [0; 32], 201).await, Begin::Replay(_)),
+            "the newest record stays"
+        );
     }
 
     #[test]

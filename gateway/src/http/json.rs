@@ -18,8 +18,12 @@ use time::format_description::well_known::Rfc3339;
 /// field of the wrong type answers 400 `invalid_request` with serde's words
 /// (which name the field and the place).
 pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::invalid_request("the request needs a JSON body"));
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Err(ApiError::invalid_request("the request needs a JSON body")),
+        // serde reads a struct from an array of its fields in order too;
+        // a body that is not an object is refused rather than guessed at.
+        Some(b'{') => {}
+        Some(_) => return Err(ApiError::invalid_request("the body must be a JSON object")),
     }
     serde_json::from_slice(body).map_err(|e| ApiError::invalid_request(format!("body: {e}")))
 }
@@ -137,9 +141,47 @@ pub fn parse_time(field: &str, text: &str) -> Result<Timestamp, ApiError> {
         .map_err(|_| ApiError::invalid_request(format!("{field}: '{shown}' is out of range")))
 }
 
+/// How deeply client metadata may nest: deeper JSON is refused by some
+/// parsers (serde_json stops at 128), so answers carrying it could not be
+/// read back.
+pub const MAX_METADATA_DEPTH: usize = 32;
+
 /// Client metadata: any JSON value, kept as its text.
-pub fn metadata_text(metadata: Option<Box<RawValue>>) -> Option<String> {
-    metadata.map(|m| m.get().to_owned())
+pub fn metadata_text(metadata: Option<Box<RawValue>>) -> Result<Option<String>, ApiError> {
+    let Some(m) = metadata else { return Ok(None) };
+    let depth = json_depth(m.get());
+    if depth > MAX_METADATA_DEPTH {
+        return Err(ApiError::invalid_request(format!(
+            "metadata: nested {depth} levels deep; at most {MAX_METADATA_DEPTH}"
+        )));
+    }
+    Ok(Some(m.get().to_owned()))
+}
+
+/// The nesting depth of valid JSON text (objects and arrays).
+fn json_depth(text: &str) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for b in text.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 /// Metadata text back into JSON for a response. It was parsed when it came
@@ -200,6 +242,32 @@ mod tests {
             let e = amount(bad).unwrap_err();
             assert_eq!(e.code, "invalid_amount", "{bad}");
         }
+    }
+
+    #[test]
+    fn metadata_depth_is_bounded_and_strings_do_not_count() {
+        let raw = |s: &str| Some(RawValue::from_string(s.to_owned()).unwrap());
+        assert!(metadata_text(raw(r#"{"a":[1,{"b":"[[[[{{{{"}]}"#)).is_ok());
+        let deep = format!("{}{}", "[".repeat(33), "]".repeat(33));
+        assert_eq!(
+            metadata_text(raw(&deep)).unwrap_err().code,
+            "invalid_request"
+        );
+        let ok = format!("{}{}", "[".repeat(32), "]".repeat(32));
+        assert!(metadata_text(raw(&ok)).is_ok());
+        assert_eq!(json_depth(r#""a\"[[[""#), 0);
+    }
+
+    #[test]
+    fn bodies_must_be_objects() {
+        #[derive(Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct B {
+            a: u32,
+        }
+        assert!(parse_body::<B>(b" {\"a\": 1}").is_ok());
+        assert_eq!(parse_body::<B>(b"[1]").unwrap_err().code, "invalid_request");
+        assert_eq!(parse_body::<B>(b"  ").unwrap_err().code, "invalid_request");
     }
 
     #[test]

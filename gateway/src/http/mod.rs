@@ -22,7 +22,7 @@ pub mod search;
 pub mod server;
 pub mod views;
 
-pub use app::{App, HttpLimits, Request};
+pub use app::{App, HttpLimits, Parts, Request};
 pub use router::ROUTES;
 pub use server::{Server, ServerConfig};
 

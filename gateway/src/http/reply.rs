@@ -91,6 +91,7 @@ impl From<Reject> for ApiError {
             | Reject::WalletSuspended(_)
             | Reject::WalletClosed(_) => StatusCode::CONFLICT,
             Reject::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Reject::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Reject::Internal(detail) => return ApiError::internal(detail),
         };
         ApiError::new(status, r.code(), r.to_string())

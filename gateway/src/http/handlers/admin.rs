@@ -8,6 +8,7 @@ use crate::http::json::{format_amount, parse_body};
 use crate::http::reply::{ApiError, Reply};
 use crate::http::router::Route;
 use crate::http::views::ClientView;
+use crate::journal::Record;
 use bytes::Bytes;
 use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -15,8 +16,9 @@ use settle_engine::{AssetCode, ClientId, Decimal};
 
 pub async fn handle(app: &App, route: Route, req: &Request) -> Result<Reply, ApiError> {
     match route {
-        Route::CreateClient => create_client(app, &req.body),
+        Route::CreateClient => create_client(app, &req.body).await,
         Route::Audit => audit(app),
+        Route::Digest => digest(app),
         Route::ListSnapshots => {
             // No snapshot has been taken: snapshots arrive with the log.
             let none: [(); 0] = [];
@@ -37,7 +39,7 @@ struct ClientBody {
     name: String,
 }
 
-fn create_client(app: &App, body: &[u8]) -> Result<Reply, ApiError> {
+async fn create_client(app: &App, body: &[u8]) -> Result<Reply, ApiError> {
     let b: ClientBody = parse_body(body)?;
     if b.name.trim().is_empty() || b.name.len() > MAX_NAME_LEN {
         return Err(ApiError::invalid_request(format!(
@@ -52,10 +54,12 @@ fn create_client(app: &App, body: &[u8]) -> Result<Reply, ApiError> {
         name: b.name,
         created_at: now,
     };
-    app.directory.apply(&DirectoryRecord::ClientCreated {
+    let record = DirectoryRecord::ClientCreated {
         client: client.clone(),
         key_hash: hash_key(&key),
-    });
+    };
+    app.log(&Record::Directory(record.clone())).await?;
+    app.directory.apply(&record);
     tracing::info!(client = %client.id, "client created");
     Ok(Reply::data(
         StatusCode::CREATED,
@@ -116,6 +120,29 @@ fn audit(app: &App) -> Result<Reply, ApiError> {
         .collect();
     let ok = invariants.is_ok() && rows.iter().all(|a| a.ok());
     Ok(Reply::data(StatusCode::OK, &AuditView { ok, assets }))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DigestView {
+    digest: String,
+    wallets: usize,
+    in_flight: usize,
+}
+
+/// The state digest over a consistent cut (an extension of API.md): equal
+/// digests mean equal states, which is how recovery is checked against a
+/// replay from scratch.
+fn digest(app: &App) -> Result<Reply, ApiError> {
+    let view = app.gateway.with_cut(|cut| {
+        cut.digest().map(|d| DigestView {
+            digest: d.to_string(),
+            wallets: cut.wallets.len(),
+            in_flight: cut.in_flight.len(),
+        })
+    })?;
+    let view = view.map_err(|e| ApiError::internal(format!("digest: {e}")))?;
+    Ok(Reply::data(StatusCode::OK, &view))
 }
 
 /// Prometheus text: the recorded metrics plus the gateway's gauges.

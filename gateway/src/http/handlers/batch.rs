@@ -7,7 +7,7 @@
 //! wallet's mailbox past the gateway's bound by itself.
 
 use crate::Submitted;
-use crate::http::app::App;
+use crate::http::app::{App, Cx};
 use crate::http::handlers::money::{self, Action};
 use crate::http::handlers::{owned_txn, owned_wallet_field};
 use crate::http::json::parse_body;
@@ -16,7 +16,7 @@ use crate::http::views::TxnView;
 use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use settle_engine::{ClientId, Op, WalletId};
+use settle_engine::{Op, WalletId};
 use std::collections::{BTreeMap, VecDeque};
 
 #[derive(Deserialize)]
@@ -64,7 +64,7 @@ struct InFlight {
     submitted: Submitted,
 }
 
-pub async fn run(app: &App, client: ClientId, body: &[u8]) -> Result<Reply, ApiError> {
+pub async fn run(app: &App, cx: &Cx, body: &[u8]) -> Result<Reply, ApiError> {
     let batch: BatchBody = parse_body(body)?;
     let n = batch.operations.len();
     if n == 0 || n > app.limits.max_batch {
@@ -73,10 +73,19 @@ pub async fn run(app: &App, client: ClientId, body: &[u8]) -> Result<Reply, ApiE
             app.limits.max_batch
         )));
     }
+    // All commands are built (and their ids minted) first, so that the
+    // request's claim holds every id before the first command is routed.
+    let built: Vec<Result<(Op, bool), ApiError>> = batch
+        .operations
+        .iter()
+        .enumerate()
+        .map(|(index, raw)| operation(app, cx, index, raw))
+        .collect();
+    cx.claim(app)?;
     let mut results: Vec<Option<OpResult>> = (0..n).map(|_| None).collect();
     let mut window: VecDeque<InFlight> = VecDeque::new();
-    for (index, raw) in batch.operations.iter().enumerate() {
-        let routed = operation(app, client, index, raw).and_then(|(op, created)| {
+    for (index, op) in built.into_iter().enumerate() {
+        let routed = op.and_then(|(op, created)| {
             let wallet = op.wallet();
             let submitted = app.gateway.submit(op).map_err(ApiError::from)?;
             Ok(InFlight {
@@ -123,17 +132,18 @@ async fn finish(app: &App, f: InFlight) -> OpResult {
 /// a transaction). Each takes the fields of its endpoint's body plus the
 /// target: `walletId` for credit, debit and reserve; `transactionId` for the
 /// actions on a transaction; transfers and conversions name their wallets.
-fn operation(
-    app: &App,
-    client: ClientId,
-    index: usize,
-    raw: &RawValue,
-) -> Result<(Op, bool), ApiError> {
+fn operation(app: &App, cx: &Cx, index: usize, raw: &RawValue) -> Result<(Op, bool), ApiError> {
+    let client = cx.client;
     let at = |e: ApiError| ApiError {
         message: format!("operations[{index}]: {}", e.message),
         ..e
     };
-    let mut fields: BTreeMap<String, Box<RawValue>> = serde_json::from_str(raw.get())
+    if !raw.get().starts_with('{') {
+        return Err(at(ApiError::invalid_request(
+            "an operation must be a JSON object",
+        )));
+    }
+    let Fields(mut fields) = serde_json::from_str(raw.get())
         .map_err(|e| at(ApiError::invalid_request(format!("not an object: {e}"))))?;
     let op: String = take_string(&mut fields, "op")
         .map_err(at)?
@@ -144,7 +154,7 @@ fn operation(
                 .ok_or_else(|| ApiError::invalid_request("missing field `walletId`"))?;
             let wallet = owned_wallet_field(app, client, "walletId", &id)?;
             let rest = rest_of(&fields)?;
-            let txn = money::mint_txn(app);
+            let txn = money::mint_txn(app, cx);
             let op = match op.as_str() {
                 "credit" => money::credit_op(wallet, txn, parse_body(rest.as_bytes())?)?,
                 "debit" => money::debit_op(app, wallet, txn, parse_body(rest.as_bytes())?)?,
@@ -154,12 +164,12 @@ fn operation(
         }
         "transfer" => {
             let rest = rest_of(&fields)?;
-            let txn = money::mint_txn(app);
+            let txn = money::mint_txn(app, cx);
             money::transfer_op(app, client, txn, parse_body(rest.as_bytes())?).map(|o| (o, true))
         }
         "convert" => {
             let rest = rest_of(&fields)?;
-            let txn = money::mint_txn(app);
+            let txn = money::mint_txn(app, cx);
             money::convert_op(app, client, txn, parse_body(rest.as_bytes())?).map(|o| (o, true))
         }
         "capture" | "release" | "settle" | "reject" | "cancel" => {
@@ -190,6 +200,36 @@ fn operation(
         }
     };
     build().map_err(at)
+}
+
+/// An operation's fields, each value verbatim. A field given twice is
+/// refused (as the endpoints' own bodies refuse it), never last-one-wins.
+struct Fields(BTreeMap<String, Box<RawValue>>);
+
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Fields;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Fields, A::Error> {
+                let mut fields = BTreeMap::new();
+                while let Some((k, v)) = map.next_entry::<String, Box<RawValue>>()? {
+                    if fields.contains_key(&k) {
+                        return Err(serde::de::Error::custom(format!("duplicate field `{k}`")));
+                    }
+                    fields.insert(k, v);
+                }
+                Ok(Fields(fields))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
 }
 
 fn take_string(

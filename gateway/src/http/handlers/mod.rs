@@ -11,23 +11,19 @@ pub mod batch;
 pub mod money;
 pub mod wallets;
 
-use crate::http::app::{App, Request};
+use crate::http::app::{App, Cx, Request};
 use crate::http::reply::{ApiError, Reply};
 use crate::http::router::Route;
 use settle_engine::{ClientId, TxnId, WalletId, WalletState};
 
 /// Runs a client's request.
-pub async fn client(
-    app: &App,
-    client: ClientId,
-    route: Route,
-    req: &Request,
-) -> Result<Reply, ApiError> {
+pub async fn client(app: &App, cx: &Cx, route: Route, req: &Request) -> Result<Reply, ApiError> {
+    let client = cx.client;
     let body = &req.body[..];
     match route {
-        Route::CreateCustomer => wallets::create_customer(app, client, body).await,
+        Route::CreateCustomer => wallets::create_customer(app, cx, body).await,
         Route::GetCustomer(id) => wallets::get_customer(app, client, &id),
-        Route::CreateWallet => wallets::create_wallet(app, client, body).await,
+        Route::CreateWallet => wallets::create_wallet(app, cx, body).await,
         Route::ListWallets => wallets::list(app, client, req.query.as_deref()),
         Route::GetWallet(id) => wallets::get(app, client, &id),
         Route::WalletSettings(id) => wallets::settings(app, client, &id, body).await,
@@ -37,24 +33,25 @@ pub async fn client(
             crate::http::history::list(app, client, &id, req.query.as_deref())
         }
         Route::WalletQueue(id) => wallets::queue(app, client, &id, req.query.as_deref()),
-        Route::Credit(id) => money::credit(app, client, &id, body).await,
-        Route::Debit(id) => money::debit(app, client, &id, body).await,
-        Route::Reserve(id) => money::reserve(app, client, &id, body).await,
-        Route::Transfer => money::transfer(app, client, body).await,
-        Route::Convert => money::convert(app, client, body).await,
+        Route::Credit(id) => money::credit(app, cx, &id, body).await,
+        Route::Debit(id) => money::debit(app, cx, &id, body).await,
+        Route::Reserve(id) => money::reserve(app, cx, &id, body).await,
+        Route::Transfer => money::transfer(app, cx, body).await,
+        Route::Convert => money::convert(app, cx, body).await,
         Route::GetTransaction(id) => money::get(app, client, &id),
-        Route::Settle(id) => money::action(app, client, &id, money::Action::Settle, body).await,
-        Route::Reject(id) => money::action(app, client, &id, money::Action::Reject, body).await,
-        Route::Capture(id) => money::action(app, client, &id, money::Action::Capture, body).await,
-        Route::Release(id) => money::action(app, client, &id, money::Action::Release, body).await,
-        Route::Cancel(id) => money::action(app, client, &id, money::Action::Cancel, body).await,
-        Route::Batch => batch::run(app, client, body).await,
+        Route::Settle(id) => money::action(app, cx, &id, money::Action::Settle, body).await,
+        Route::Reject(id) => money::action(app, cx, &id, money::Action::Reject, body).await,
+        Route::Capture(id) => money::action(app, cx, &id, money::Action::Capture, body).await,
+        Route::Release(id) => money::action(app, cx, &id, money::Action::Release, body).await,
+        Route::Cancel(id) => money::action(app, cx, &id, money::Action::Cancel, body).await,
+        Route::Batch => batch::run(app, cx, body).await,
         Route::Healthz
         | Route::Metrics
         | Route::CreateClient
         | Route::CreateSnapshot
         | Route::ListSnapshots
-        | Route::Audit => Err(ApiError::internal(format!(
+        | Route::Audit
+        | Route::Digest => Err(ApiError::internal(format!(
             "route {route:?} reached the client handlers"
         ))),
     }

@@ -4,7 +4,7 @@
 
 use crate::GatewayError;
 use crate::directory::DirectoryRecord;
-use crate::http::app::App;
+use crate::http::app::{App, Cx};
 use crate::http::handlers::{owned_txn, owned_wallet, owned_wallet_field, read};
 use crate::http::json::{Amount, metadata_text, parse_body, parse_optional_body, parse_time};
 use crate::http::reply::{ApiError, Reply};
@@ -127,11 +127,11 @@ fn asset(field: &str, text: &str) -> Result<AssetCode, ApiError> {
     })
 }
 
-fn info(reference: Option<String>, metadata: Option<Box<RawValue>>) -> TxnInfo {
-    TxnInfo {
+fn info(reference: Option<String>, metadata: Option<Box<RawValue>>) -> Result<TxnInfo, ApiError> {
+    Ok(TxnInfo {
         reference,
-        metadata: metadata_text(metadata),
-    }
+        metadata: metadata_text(metadata)?,
+    })
 }
 
 /// An expiry must lie ahead: one in the past would expire at once.
@@ -153,7 +153,7 @@ pub fn credit_op(wallet: WalletId, txn: TxnId, b: CreditBody) -> Result<Op, ApiE
         asset: asset("asset", &b.asset)?,
         amount: b.amount.decimal("amount")?,
         pending: b.pending,
-        info: info(b.reference, b.metadata),
+        info: info(b.reference, b.metadata)?,
     })
 }
 
@@ -165,7 +165,7 @@ pub fn debit_op(app: &App, wallet: WalletId, txn: TxnId, b: DebitBody) -> Result
         amount: b.amount.decimal("amount")?,
         if_insufficient: b.on_insufficient_funds.into(),
         expires_at: expiry(app, b.expires_at.as_deref())?,
-        info: info(b.reference, b.metadata),
+        info: info(b.reference, b.metadata)?,
     })
 }
 
@@ -176,7 +176,7 @@ pub fn reserve_op(app: &App, wallet: WalletId, txn: TxnId, b: ReserveBody) -> Re
         asset: asset("asset", &b.asset)?,
         amount: b.amount.decimal("amount")?,
         expires_at: expiry(app, b.expires_at.as_deref())?,
-        info: info(b.reference, b.metadata),
+        info: info(b.reference, b.metadata)?,
     })
 }
 
@@ -198,7 +198,7 @@ pub fn transfer_op(
         amount,
         if_insufficient: b.on_insufficient_funds.into(),
         expires_at: expiry(app, b.expires_at.as_deref())?,
-        info: info(b.reference, b.metadata),
+        info: info(b.reference, b.metadata)?,
     })
 }
 
@@ -219,7 +219,7 @@ pub fn convert_op(app: &App, client: ClientId, txn: TxnId, b: ConvertBody) -> Re
         rate,
         if_insufficient: b.on_insufficient_funds.into(),
         expires_at: expiry(app, b.expires_at.as_deref())?,
-        info: info(b.reference, b.metadata),
+        info: info(b.reference, b.metadata)?,
     })
 }
 
@@ -242,9 +242,9 @@ pub fn action_op(
     })
 }
 
-/// A fresh transaction id.
-pub fn mint_txn(app: &App) -> TxnId {
-    TxnId::from_ulid(app.ids.next(app.now()))
+/// A transaction id for this request (minted, or the one a claim recorded).
+pub fn mint_txn(app: &App, cx: &Cx) -> TxnId {
+    TxnId::from_ulid(cx.mint(app))
 }
 
 /// The answer to a command that touched a transaction, and the index entry
@@ -275,49 +275,45 @@ pub fn txn_answer(
     Ok((status, view))
 }
 
-async fn run(app: &App, op: Op, created: bool) -> Result<Reply, ApiError> {
+async fn run(app: &App, cx: &Cx, op: Op, created: bool) -> Result<Reply, ApiError> {
     let wallet = op.wallet();
+    cx.claim(app)?;
     let result = app.gateway.execute(op).await;
     let (status, view) = txn_answer(app, wallet, created, result)?;
     Ok(Reply::data(status, &view))
 }
 
-pub async fn credit(app: &App, client: ClientId, id: &str, body: &[u8]) -> Result<Reply, ApiError> {
-    let wallet = owned_wallet(app, client, id)?;
-    let op = credit_op(wallet, mint_txn(app), parse_body(body)?)?;
-    run(app, op, true).await
+pub async fn credit(app: &App, cx: &Cx, id: &str, body: &[u8]) -> Result<Reply, ApiError> {
+    let wallet = owned_wallet(app, cx.client, id)?;
+    let op = credit_op(wallet, mint_txn(app, cx), parse_body(body)?)?;
+    run(app, cx, op, true).await
 }
 
-pub async fn debit(app: &App, client: ClientId, id: &str, body: &[u8]) -> Result<Reply, ApiError> {
-    let wallet = owned_wallet(app, client, id)?;
-    let op = debit_op(app, wallet, mint_txn(app), parse_body(body)?)?;
-    run(app, op, true).await
+pub async fn debit(app: &App, cx: &Cx, id: &str, body: &[u8]) -> Result<Reply, ApiError> {
+    let wallet = owned_wallet(app, cx.client, id)?;
+    let op = debit_op(app, wallet, mint_txn(app, cx), parse_body(body)?)?;
+    run(app, cx, op, true).await
 }
 
-pub async fn reserve(
-    app: &App,
-    client: ClientId,
-    id: &str,
-    body: &[u8],
-) -> Result<Reply, ApiError> {
-    let wallet = owned_wallet(app, client, id)?;
-    let op = reserve_op(app, wallet, mint_txn(app), parse_body(body)?)?;
-    run(app, op, true).await
+pub async fn reserve(app: &App, cx: &Cx, id: &str, body: &[u8]) -> Result<Reply, ApiError> {
+    let wallet = owned_wallet(app, cx.client, id)?;
+    let op = reserve_op(app, wallet, mint_txn(app, cx), parse_body(body)?)?;
+    run(app, cx, op, true).await
 }
 
-pub async fn transfer(app: &App, client: ClientId, body: &[u8]) -> Result<Reply, ApiError> {
-    let op = transfer_op(app, client, mint_txn(app), parse_body(body)?)?;
-    run(app, op, true).await
+pub async fn transfer(app: &App, cx: &Cx, body: &[u8]) -> Result<Reply, ApiError> {
+    let op = transfer_op(app, cx.client, mint_txn(app, cx), parse_body(body)?)?;
+    run(app, cx, op, true).await
 }
 
-pub async fn convert(app: &App, client: ClientId, body: &[u8]) -> Result<Reply, ApiError> {
-    let op = convert_op(app, client, mint_txn(app), parse_body(body)?)?;
-    run(app, op, true).await
+pub async fn convert(app: &App, cx: &Cx, body: &[u8]) -> Result<Reply, ApiError> {
+    let op = convert_op(app, cx.client, mint_txn(app, cx), parse_body(body)?)?;
+    run(app, cx, op, true).await
 }
 
 pub async fn action(
     app: &App,
-    client: ClientId,
+    cx: &Cx,
     id: &str,
     action: Action,
     body: &[u8],
@@ -328,8 +324,8 @@ pub async fn action(
         parse_optional_body::<NoBody>(body)?;
         CaptureBody::default()
     };
-    let (txn, wallet) = owned_txn(app, client, id)?;
-    run(app, action_op(action, wallet, txn, capture)?, false).await
+    let (txn, wallet) = owned_txn(app, cx.client, id)?;
+    run(app, cx, action_op(action, wallet, txn, capture)?, false).await
 }
 
 pub fn get(app: &App, client: ClientId, id: &str) -> Result<Reply, ApiError> {

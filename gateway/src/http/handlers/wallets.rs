@@ -1,12 +1,13 @@
 //! Customers and wallets (API.md "Customers and wallets").
 
 use crate::directory::{Customer, CustomerKind, DirectoryRecord, MAX_NAME_LEN};
-use crate::http::app::App;
+use crate::http::app::{App, Cx};
 use crate::http::handlers::{client_name, owned_wallet, read};
 use crate::http::json::{format_time, parse_body};
 use crate::http::reply::{ApiError, Reply};
 use crate::http::search::{self, Field, FieldType, Value};
 use crate::http::views::{BalancesView, CustomerView, TxnView, WalletView, wallet_kind};
+use crate::journal::Record;
 use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 use settle_engine::wallet::SettingsPatch;
@@ -144,13 +145,15 @@ fn wallet_reply(
     Ok(Reply::data(status, &view))
 }
 
-pub async fn create_customer(app: &App, client: ClientId, body: &[u8]) -> Result<Reply, ApiError> {
+pub async fn create_customer(app: &App, cx: &Cx, body: &[u8]) -> Result<Reply, ApiError> {
+    let client = cx.client;
     let b: CustomerBody = parse_body(body)?;
     check_name("name", &b.name, MAX_NAME_LEN)?;
     let (assets, single_asset) = assets_of(b.ccy_code, b.assets, Some("USD"))?;
     let now = app.now();
-    let customer = CustomerId::from_ulid(app.ids.next(now));
-    let wallet = WalletId::from_ulid(app.ids.next(now));
+    let customer = CustomerId::from_ulid(cx.mint(app));
+    let wallet = WalletId::from_ulid(cx.mint(app));
+    cx.claim(app)?;
     open(
         app,
         Op::OpenWallet {
@@ -172,9 +175,11 @@ pub async fn create_customer(app: &App, client: ClientId, body: &[u8]) -> Result
         wallet,
         created_at: now,
     };
-    app.directory.apply(&DirectoryRecord::CustomerCreated {
+    let created = DirectoryRecord::CustomerCreated {
         customer: record.clone(),
-    });
+    };
+    app.log(&Record::Directory(created.clone())).await?;
+    app.directory.apply(&created);
     Ok(Reply::data(
         StatusCode::CREATED,
         &CustomerView::new(&record),
@@ -192,7 +197,8 @@ pub fn get_customer(app: &App, client: ClientId, id: &str) -> Result<Reply, ApiE
     Ok(Reply::data(StatusCode::OK, &CustomerView::new(&c)))
 }
 
-pub async fn create_wallet(app: &App, client: ClientId, body: &[u8]) -> Result<Reply, ApiError> {
+pub async fn create_wallet(app: &App, cx: &Cx, body: &[u8]) -> Result<Reply, ApiError> {
+    let client = cx.client;
     let b: WalletBody = parse_body(body)?;
     let (assets, single_asset) = assets_of(b.ccy_code, b.assets, None)?;
     if let Some(n) = &b.name {
@@ -235,7 +241,8 @@ pub async fn create_wallet(app: &App, client: ClientId, body: &[u8]) -> Result<R
         (Some(KindField::ClientAdmin), None) => WalletKind::ClientAdmin,
         (Some(KindField::General), None) | (None, None) => WalletKind::General,
     };
-    let wallet = WalletId::from_ulid(app.ids.next(app.now()));
+    let wallet = WalletId::from_ulid(cx.mint(app));
+    cx.claim(app)?;
     open(
         app,
         Op::OpenWallet {

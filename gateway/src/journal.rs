@@ -1,0 +1,320 @@
+//! What the write-ahead log holds, and how a record is encoded.
+//!
+//! The log holds *events* (facts already decided), not commands: replaying
+//! an event needs no clock, no id generator and no other wallet, so replay
+//! gives the same state (same digest) whatever the machine or the time.
+//! Besides the wallets' events it holds the directory's records (clients
+//! with their key hashes, customers) and the idempotency records that let a
+//! retry after a crash get its original answer.
+//!
+//! A payload is MessagePack with named fields (`rmp_serde::to_vec_named`),
+//! wrapped in an envelope with a format version, so that a field can be
+//! added without breaking old logs, and a log from a newer settle is refused
+//! by name rather than misread.
+
+use crate::directory::DirectoryRecord;
+use crate::http::idempotency::Fingerprint;
+use serde::{Deserialize, Serialize};
+use settle_engine::{ClientId, Event, WalletId};
+use settle_snapshots::{Lsn, Wal, WalError, WalStatus};
+use std::sync::Arc;
+
+/// The format this build writes. It reads every version up to this one.
+pub const FORMAT_VERSION: u16 = 1;
+
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Record {
+    /// What one message made one wallet apply, in order.
+    Events {
+        wallet: WalletId,
+        events: Vec<Event>,
+    },
+    /// A change to the directory.
+    Directory(DirectoryRecord),
+    /// An idempotent request is about to run, with the ids minted for it: a
+    /// retry after a crash reuses them, so a command that did reach the log
+    /// is recognised (same transaction id) rather than run twice. Appended
+    /// before the request's commands, so any log that holds their events
+    /// holds the claim too.
+    Claim {
+        client: ClientId,
+        key: String,
+        fingerprint: Fingerprint,
+        at: i64,
+        ids: Vec<u128>,
+    },
+    /// An idempotent request's answer, replayed for retries. The request is
+    /// acknowledged only once this is durable.
+    Answer {
+        client: ClientId,
+        key: String,
+        fingerprint: Fingerprint,
+        at: i64,
+        status: u16,
+        body: String,
+    },
+}
+
+#[derive(Serialize)]
+struct EnvelopeRef<'a> {
+    v: u16,
+    record: &'a Record,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    v: u16,
+    record: Record,
+}
+
+/// A record that could not be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodecError(pub String);
+
+impl std::fmt::Display for CodecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CodecError {}
+
+pub fn encode(record: &Record) -> Result<Vec<u8>, CodecError> {
+    rmp_serde::to_vec_named(&EnvelopeRef {
+        v: FORMAT_VERSION,
+        record,
+    })
+    .map_err(|e| CodecError(format!("cannot encode a log record: {e}")))
+}
+
+pub fn decode(bytes: &[u8]) -> Result<Record, CodecError> {
+    let envelope: Envelope = rmp_serde::from_slice(bytes)
+        .map_err(|e| CodecError(format!("not a settle log record: {e}")))?;
+    if envelope.v > FORMAT_VERSION {
+        return Err(CodecError(format!(
+            "record format {} is newer than this settle reads ({FORMAT_VERSION}); upgrade settle",
+            envelope.v
+        )));
+    }
+    Ok(envelope.record)
+}
+
+/// Why a record did not become durable.
+#[derive(Debug)]
+pub enum JournalError {
+    Codec(CodecError),
+    Wal(WalError),
+    /// The writer dropped the record's callback (it stopped).
+    Stopped,
+}
+
+impl std::fmt::Display for JournalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JournalError::Codec(e) => e.fmt(f),
+            JournalError::Wal(e) => e.fmt(f),
+            JournalError::Stopped => f.write_str("the log stopped"),
+        }
+    }
+}
+
+impl std::error::Error for JournalError {}
+
+/// The engine's side of the write-ahead log: encodes records and hands them
+/// to the group-committing writer, and answers sync points.
+pub struct Journal {
+    wal: Wal,
+    /// The LSN of the last record appended (0: none). Appends are handed to
+    /// the writer under this lock, so the writer numbers them in this order
+    /// and each append's LSN is known when it is made.
+    last: parking_lot::Mutex<Lsn>,
+    /// Sync points waiting for an LSN to be durable. Shared with the
+    /// append callbacks, which release them; the callbacks must not own the
+    /// `Journal` itself, or its last drop could happen on the log's writer
+    /// thread, which would then have to join itself.
+    waiting: Arc<Waiting>,
+}
+
+/// Sync points waiting for an LSN to be durable, oldest first. (A lock of
+/// its own: the log may run a callback inside `append`.)
+#[derive(Default)]
+struct Waiting(parking_lot::Mutex<std::collections::VecDeque<(Lsn, Done)>>);
+
+impl Waiting {
+    /// Runs the sync points a durable LSN covers; with `None` (the log
+    /// failed), all of them, with the error.
+    fn release(&self, durable: Option<Lsn>) {
+        let ready: Vec<(Lsn, Done)> = {
+            let mut waiting = self.0.lock();
+            let n = match durable {
+                Some(lsn) => waiting.iter().take_while(|(t, _)| *t <= lsn).count(),
+                None => waiting.len(),
+            };
+            waiting.drain(..n).collect()
+        };
+        for (target, done) in ready {
+            match durable {
+                Some(_) => done(Ok(target)),
+                None => done(Err(JournalError::Stopped)),
+            }
+        }
+    }
+}
+
+type Done = Box<dyn FnOnce(Result<Lsn, JournalError>) + Send>;
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("last", &*self.last.lock())
+            .field("durable", &self.wal.durable_lsn())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Journal {
+    /// `next_lsn`: the LSN the log gives its next record.
+    pub fn new(wal: Wal, next_lsn: Lsn) -> Arc<Self> {
+        Arc::new(Self {
+            wal,
+            last: parking_lot::Mutex::new(next_lsn.saturating_sub(1)),
+            waiting: Arc::default(),
+        })
+    }
+
+    /// Appends a record; `done` runs once it is durable (on the log's writer
+    /// thread: keep it short), or with the error.
+    pub fn append(
+        &self,
+        record: &Record,
+        done: impl FnOnce(Result<Lsn, JournalError>) + Send + 'static,
+    ) {
+        let bytes = match encode(record) {
+            Ok(b) => b,
+            Err(e) => return done(Err(JournalError::Codec(e))),
+        };
+        let waiting = Arc::clone(&self.waiting);
+        let mut last = self.last.lock();
+        *last += 1;
+        self.wal.append(
+            bytes,
+            Box::new(move |r| {
+                let release = match &r {
+                    Ok(lsn) => Some(Some(*lsn)),
+                    // Fail-stop: nothing will become durable any more.
+                    Err(WalError::Failed(_) | WalError::Closed) => Some(None),
+                    Err(_) => None,
+                };
+                done(r.map_err(JournalError::Wal));
+                if let Some(durable) = release {
+                    waiting.release(durable);
+                }
+            }),
+        );
+    }
+
+    /// Appends a record and waits until it is durable.
+    pub async fn write(&self, record: &Record) -> Result<Lsn, JournalError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.append(record, move |r| {
+            let _ = tx.send(r);
+        });
+        rx.await.unwrap_or(Err(JournalError::Stopped))
+    }
+
+    /// `done` runs once everything appended before is durable.
+    pub fn sync_point(&self, done: impl FnOnce(Result<Lsn, JournalError>) + Send + 'static) {
+        let target = *self.last.lock();
+        if self.wal.durable_lsn() >= target {
+            return done(Ok(target));
+        }
+        if let WalStatus::Failed(why) = self.wal.status() {
+            return done(Err(JournalError::Wal(WalError::Failed(why))));
+        }
+        self.waiting.0.lock().push_back((target, Box::new(done)));
+        // The writer may have made `target` durable before the push: look again.
+        let durable = self.wal.durable_lsn();
+        if durable >= target {
+            self.waiting.release(Some(durable));
+        } else if matches!(self.wal.status(), WalStatus::Failed(_)) {
+            self.waiting.release(None);
+        }
+    }
+
+    /// Whether client writes may go ahead: not while the disk is full or
+    /// after the log failed (the engine answers 503 then).
+    pub fn refusal(&self) -> Option<String> {
+        match self.wal.status() {
+            WalStatus::Ok => None,
+            WalStatus::DiskFull => {
+                Some("the disk is full: writes are refused until space is freed".to_owned())
+            }
+            WalStatus::Failed(why) => Some(format!(
+                "the log has failed and the engine is stopping: {why}"
+            )),
+        }
+    }
+
+    pub fn wal(&self) -> &Wal {
+        &self.wal
+    }
+
+    /// Writes and syncs what was appended, and stops the writer. (Needs
+    /// the last reference: the gateway is stopped first.)
+    pub fn close(self: Arc<Self>) -> Result<(), WalError> {
+        match Arc::try_unwrap(self) {
+            Ok(j) => j.wal.close(),
+            Err(_) => Err(WalError::Failed(
+                "the log is still in use; it was not closed".to_owned(),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use settle_engine::{Timestamp, WalletStatus};
+
+    #[test]
+    fn records_round_trip_and_newer_formats_are_refused() {
+        let records = [
+            Record::Events {
+                wallet: WalletId::from_u128(7),
+                events: vec![Event::StatusChanged {
+                    wallet: WalletId::from_u128(7),
+                    status: WalletStatus::Suspended,
+                    reason: Some("review".into()),
+                    at: Timestamp::from_millis(5),
+                }],
+            },
+            Record::Claim {
+                client: ClientId::from_u128(1),
+                key: "k-1".into(),
+                fingerprint: [3; 32],
+                at: 9,
+                ids: vec![11, 12],
+            },
+            Record::Answer {
+                client: ClientId::from_u128(1),
+                key: "k-1".into(),
+                fingerprint: [3; 32],
+                at: 10,
+                status: 201,
+                body: "{\"data\":{}}".into(),
+            },
+        ];
+        for r in &records {
+            let bytes = encode(r).unwrap();
+            assert_eq!(&decode(&bytes).unwrap(), r);
+        }
+        let newer = rmp_serde::to_vec_named(&EnvelopeRef {
+            v: FORMAT_VERSION + 1,
+            record: &records[0],
+        })
+        .unwrap();
+        assert!(decode(&newer).unwrap_err().0.contains("newer"));
+        assert!(decode(b"\x01\x02garbage").is_err());
+    }
+}

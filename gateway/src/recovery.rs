@@ -1,0 +1,149 @@
+//! Recovery: the log, replayed into the engine, the directory and the
+//! idempotency store, before the server says it is ready.
+//!
+//! Replay applies events with `Ledger::apply`, the code that applies them
+//! live, and the ledger checks as it goes that every message consumed was
+//! in flight: a log that does not describe a reachable state stops recovery
+//! at the record that does not fit, named by its position.
+
+use crate::directory::{Directory, DirectoryRecord};
+use crate::http::idempotency::{IdempotencyStore, Restored, StoredAnswer};
+use crate::journal::{self, Record};
+use settle_engine::{Direction, EngineConfig, Ledger, StateDigest, WalletState};
+use settle_snapshots::{Lsn, Recovery, ReplayError};
+
+/// What replay rebuilt.
+#[derive(Debug)]
+pub struct Replayed {
+    pub wallets: Vec<WalletState>,
+    pub records: u64,
+    /// The state's digest (wallets and messages in flight) after the replay.
+    pub digest: StateDigest,
+}
+
+/// Why recovery stopped.
+#[derive(Debug)]
+pub struct RecoveryError(pub String);
+
+impl std::fmt::Display for RecoveryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RecoveryError {}
+
+/// Where replayed records go besides the ledger. `None`s skip them (the
+/// offline tools only need the ledger).
+#[derive(Debug, Default)]
+pub struct Sinks<'a> {
+    pub directory: Option<&'a Directory>,
+    pub idempotency: Option<(&'a IdempotencyStore, i64)>,
+}
+
+/// Replays every record of the log from `from`.
+pub fn replay(
+    recovery: &Recovery,
+    from: Lsn,
+    config: &EngineConfig,
+    sinks: &Sinks<'_>,
+) -> Result<Replayed, RecoveryError> {
+    let mut ledger = Ledger::new(config.clone());
+    let mut records = 0u64;
+    let result = recovery.replay(from, |_lsn, bytes| {
+        records += 1;
+        let record = journal::decode(bytes)?;
+        apply(&mut ledger, sinks, record).map_err(journal::CodecError)
+    });
+    match result {
+        Ok(()) => {}
+        Err(ReplayError::Apply { lsn, source }) => {
+            return Err(RecoveryError(format!(
+                "log record {lsn} does not apply: {source} (run `settle wal verify`)"
+            )));
+        }
+        Err(e) => return Err(RecoveryError(format!("reading the log: {e}"))),
+    }
+    let digest = ledger
+        .digest()
+        .map_err(|e| RecoveryError(format!("digest of the recovered state: {e}")))?;
+    let wallets: Vec<WalletState> = ledger.into_wallets().collect();
+    if let Some(directory) = sinks.directory {
+        index(directory, &wallets);
+    }
+    Ok(Replayed {
+        wallets,
+        records,
+        digest,
+    })
+}
+
+fn apply(ledger: &mut Ledger, sinks: &Sinks<'_>, record: Record) -> Result<(), String> {
+    match record {
+        Record::Events { wallet, events } => {
+            for e in &events {
+                if e.wallet() != wallet {
+                    return Err(format!(
+                        "an event of {} in a record of {wallet}",
+                        e.wallet()
+                    ));
+                }
+                ledger.apply(e).map_err(|e| e.to_string())?;
+            }
+        }
+        Record::Directory(r) => {
+            if let Some(d) = sinks.directory {
+                d.apply(&r);
+            }
+        }
+        Record::Claim {
+            client,
+            key,
+            fingerprint,
+            at,
+            ids,
+        } => {
+            if let Some((store, now)) = sinks.idempotency {
+                store.restore(client, &key, fingerprint, at, now, Restored::Claim(ids));
+            }
+        }
+        Record::Answer {
+            client,
+            key,
+            fingerprint,
+            at,
+            status,
+            body,
+        } => {
+            if let Some((store, now)) = sinks.idempotency {
+                let answer = StoredAnswer {
+                    status,
+                    body: body.into_bytes(),
+                };
+                store.restore(client, &key, fingerprint, at, now, Restored::Answer(answer));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The directory's indexes that the wallets themselves record: each
+/// client's wallets (ids sort in creation order) and where each transaction
+/// was created (not the inbound record of a transfer).
+fn index(directory: &Directory, wallets: &[WalletState]) {
+    for w in wallets {
+        directory.apply(&DirectoryRecord::WalletOpened {
+            wallet: w.id,
+            client: w.spec.client,
+        });
+        for t in w.txns() {
+            let inbound = t.direction == Some(Direction::In) && t.counterparty.is_some();
+            if !inbound {
+                directory.apply(&DirectoryRecord::TxnCreated {
+                    txn: t.id,
+                    wallet: w.id,
+                });
+            }
+        }
+    }
+}

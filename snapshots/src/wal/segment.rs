@@ -1,0 +1,91 @@
+//! Creating segments durably, and the segment being appended to.
+//!
+//! A new segment is written under a temporary name (header, preallocation
+//! with `set_len`), synced, renamed to `{first_lsn:020}.wal`, and the
+//! directory synced. So a file with a segment's name always has a valid,
+//! durable header: a crash mid-creation leaves only a `.wal.tmp` file
+//! (holding no records), which `open` removes. That is why a bad header can
+//! be treated as corruption rather than as a crash artefact.
+//!
+//! Preallocation (`set_len`) means later `fdatasync`s need not update the
+//! file size (FACTS.md: cheaper), and zeros mark the end of the written log.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::config::Lsn;
+use super::error::{WalError, is_disk_full};
+use super::format;
+use super::storage::{Storage, StorageFile};
+
+/// The segment the writer appends to.
+#[derive(Debug)]
+pub(crate) struct ActiveSegment {
+    pub path: PathBuf,
+    pub file: Box<dyn StorageFile>,
+    pub first_lsn: Lsn,
+    /// The file's (preallocated) size.
+    pub size: u64,
+    /// Where the next frame goes: everything before is durable (or written,
+    /// under `FsyncPolicy::Never`), everything after is zeros.
+    pub end: u64,
+}
+
+/// An error of a write or create: `DiskFull` if the disk is full (the caller
+/// retries), `Io` otherwise.
+pub(crate) fn write_error(path: &Path, offset: u64, error: io::Error) -> WalError {
+    if is_disk_full(&error) {
+        WalError::DiskFull {
+            segment: path.to_path_buf(),
+            offset,
+        }
+    } else {
+        WalError::io(path, offset, error)
+    }
+}
+
+/// Creates, preallocates and durably names the segment starting at
+/// `first_lsn`. If a segment of that name exists (an empty last segment too
+/// small for the next batch), it is replaced atomically by the rename.
+/// Errors: `DiskFull` (retryable; nothing is left behind), `Io` (fatal:
+/// a sync failed, or something other than space).
+pub(crate) fn create_segment(
+    storage: &dyn Storage,
+    dir: &Path,
+    first_lsn: Lsn,
+    size: u64,
+) -> Result<ActiveSegment, WalError> {
+    let temp = dir.join(format::temp_name(first_lsn));
+    let path = dir.join(format::segment_name(first_lsn));
+    match storage.remove(&temp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(WalError::io(&temp, 0, e)),
+    }
+    let file = storage
+        .create(&temp, size)
+        .map_err(|e| write_error(&temp, 0, e))?;
+    let named = file
+        .write_all_at(&format::encode_header(first_lsn), 0)
+        .map_err(|e| write_error(&temp, 0, e))
+        .and_then(|()| file.sync_all().map_err(|e| WalError::io(&temp, 0, e)))
+        .and_then(|()| {
+            storage
+                .rename(&temp, &path)
+                .map_err(|e| write_error(&path, 0, e))
+        })
+        .and_then(|()| storage.sync_dir(dir).map_err(|e| WalError::io(dir, 0, e)));
+    if let Err(error) = named {
+        // Best effort: a leftover temporary file holds no records, and the
+        // next attempt (or `open`) removes it anyway.
+        let _ = storage.remove(&temp);
+        return Err(error);
+    }
+    Ok(ActiveSegment {
+        path,
+        file,
+        first_lsn,
+        size,
+        end: format::SEGMENT_HEADER_LEN,
+    })
+}

@@ -1,0 +1,68 @@
+//! `settle wal verify|repair`: the operator's tools for the write-ahead log,
+//! offline (the server must be stopped: the data directory's lock says so).
+
+use clap::{Args, Subcommand};
+use settle_snapshots::{FsStorage, verify};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Subcommand, Debug)]
+pub enum WalCommand {
+    /// Check every segment and record; exit 0 if the log is sound, 1 with
+    /// what is wrong and where if not. Never writes.
+    Verify(WalArgs),
+    /// Cut the log at its first problem (a torn tail or corruption), keeping
+    /// a backup of everything removed under `<data-dir>/wal-repair-<time>/`.
+    Repair(WalArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct WalArgs {
+    /// The server's data directory (the log is its `wal/`).
+    #[arg(long, default_value = "./data")]
+    pub data_dir: PathBuf,
+}
+
+pub fn run(command: WalCommand) -> ExitCode {
+    match command {
+        WalCommand::Verify(args) => {
+            let dir = args.data_dir.join("wal");
+            if !dir.is_dir() {
+                eprintln!("settle: no log at {}", dir.display());
+                return ExitCode::FAILURE;
+            }
+            let report = verify(&FsStorage, &dir);
+            println!("{report}");
+            if report.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        WalCommand::Repair(args) => {
+            let dir = args.data_dir.join("wal");
+            let _lock = match crate::serve::lock_data_dir(&args.data_dir) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("settle: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let backup = args.data_dir.join(format!("wal-repair-{stamp}"));
+            match settle_snapshots::repair(&FsStorage, &dir, &backup) {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("settle: repair failed: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
