@@ -2,22 +2,19 @@
 //! front door, and a clean stop on SIGTERM or SIGINT.
 
 use clap::Args;
-use settle_gateway::directory::Directory;
-use settle_gateway::engine::actor::{Clock, SystemClock};
+use settle_gateway::boot::{BootConfig, Booted, boot};
+use settle_gateway::engine::actor::SystemClock;
 use settle_gateway::http::auth::{Keys, generate_key};
-use settle_gateway::http::idempotency::IdempotencyStore;
-use settle_gateway::http::{self, App, HttpLimits, Parts, Server, ServerConfig};
+use settle_gateway::http::{self, Server, ServerConfig};
 use settle_gateway::journal::Journal;
-use settle_gateway::recovery::{self, Sinks};
-use settle_gateway::{Gateway, GatewayConfig};
-use settle_snapshots::{FsStorage, FsyncPolicy, Wal, WalConfig, WalStatus};
+use settle_snapshots::{FsStorage, FsyncPolicy, WalConfig, WalStatus};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -140,70 +137,43 @@ fn admin_key(dir: &Path) -> Result<String, ServeError> {
 pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let _lock = lock_data_dir(&args.data_dir)?;
     let keys = Keys::new(&admin_key(&args.data_dir)?);
-    let clock = Arc::new(SystemClock);
-    let config = GatewayConfig::default();
-    let directory = Arc::new(Directory::new());
-    let idempotency = IdempotencyStore::new(
-        Duration::from_secs(24 * 3600),
-        4_000_000,
-        Duration::from_secs(5),
-    );
-
-    // Recovery: the log, replayed, before anything is served.
-    let started = Instant::now();
-    let mut wal_config = WalConfig::new(args.data_dir.join("wal"));
-    wal_config.segment_size = args.segment_mib.max(1) * 1024 * 1024;
+    let mut wal = WalConfig::new(args.data_dir.join("wal"));
+    wal.segment_size = args.segment_mib.max(1) * 1024 * 1024;
     if args.fsync == Fsync::Never {
-        wal_config.fsync = FsyncPolicy::Never;
+        wal.fsync = FsyncPolicy::Never;
         tracing::warn!(
             "--fsync never: acknowledged writes can be lost on a crash; for benchmarks only"
         );
     }
-    let (wal, recovery) = Wal::open(Arc::new(FsStorage), wal_config)
-        .map_err(|e| err(format!("cannot open the write-ahead log: {e}")))?;
-    if let Some(torn) = &recovery.torn_tail {
+    // Recovery: the log, replayed, before anything is served.
+    let booted = boot(
+        Arc::new(FsStorage),
+        BootConfig::new(wal),
+        keys,
+        Arc::new(SystemClock),
+        http::install_metrics(),
+    )
+    .await
+    .map_err(err)?;
+    if let Some(torn) = &booted.torn_tail {
         tracing::warn!(
             segment = %torn.segment.display(),
             offset = torn.offset,
             "the log ended in a torn write (a crash while writing); it was cut there"
         );
     }
-    let sinks = Sinks {
-        directory: Some(&directory),
-        idempotency: Some((&idempotency, clock.now().millis())),
-    };
-    let replayed = recovery::replay(&recovery, recovery.first_lsn, &config.engine, &sinks)
-        .map_err(|e| err(format!("recovery stopped: {e}")))?;
+    // The digest lets operators and the crash tests compare the recovered
+    // state with `settle wal verify` (a replay from scratch).
     tracing::info!(
-        records = replayed.records,
-        wallets = replayed.wallets.len(),
-        digest = %replayed.digest,
-        millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        records = booted.records,
+        wallets = booted.wallets,
+        digest = %booted.digest,
+        replay_ms = u64::try_from(booted.replay_time.as_millis()).unwrap_or(u64::MAX),
         "recovered from the log"
     );
-    let journal = Journal::new(wal, recovery.next_lsn);
-    drop(recovery);
-    let gateway = Gateway::start_durable(
-        config,
-        clock.clone(),
-        Arc::clone(&journal),
-        replayed.wallets,
-    )
-    .await
-    .map_err(|e| err(format!("cannot start the engine: {e}")))?;
-    let app = Arc::new(
-        App::new(Parts {
-            gateway: gateway.clone(),
-            directory,
-            keys,
-            idempotency: Arc::clone(&idempotency),
-            clock,
-            limits: HttpLimits::default(),
-            metrics: http::install_metrics(),
-            journal: Some(Arc::clone(&journal)),
-        })
-        .map_err(|e| err(format!("route table: {e}")))?,
-    );
+    let Booted { app, journal, .. } = booted;
+    let gateway = app.gateway.clone();
+    let idempotency = Arc::clone(&app.idempotency);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| err(format!("cannot listen on {}: {e}", args.listen)))?;

@@ -2,9 +2,12 @@
 //! offline (the server must be stopped: the data directory's lock says so).
 
 use clap::{Args, Subcommand};
-use settle_snapshots::{FsStorage, verify};
+use settle_gateway::GatewayConfig;
+use settle_gateway::recovery::{self, Sinks};
+use settle_snapshots::{FsStorage, Recovery, verify};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Subcommand, Debug)]
 pub enum WalCommand {
@@ -33,10 +36,36 @@ pub fn run(command: WalCommand) -> ExitCode {
             }
             let report = verify(&FsStorage, &dir);
             println!("{report}");
-            if report.is_clean() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
+            if !report.opens() {
+                return ExitCode::FAILURE;
+            }
+            // The frames are sound: replay them into an engine, as recovery
+            // would, and show what state they describe.
+            let replayed = Recovery::read_only(Arc::new(FsStorage), &dir)
+                .map_err(|e| e.to_string())
+                .and_then(|log| {
+                    let config = GatewayConfig::default();
+                    recovery::replay(&log, log.first_lsn, &config.engine, &Sinks::default())
+                        .map_err(|e| e.to_string())
+                });
+            match replayed {
+                Ok(r) => {
+                    let digest = r.digest().map_or_else(|e| e.to_string(), |d| d.to_string());
+                    println!(
+                        "replay: {} records, {} wallets, state digest {digest}",
+                        r.records,
+                        r.wallets.len(),
+                    );
+                    if report.is_clean() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    println!("replay: {e}");
+                    ExitCode::FAILURE
+                }
             }
         }
         WalCommand::Repair(args) => {

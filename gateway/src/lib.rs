@@ -12,7 +12,9 @@
 //! - `http`: the front door (API.md on hyper).
 //! - `journal`: the records of the write-ahead log and their encoding.
 //! - `recovery`: the log replayed into the engine, directory and idempotency store.
+//! - `boot`: open the log, recover, start the actors and the app.
 
+pub mod boot;
 mod config;
 pub mod directory;
 mod error;

@@ -13,6 +13,12 @@
 //!
 //! When a `Server` is dropped, the process is killed; if the test has not
 //! failed already, the server's log must hold no panic and no ERROR line.
+//!
+//! For the crash test: `Server::start_in` runs on a data directory that
+//! outlives the process (each run with a log of its own, checked as
+//! above), `kill9` crashes it, `recovered` reads what it recovered at
+//! start, `wal_verify` replays its log from scratch offline, and an
+//! `Endpoint` sends requests that may go unanswered.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::Bytes;
@@ -28,6 +34,7 @@ use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -229,7 +236,9 @@ pub fn dec(v: &Value) -> rust_decimal::Decimal {
 pub struct Server {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// Holds the log (`stderr.log`), and the data for `start`.
     dir: TempDir,
+    data: PathBuf,
     client: HttpClient,
     /// Set when the test stopped the process itself (SIGTERM).
     stopped: bool,
@@ -241,12 +250,27 @@ impl Server {
     pub async fn start() -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
+        Self::spawn(dir, data, "warn").await
+    }
+
+    /// Starts `settle serve` on a data directory the caller keeps (created
+    /// on first start; restarts reuse it, with the same admin key). The
+    /// log is at `info` (it holds the `recovered from the log` line, see
+    /// `recovered`) and is this run's own: every start gets a fresh log
+    /// file, checked for panics and ERROR lines when the `Server` drops.
+    pub async fn start_in(data: &Path) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::spawn(dir, data.to_path_buf(), "info").await
+    }
+
+    /// Spawns the server on `data`, its standard error in `dir/stderr.log`.
+    async fn spawn(dir: TempDir, data: PathBuf, rust_log: &str) -> Server {
         let log = std::fs::File::create(dir.path().join("stderr.log")).expect("log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_settle"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data)
             .env("SETTLE_ADMIN_KEY", ADMIN_KEY)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -286,8 +310,52 @@ impl Server {
             child: Some(child),
             addr,
             dir,
+            data,
             client,
             stopped: false,
+        }
+    }
+
+    /// The data directory this server runs on.
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
+    /// Kills the process with SIGKILL (through `kill -9`) and waits for it
+    /// to be gone: a crash, with no chance to flush anything. Its log is
+    /// still checked when the `Server` drops.
+    pub fn kill9(&mut self) {
+        let Some(child) = self.child.as_mut() else {
+            return;
+        };
+        if child.try_wait().expect("try_wait").is_none() {
+            let status = Command::new("kill")
+                .args(["-KILL", &child.id().to_string()])
+                .status()
+                .expect("run kill");
+            assert!(status.success(), "kill -KILL failed: {status}");
+        }
+        child.wait().expect("wait for the killed server");
+        self.stopped = true;
+    }
+
+    /// The fields of the `recovered from the log` line the server logs at
+    /// start (at INFO; `start_in` runs with that level).
+    pub fn recovered(&self) -> Recovered {
+        let log = self.log();
+        log.lines()
+            .map(strip_ansi)
+            .find(|l| l.contains("recovered from the log"))
+            .map(|l| Recovered::parse(&l))
+            .unwrap_or_else(|| panic!("no `recovered from the log` line in the log:\n{log}"))
+    }
+
+    /// A handle for requests from other tasks, which fails instead of
+    /// panicking when the server does not answer (see `Endpoint::try_send`).
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            addr: self.addr,
+            client: self.client.clone(),
         }
     }
 
@@ -714,5 +782,194 @@ impl Drop for Server {
             !log.contains("ERROR"),
             "the server logged an error; its log:\n{log}"
         );
+    }
+}
+
+// ---- crashes and recovery (tests/crash.rs) ----
+
+/// A log line without its ANSI colour codes (the server colours its log
+/// even into a file).
+pub fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC '[' parameters, ended by a byte in '@'..='~'.
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The value of `name=value` among the words of a log line.
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// What the server says it recovered at start:
+/// `recovered from the log records=N wallets=W digest=<hex> …`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    pub records: u64,
+    pub wallets: u64,
+    pub digest: String,
+}
+
+impl Recovered {
+    fn parse(line: &str) -> Recovered {
+        let num = |name: &str| -> u64 {
+            field(line, name)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no number {name}= in {line:?}"))
+        };
+        Recovered {
+            records: num("records"),
+            wallets: num("wallets"),
+            digest: field(line, "digest")
+                .unwrap_or_else(|| panic!("no digest= in {line:?}"))
+                .to_owned(),
+        }
+    }
+}
+
+/// What `settle wal verify --data-dir D` found: its exit, its output, and
+/// its last line `replay: N records, W wallets, state digest <hex>` (the
+/// state a replay from scratch rebuilds).
+#[derive(Debug, Clone)]
+pub struct WalVerify {
+    /// Exit 0: the log is clean.
+    pub clean: bool,
+    /// The report names a torn tail (which the server cuts by itself, so
+    /// the log still opens; verify then exits 1).
+    pub torn_tail: bool,
+    pub records: u64,
+    pub wallets: u64,
+    pub digest: String,
+    pub output: String,
+}
+
+/// Runs `settle wal verify --data-dir D` (the server must be stopped) and
+/// parses its replay line; panics if there is none.
+pub fn wal_verify(data: &Path) -> WalVerify {
+    let out = Command::new(env!("CARGO_BIN_EXE_settle"))
+        .args(["wal", "verify", "--data-dir"])
+        .arg(data)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run settle wal verify");
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    let parse = || -> Option<(u64, u64, String)> {
+        // replay: N records, W wallets, state digest <hex>
+        let rest = last.strip_prefix("replay: ")?;
+        let mut parts = rest.split(", ");
+        let records = parts.next()?.strip_suffix(" records")?.parse().ok()?;
+        let wallets = parts.next()?.strip_suffix(" wallets")?.parse().ok()?;
+        let digest = parts
+            .next()?
+            .strip_prefix("state digest ")?
+            .trim()
+            .to_owned();
+        let hex = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit());
+        hex.then_some((records, wallets, digest))
+    };
+    let (records, wallets, digest) = parse().unwrap_or_else(|| {
+        panic!(
+            "settle wal verify ({}) printed no replay line; its output:\n{output}",
+            out.status
+        )
+    });
+    WalVerify {
+        clean: out.status.success(),
+        torn_tail: output.contains("torn tail"),
+        records,
+        wallets,
+        digest,
+        output,
+    }
+}
+
+/// Why `Endpoint::try_send` got no answer.
+#[derive(Debug, Clone)]
+pub enum NoAnswer {
+    /// No connection, or it broke before the whole answer arrived.
+    Connection(String),
+    /// No answer within `REQUEST_TIMEOUT`.
+    Timeout,
+}
+
+/// The server's address and a client, cheap to clone into tasks. Unlike
+/// `Server::send`, `try_send` returns an error when no answer comes (the
+/// server may have been killed meanwhile); answers that do come are
+/// checked as every answer is.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    client: HttpClient,
+}
+
+impl Endpoint {
+    pub async fn try_send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<Resp, NoAnswer> {
+        let body: Bytes = body.into();
+        let shown = clip(path, 200);
+        let mut req = Request::builder()
+            .method(method.clone())
+            .uri(format!("http://{}{path}", self.addr))
+            .body(Full::new(body).boxed())
+            .unwrap_or_else(|e| panic!("cannot build {method} {shown}: {e}"));
+        for (name, value) in headers {
+            req.headers_mut().append(
+                HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+                HeaderValue::from_str(value).expect("header value"),
+            );
+        }
+        let answer = tokio::time::timeout(REQUEST_TIMEOUT, async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| NoAnswer::Connection(format!("{e:?}")))?;
+            let (parts, body) = resp.into_parts();
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|e| NoAnswer::Connection(format!("body: {e}")))?
+                .to_bytes();
+            Ok((parts, bytes))
+        })
+        .await
+        .map_err(|_| NoAnswer::Timeout)?;
+        let (parts, bytes) = answer?;
+        Ok(check_answer(
+            method,
+            path,
+            parts.status.as_u16(),
+            parts.headers,
+            bytes,
+        ))
     }
 }

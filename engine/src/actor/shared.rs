@@ -59,6 +59,12 @@ pub struct WalletShared {
     /// actor applies them before whatever it handles next (and a tick comes
     /// if nothing else does).
     receipts: Mutex<Vec<TxnId>>,
+    /// Events applied to the state and not yet handed to the host to
+    /// commit. Kept here, not in the actor, so that the events of a command
+    /// cut short by a panic are not lost: they are applied, so they must be
+    /// logged (roll forward); the next actor's first message commits them,
+    /// ahead of its own.
+    uncommitted: Mutex<Vec<crate::event::Event>>,
 }
 
 /// How long a sent transfer may await its receipt before it is sent again.
@@ -78,6 +84,7 @@ impl WalletShared {
             last_used: AtomicI64::new(0),
             next_due: AtomicI64::new(i64::MAX),
             receipts: Mutex::new(Vec::new()),
+            uncommitted: Mutex::new(Vec::new()),
         };
         shared.refresh_from_live();
         shared
@@ -143,6 +150,11 @@ impl WalletShared {
     pub fn leave_receipt(&self, txn: TxnId, now: i64) {
         self.receipts.lock().push(txn);
         self.next_due.fetch_min(now, Ordering::AcqRel);
+    }
+
+    /// The buffer a message's events are applied into (see `uncommitted`).
+    pub fn uncommitted(&self) -> MutexGuard<'_, Vec<crate::event::Event>> {
+        self.uncommitted.lock()
     }
 
     /// Takes the receipts left so far.

@@ -45,7 +45,8 @@ pub enum WalletMsg {
     #[cfg(feature = "fault-injection")]
     Panic,
     /// Applies `op`, then panics before committing or answering: a command
-    /// cut short (supervision tests).
+    /// cut short (supervision tests). Its events stand and are committed by
+    /// the next message the wallet handles.
     #[cfg(feature = "fault-injection")]
     PanicAfter(Op),
 }
@@ -83,17 +84,27 @@ impl WalletActorState {
     ) -> Result<(R, Effects), ActorProcessingErr> {
         let receipts = self.shared.take_receipts();
         let mut state = self.shared.live()?;
-        let mut events = Vec::new();
+        // Events a failed actor applied but did not commit come first.
+        let mut buffer = self.shared.uncommitted();
+        if !buffer.is_empty() {
+            tracing::warn!(
+                wallet = %self.shared.id,
+                events = buffer.len(),
+                "committing the events of a command cut short by a failure"
+            );
+        }
         for txn in receipts {
             let receipt = Message::Receipt {
                 txn,
                 to: self.shared.id,
             };
-            if let Err(err) = state.receive(at, &receipt, &mut events) {
+            if let Err(err) = state.receive(at, &receipt, &mut buffer) {
                 tracing::error!(wallet = %self.shared.id, %err, "receipt not applied");
             }
         }
-        let r = f(&mut state, &mut events);
+        let r = f(&mut state, &mut buffer);
+        let events = std::mem::take(&mut *buffer);
+        drop(buffer);
         let mut posts = Vec::new();
         for e in &events {
             match message::sent_by(&state, e) {
@@ -226,8 +237,11 @@ impl Actor for WalletActor {
             #[cfg(feature = "fault-injection")]
             WalletMsg::PanicAfter(op) => {
                 let config = st.host.config();
-                let _ = st.step(at, |state, out| state.execute(at, config, &op, Ok(()), out))?;
-                panic!("injected fault in wallet {} after a command", st.shared.id);
+                let wallet = st.shared.id;
+                let _ = st.step(at, |state, out| {
+                    let _ = state.execute(at, config, &op, Ok(()), out);
+                    panic!("injected fault in wallet {wallet} after a command");
+                })?;
             }
         }
         Ok(())

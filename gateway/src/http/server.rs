@@ -232,6 +232,10 @@ fn unrouted(e: ApiError) -> Outcome {
     }
 }
 
+/// The largest oversized body read and dropped before the 413 (see
+/// `read_body`).
+const DRAIN_LIMIT: u64 = 4 * 1024 * 1024;
+
 async fn read_body(
     parts: &hyper::http::request::Parts,
     body: Incoming,
@@ -249,7 +253,14 @@ async fn read_body(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
+    if let Some(n) = declared.filter(|&n| n > max as u64) {
+        // Read (and drop) a moderately oversized body before answering, so
+        // that a client still writing it reads the 413 instead of a broken
+        // pipe; past `DRAIN_LIMIT`, answer at once and let it break.
+        if n <= DRAIN_LIMIT {
+            let mut body = body;
+            while let Some(Ok(_)) = body.frame().await {}
+        }
         return Err(too_large());
     }
     match Limited::new(body, max).collect().await {

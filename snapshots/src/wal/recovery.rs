@@ -47,6 +47,26 @@ impl fmt::Debug for Recovery {
 }
 
 impl Recovery {
+    /// Reads a log without changing it (the offline tools): the valid
+    /// records up to a torn tail, if there is one. Corruption before the
+    /// tail is an error, as for `open`. The server must be stopped: a log
+    /// being written may change under the reader.
+    pub fn read_only(storage: Arc<dyn Storage>, dir: &Path) -> Result<Recovery, WalError> {
+        let mut scan = scan::scan_dir(storage.as_ref(), dir);
+        let torn_tail = match scan.stop.take() {
+            None => None,
+            Some(Stop::Torn(torn)) => Some(torn),
+            Some(Stop::Broken(error)) => return Err(error),
+        };
+        Ok(Recovery {
+            first_lsn: scan.first_lsn(),
+            next_lsn: scan.next_lsn(),
+            torn_tail,
+            segments: std::mem::take(&mut scan.segments),
+            storage,
+        })
+    }
+
     /// Records in the log.
     pub fn records(&self) -> u64 {
         self.next_lsn - self.first_lsn

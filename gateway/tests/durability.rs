@@ -1,0 +1,419 @@
+//! Faults under the whole engine (log, actors, front door), injected through
+//! the log's storage: a full disk refuses new writes with 503 and loses
+//! nothing acknowledged; a failed fsync stops the log for good and nothing
+//! after it is acknowledged; a restart recovers exactly what was
+//! acknowledged. Requests go through `App::handle`, the path an HTTP
+//! request takes after its socket.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use bytes::Bytes;
+use hyper::Method;
+use serde_json::{Value, json};
+use settle_engine::actor::SystemClock;
+use settle_gateway::boot::{BootConfig, Booted, boot};
+use settle_gateway::http::Request;
+use settle_gateway::http::app::{App, Outcome};
+use settle_gateway::http::auth::Keys;
+use settle_snapshots::wal::faults::FaultyStorage;
+use settle_snapshots::{FsStorage, Storage, WalConfig, WalStatus};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+const ADMIN: &str = "admin-key-for-the-durability-tests";
+
+async fn start(dir: &Path, storage: Arc<dyn Storage>) -> Booted {
+    let mut wal = WalConfig::new(dir.join("wal"));
+    wal.segment_size = 1 << 20;
+    let booted = boot(
+        storage,
+        BootConfig::new(wal),
+        Keys::new(ADMIN),
+        Arc::new(SystemClock),
+        None,
+    )
+    .await
+    .unwrap();
+    booted.app.set_ready(true);
+    booted
+}
+
+/// Stops an engine as a crash would: nothing is flushed or closed.
+fn crash(booted: Booted) {
+    booted.app.gateway.shutdown();
+}
+
+static KEYS: AtomicU64 = AtomicU64::new(1);
+
+async fn call(app: &Arc<App>, method: Method, path: &str, key: &str, body: Value) -> Outcome {
+    let idem = format!("k-{}", KEYS.fetch_add(1, Ordering::Relaxed));
+    call_with(app, method, path, key, &idem, body).await
+}
+
+async fn call_with(
+    app: &Arc<App>,
+    method: Method,
+    path: &str,
+    key: &str,
+    idem: &str,
+    body: Value,
+) -> Outcome {
+    let body = if body.is_null() {
+        Bytes::new()
+    } else {
+        Bytes::from(body.to_string())
+    };
+    app.handle(Request {
+        method,
+        path: path.to_owned(),
+        query: None,
+        api_key: Some(key.to_owned()),
+        idempotency_key: Some(idem.to_owned()),
+        content_type: Some("application/json".to_owned()),
+        body,
+    })
+    .await
+}
+
+fn json(o: &Outcome) -> Value {
+    serde_json::from_slice(&o.reply.body).unwrap()
+}
+
+fn status(o: &Outcome) -> u16 {
+    o.reply.status.as_u16()
+}
+
+/// A client with one USD wallet holding 100.00.
+async fn client_with_wallet(app: &Arc<App>) -> (String, String) {
+    let c = call(
+        app,
+        Method::POST,
+        "/v1/admin/clients",
+        ADMIN,
+        json!({"name": "c"}),
+    )
+    .await;
+    assert_eq!(status(&c), 201, "{:?}", json(&c));
+    let key = json(&c)["data"]["apiKey"].as_str().unwrap().to_owned();
+    let w = call(
+        app,
+        Method::POST,
+        "/v1/wallets",
+        &key,
+        json!({"ccyCode": "USD"}),
+    )
+    .await;
+    assert_eq!(status(&w), 201);
+    let wallet = json(&w)["data"]["id"].as_str().unwrap().to_owned();
+    let credit = call(
+        app,
+        Method::POST,
+        &format!("/v1/wallets/{wallet}/credits"),
+        &key,
+        json!({"asset": "USD", "amount": "100.00"}),
+    )
+    .await;
+    assert_eq!(status(&credit), 201);
+    (key, wallet)
+}
+
+async fn cash(app: &Arc<App>, key: &str, wallet: &str) -> String {
+    let b = call(
+        app,
+        Method::GET,
+        &format!("/v1/wallets/{wallet}/balance"),
+        key,
+        Value::Null,
+    )
+    .await;
+    json(&b)["data"]["balances"][0]["cash"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_new_writes_and_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let faulty = Arc::new(FaultyStorage::new());
+    let booted = start(dir.path(), faulty.clone()).await;
+    let app = Arc::clone(&booted.app);
+    let (key, wallet) = client_with_wallet(&app).await;
+
+    // The disk fills up: the next write cannot land. A debit already
+    // applied in memory waits for its record (it is not refused: its
+    // change must reach the log in order), and is not acknowledged.
+    faulty.disk_full_after(0);
+    let debits = format!("/v1/wallets/{wallet}/debits");
+    let waiting = {
+        let (app, key, debits) = (Arc::clone(&app), key.clone(), debits.clone());
+        tokio::spawn(async move {
+            call_with(
+                &app,
+                Method::POST,
+                &debits,
+                &key,
+                "the-debit",
+                json!({"asset": "USD", "amount": "30.00"}),
+            )
+            .await
+        })
+    };
+    for _ in 0..200 {
+        if booted.journal.wal().status() == WalStatus::DiskFull {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(booted.journal.wal().status(), WalStatus::DiskFull);
+    assert!(
+        !waiting.is_finished(),
+        "nothing is acknowledged before it is durable"
+    );
+
+    // Meanwhile new writes are refused at once with 503, and do nothing.
+    let refused = call(
+        &app,
+        Method::POST,
+        &format!("/v1/wallets/{wallet}/credits"),
+        &key,
+        json!({"asset": "USD", "amount": "5.00"}),
+    )
+    .await;
+    assert_eq!(status(&refused), 503, "{:?}", json(&refused));
+    assert_eq!(json(&refused)["error"]["code"], "unavailable");
+    assert_eq!(cash(&app, &key, &wallet).await, "70.00");
+
+    // Space is freed: the waiting debit lands and is acknowledged.
+    faulty.free_space();
+    let debit = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status(&debit), 201, "{:?}", json(&debit));
+    assert_eq!(json(&debit)["data"]["status"], "settled");
+    let later = call(
+        &app,
+        Method::POST,
+        &format!("/v1/wallets/{wallet}/credits"),
+        &key,
+        json!({"asset": "USD", "amount": "1.00"}),
+    )
+    .await;
+    assert_eq!(status(&later), 201);
+
+    // A crash now: everything acknowledged is recovered, and the retry of
+    // the debit gets its original answer.
+    crash(booted);
+    let again = start(dir.path(), Arc::new(FsStorage)).await;
+    assert_eq!(cash(&again.app, &key, &wallet).await, "71.00");
+    let retry = call_with(
+        &again.app,
+        Method::POST,
+        &debits,
+        &key,
+        "the-debit",
+        json!({"asset": "USD", "amount": "30.00"}),
+    )
+    .await;
+    assert!(retry.replayed);
+    assert_eq!(retry.reply.body, debit.reply.body);
+    assert_eq!(cash(&again.app, &key, &wallet).await, "71.00");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fsync_stops_the_log_and_nothing_after_it_is_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let faulty = Arc::new(FaultyStorage::new());
+    let booted = start(dir.path(), faulty.clone()).await;
+    let app = Arc::clone(&booted.app);
+    let (key, wallet) = client_with_wallet(&app).await;
+    let credits = format!("/v1/wallets/{wallet}/credits");
+
+    faulty.fail_next_sync();
+    let failed = call(
+        &app,
+        Method::POST,
+        &credits,
+        &key,
+        json!({"asset": "USD", "amount": "7.00"}),
+    )
+    .await;
+    assert_eq!(status(&failed), 503, "{:?}", json(&failed));
+    assert!(matches!(
+        booted.journal.wal().status(),
+        WalStatus::Failed(_)
+    ));
+
+    // Fail-stop: no retry, every later write refused, even once syncs work.
+    for _ in 0..3 {
+        let later = call(
+            &app,
+            Method::POST,
+            &credits,
+            &key,
+            json!({"asset": "USD", "amount": "1.00"}),
+        )
+        .await;
+        assert_eq!(status(&later), 503);
+        assert_eq!(json(&later)["error"]["code"], "unavailable");
+    }
+
+    // After a restart the log holds what was acknowledged: the 100.00, and
+    // never the later credits (the failed one may or may not have reached
+    // the disk; it was not acknowledged, and is all or nothing).
+    crash(booted);
+    let again = start(dir.path(), Arc::new(FsStorage)).await;
+    let c = cash(&again.app, &key, &wallet).await;
+    assert!(c == "100.00" || c == "107.00", "cash {c}");
+    let audit = call(
+        &again.app,
+        Method::GET,
+        "/v1/admin/audit",
+        ADMIN,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(json(&audit)["data"]["ok"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_recovers_clients_wallets_money_and_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let booted = start(dir.path(), Arc::new(FsStorage)).await;
+    let app = Arc::clone(&booted.app);
+    let (key, wallet) = client_with_wallet(&app).await;
+    let other = call(
+        &app,
+        Method::POST,
+        "/v1/wallets",
+        &key,
+        json!({"ccyCode": "USD"}),
+    )
+    .await;
+    let other = json(&other)["data"]["id"].as_str().unwrap().to_owned();
+    let transfer = call_with(
+        &app,
+        Method::POST,
+        "/v1/transfers",
+        &key,
+        "t-1",
+        json!({"fromWalletId": wallet, "toWalletId": other, "asset": "USD", "amount": "40.00"}),
+    )
+    .await;
+    assert_eq!(status(&transfer), 201);
+    let queued = call(
+        &app,
+        Method::POST,
+        &format!("/v1/wallets/{wallet}/debits"),
+        &key,
+        json!({"asset": "USD", "amount": "500.00"}),
+    )
+    .await;
+    assert_eq!(json(&queued)["data"]["status"], "awaiting_funds");
+    let before = booted.digest;
+    crash(booted);
+
+    let again = start(dir.path(), Arc::new(FsStorage)).await;
+    assert_ne!(
+        again.digest, before,
+        "the state moved on since the first start"
+    );
+    let app = &again.app;
+    // The client's key, its wallets, the queue and the transfer survive.
+    assert_eq!(cash(app, &key, &wallet).await, "60.00");
+    let queue = call(
+        app,
+        Method::GET,
+        &format!("/v1/wallets/{wallet}/queue"),
+        &key,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(json(&queue)["data"][0]["queuePosition"], 1);
+    let retry = call_with(
+        app,
+        Method::POST,
+        "/v1/transfers",
+        &key,
+        "t-1",
+        json!({"fromWalletId": wallet, "toWalletId": other, "asset": "USD", "amount": "40.00"}),
+    )
+    .await;
+    assert!(retry.replayed);
+    assert_eq!(retry.reply.body, transfer.reply.body);
+    // The destination gets the money (delivered after the restart if the
+    // crash caught it in flight).
+    for _ in 0..200 {
+        if cash(app, &key, &other).await == "40.00" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(cash(app, &key, &other).await, "40.00");
+    // A second restart from the same log gives the same state again.
+    let digest = again.digest;
+    let records = again.records;
+    crash(again);
+    let third = start(dir.path(), Arc::new(FsStorage)).await;
+    assert!(third.records >= records);
+    if third.records == records {
+        assert_eq!(third.digest, digest);
+    }
+}
+
+/// A wallet actor that panics in the middle of a command leaves that
+/// command's events applied in memory; they are committed (rolled forward)
+/// by the wallet's next message, so the log keeps describing the memory:
+/// after a crash, recovery rebuilds exactly the live state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_of_a_command_cut_short_by_a_panic_reach_the_log() {
+    use settle_engine::actor::WalletMsg;
+    use settle_engine::{AssetCode, Decimal, Op, TxnId, TxnInfo, WalletId};
+    std::panic::set_hook(Box::new(|info| {
+        if !info.to_string().contains("injected fault") {
+            eprintln!("{info}");
+        }
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let booted = start(dir.path(), Arc::new(FsStorage)).await;
+    let app = Arc::clone(&booted.app);
+    let (key, wallet) = client_with_wallet(&app).await;
+    let id: WalletId = wallet.parse().unwrap();
+    let credit = Op::Credit {
+        wallet: id,
+        txn: TxnId::from_u128(77),
+        asset: AssetCode::new("USD").unwrap(),
+        amount: Decimal::new(700, 2),
+        pending: false,
+        info: TxnInfo::default(),
+    };
+    app.gateway
+        .send_raw(id, WalletMsg::PanicAfter(credit))
+        .unwrap();
+    for _ in 0..200 {
+        if app.gateway.stats().restarts >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(app.gateway.stats().restarts, 1);
+    // The next command on the wallet commits the leftover events first.
+    let more = call(
+        &app,
+        Method::POST,
+        &format!("/v1/wallets/{wallet}/credits"),
+        &key,
+        json!({"asset": "USD", "amount": "1.00"}),
+    )
+    .await;
+    assert_eq!(status(&more), 201);
+    assert_eq!(cash(&app, &key, &wallet).await, "108.00");
+    let live = app.gateway.with_cut(|c| c.digest().unwrap()).unwrap();
+    crash(booted);
+    drop(app);
+    let again = start(dir.path(), Arc::new(FsStorage)).await;
+    assert_eq!(again.digest, live, "the log describes the memory");
+    assert_eq!(cash(&again.app, &key, &wallet).await, "108.00");
+}
