@@ -12,7 +12,7 @@ use std::sync::Arc;
 #[derive(Subcommand, Debug)]
 pub enum WalCommand {
     /// Check every segment and record; exit 0 if the log is sound, 1 with
-    /// what is wrong and where if not. Never writes.
+    /// what is wrong and where if not. Never writes to the log.
     Verify(WalArgs),
     /// Cut the log at its first problem (a torn tail or corruption), keeping
     /// a backup of everything removed under `<data-dir>/wal-repair-<time>/`.
@@ -34,6 +34,14 @@ pub fn run(command: WalCommand) -> ExitCode {
                 eprintln!("settle: no log at {}", dir.display());
                 return ExitCode::FAILURE;
             }
+            // Offline only: a log being written may change under the reader.
+            let _lock = match crate::serve::lock_data_dir(&args.data_dir) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("settle: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let report = verify(&FsStorage, &dir);
             println!("{report}");
             if !report.opens() {

@@ -26,7 +26,7 @@ pub struct Ledger {
     /// The wallet that created each transaction. Ids are unique across the
     /// engine (a transfer's id names it in both wallets); the gateway mints
     /// them, and the ledger refuses a command that would reuse one.
-    creators: HashMap<TxnId, WalletId>,
+    creators: HashMap<TxnId, WalletId, foldhash::fast::RandomState>,
 }
 
 impl Ledger {
@@ -35,7 +35,7 @@ impl Ledger {
             config,
             wallets: BTreeMap::new(),
             in_flight: BTreeMap::new(),
-            creators: HashMap::new(),
+            creators: HashMap::default(),
         }
     }
 

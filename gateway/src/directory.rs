@@ -6,12 +6,11 @@
 //! `Directory::apply`, so that the write-ahead log can carry the records and
 //! replay them (the same function runs live and on replay).
 
-use crate::registry::IdHash;
+use crate::shards::{IdHash, Shards};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use settle_engine::{ClientId, CustomerId, Timestamp, TxnId, WalletId};
 use std::collections::HashMap;
-use std::hash::BuildHasher;
 use std::sync::Arc;
 
 /// The hash of a client's API key (BLAKE3). Only hashes are kept.
@@ -77,36 +76,24 @@ pub enum DirectoryRecord {
 /// Bounds on what clients may create.
 pub const MAX_NAME_LEN: usize = 200;
 
-/// A map split into shards behind their own locks: transactions are indexed
-/// on the hot path, from many connections at once.
+/// The transaction index: indexed on the hot path, from many connections
+/// at once, so split into shards behind their own locks.
 #[derive(Debug)]
-struct Sharded<K, V> {
-    shards: Box<[RwLock<HashMap<K, V, IdHash>>]>,
-    hasher: IdHash,
-}
+struct TxnIndex(Shards<RwLock<HashMap<TxnId, WalletId, IdHash>>>);
 
-impl<K: std::hash::Hash + Eq, V: Copy> Sharded<K, V> {
+impl TxnIndex {
     fn new(shards: usize) -> Self {
-        Self {
-            shards: (0..shards.max(1))
-                .map(|_| RwLock::new(HashMap::with_hasher(IdHash::default())))
-                .collect(),
-            hasher: IdHash::default(),
-        }
+        Self(Shards::new(shards, |_| {
+            RwLock::new(HashMap::with_hasher(IdHash::default()))
+        }))
     }
 
-    fn shard(&self, key: &K) -> &RwLock<HashMap<K, V, IdHash>> {
-        let h = self.hasher.hash_one(key);
-        let i = usize::try_from(h % self.shards.len() as u64).unwrap_or(0);
-        &self.shards[i]
+    fn get(&self, txn: &TxnId) -> Option<WalletId> {
+        self.0.of(txn).read().get(txn).copied()
     }
 
-    fn get(&self, key: &K) -> Option<V> {
-        self.shard(key).read().get(key).copied()
-    }
-
-    fn insert(&self, key: K, value: V) {
-        self.shard(&key).write().insert(key, value);
+    fn insert(&self, txn: TxnId, wallet: WalletId) {
+        self.0.of(&txn).write().insert(txn, wallet);
     }
 }
 
@@ -117,7 +104,7 @@ pub struct Directory {
     customers: RwLock<HashMap<CustomerId, Arc<Customer>>>,
     /// Each client's wallets in the order they were opened (oldest first).
     wallets: RwLock<HashMap<ClientId, Vec<WalletId>>>,
-    txns: Sharded<TxnId, WalletId>,
+    txns: TxnIndex,
 }
 
 impl Default for Directory {
@@ -133,7 +120,7 @@ impl Directory {
             keys: RwLock::default(),
             customers: RwLock::default(),
             wallets: RwLock::default(),
-            txns: Sharded::new(64),
+            txns: TxnIndex::new(64),
         }
     }
 
@@ -153,10 +140,12 @@ impl Directory {
                     .insert(customer.id, Arc::new(customer.clone()));
             }
             DirectoryRecord::WalletOpened { wallet, client } => {
+                // Kept in id order, which is the order of opening (ids are
+                // minted monotonic): appending is the common case.
                 let mut wallets = self.wallets.write();
                 let list = wallets.entry(*client).or_default();
-                if !list.contains(wallet) {
-                    list.push(*wallet);
+                if let Err(at) = list.binary_search(wallet) {
+                    list.insert(at, *wallet);
                 }
             }
             DirectoryRecord::TxnCreated { txn, wallet } => self.txns.insert(*txn, *wallet),

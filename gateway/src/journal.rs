@@ -44,6 +44,9 @@ pub enum Record {
         at: i64,
         ids: Vec<u128>,
     },
+    /// A claimed request failed validation (400): nothing ran, and the key
+    /// is free again for a corrected request.
+    Forget { client: ClientId, key: String },
     /// An idempotent request's answer, replayed for retries. The request is
     /// acknowledged only once this is durable.
     Answer {
@@ -191,7 +194,16 @@ impl Journal {
         done: impl FnOnce(Result<Lsn, JournalError>) + Send + 'static,
     ) {
         let bytes = match encode(record) {
-            Ok(b) => b,
+            Ok(b) if b.len() <= settle_snapshots::MAX_RECORD => b,
+            Ok(b) => {
+                // Refused before it is numbered, so sync points do not wait
+                // for an LSN that never comes.
+                tracing::error!(bytes = b.len(), "a log record is larger than the log takes");
+                return done(Err(JournalError::Codec(CodecError(format!(
+                    "a record of {} bytes is larger than the log takes",
+                    b.len()
+                )))));
+            }
             Err(e) => return done(Err(JournalError::Codec(e))),
         };
         let waiting = Arc::clone(&self.waiting);

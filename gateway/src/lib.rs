@@ -4,6 +4,7 @@
 //! - `config`: limits and timings.
 //! - `error`: `GatewayError`, the refusals of the gateway itself.
 //! - `registry`: wallet id to slot (shared state + actor, if active), sharded.
+//! - `shards`: lock striping, shared by the registry and the indexes.
 //! - `runtime`: routing, activation, passivation, restart; the `WalletHost`
 //!   the actors run against.
 //! - `supervisor`: the gateway actor: supervises wallet actors, sweeps.
@@ -24,6 +25,7 @@ pub mod journal;
 pub mod recovery;
 mod registry;
 mod runtime;
+mod shards;
 mod supervisor;
 
 pub use config::GatewayConfig;

@@ -155,6 +155,11 @@ fn apply(ledger: &mut Ledger, sinks: &Sinks<'_>, record: Record) -> Result<(), S
                 store.restore(client, &key, fingerprint, at, now, Restored::Claim(ids));
             }
         }
+        Record::Forget { client, key } => {
+            if let Some((store, _)) = sinks.idempotency {
+                store.forget(client, &key);
+            }
+        }
         Record::Answer {
             client,
             key,

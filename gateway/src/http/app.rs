@@ -151,6 +151,16 @@ impl Cx {
         id
     }
 
+    /// The ids a claim in the log holds for this request, if one does.
+    fn logged_claim(&self) -> Option<Vec<u128>> {
+        let ids = self.ids.lock();
+        match (&ids.claimed, ids.covered) {
+            (_, 0) => None,
+            (Some(claimed), _) if claimed.len() >= ids.minted.len() => Some(claimed.to_vec()),
+            _ => Some(ids.minted.clone()),
+        }
+    }
+
     /// Records the ids minted so far in a claim, before the first command
     /// runs. Not waited for: the claim precedes the commands' events in the
     /// log, so any log that holds them holds it.
@@ -265,12 +275,18 @@ impl App {
     /// Writes a record to the log and waits until it is durable (a no-op
     /// without a log). A change is acknowledged only after this.
     pub async fn log(&self, record: &Record) -> Result<(), ApiError> {
+        if let Some(why) = self.journal.as_ref().and_then(|j| j.refusal()) {
+            return Err(ApiError::unavailable(why));
+        }
+        self.log_always(record).await
+    }
+
+    /// Writes a record even while the disk is full (the log retries until
+    /// there is space): for what must follow a change that already ran.
+    pub async fn log_always(&self, record: &Record) -> Result<(), ApiError> {
         let Some(journal) = &self.journal else {
             return Ok(());
         };
-        if let Some(why) = journal.refusal() {
-            return Err(ApiError::unavailable(why));
-        }
         journal.write(record).await.map(|_| ()).map_err(|e| {
             ApiError::unavailable(format!("the change could not be made durable: {e}"))
         })
@@ -355,10 +371,9 @@ impl App {
         let writes = matches!(req.method, Method::POST | Method::PUT);
         match client {
             Some(client) if writes => self.idempotent(client, route, template, req).await,
-            _ => {
-                let reply = self.spawn(client, route, req).await;
-                Outcome::plain(reply, template)
-            }
+            // A write runs in its own task (see `handle`); a read needs not.
+            _ if writes => Outcome::plain(self.spawn(client, route, req).await, template),
+            _ => Outcome::plain(self.dispatch(client, route, &req).await, template),
         }
     }
 
@@ -368,6 +383,7 @@ impl App {
             Reply {
                 status: StatusCode::OK,
                 body: Bytes::from_static(br#"{"status":"ok"}"#),
+                retry: false,
             }
         } else {
             ApiError::unavailable("recovering; not ready yet").into()
@@ -420,6 +436,7 @@ impl App {
                     Reply {
                         status,
                         body: Bytes::from(answer.body.clone()),
+                        retry: false,
                     },
                     template,
                 );
@@ -450,22 +467,43 @@ impl App {
                         Ok(r) => r,
                         Err(e) => Reply::from(e),
                     };
-                    if idempotency::remembered(reply.status) {
+                    if idempotency::remembered(reply.status) && !reply.retry {
                         // Acknowledged only once the answer is durable, so
                         // that a retry after a crash gets this very answer.
+                        // (Not refused on a full disk: what ran must be
+                        // answered; the log retries until there is space.)
                         let record = Record::Answer {
                             client,
-                            key,
+                            key: key.clone(),
                             fingerprint: fp,
                             at: app.now().millis(),
                             status: reply.status.as_u16(),
                             body: String::from_utf8_lossy(&reply.body).into_owned(),
                         };
-                        if let Err(e) = app.log(&record).await {
-                            reply = Reply::from(e);
+                        match app.log_always(&record).await {
+                            Ok(()) => {
+                                running.finish(&reply);
+                                return reply;
+                            }
+                            Err(e) => reply = Reply::from(e),
                         }
                     }
-                    running.finish(&reply);
+                    match cx.logged_claim() {
+                        // Nothing ran with a claim in the log: forget the key.
+                        None => running.finish(&reply),
+                        // Refused by validation: nothing ran; the key is free
+                        // again, in the log too.
+                        Some(_) if reply.status == StatusCode::BAD_REQUEST => {
+                            let forget = Record::Forget { client, key };
+                            if let Err(e) = app.log_always(&forget).await {
+                                tracing::warn!(error = %e.message, "a forgotten key may come back after a restart");
+                            }
+                            running.finish(&reply);
+                        }
+                        // It may have partly run: a retry runs it again with
+                        // the same ids, so what did run is recognised.
+                        Some(ids) => running.keep_claim(ids),
+                    }
                     reply
                 });
                 Outcome::plain(join(task).await, template)

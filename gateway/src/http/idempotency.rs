@@ -18,12 +18,12 @@
 //! write-ahead log can carry it.
 
 use crate::http::reply::Reply;
+use crate::shards::Shards;
 use hyper::StatusCode;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use settle_engine::ClientId;
 use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -94,8 +94,7 @@ const SHARDS: usize = 16;
 
 #[derive(Debug)]
 pub struct IdempotencyStore {
-    shards: Box<[Mutex<Inner>]>,
-    hasher: foldhash::fast::RandomState,
+    shards: Shards<Mutex<Inner>>,
     ttl_ms: i64,
     max_records: usize,
     /// How long a duplicate waits for the first request's answer.
@@ -119,15 +118,12 @@ pub enum Begin {
 impl IdempotencyStore {
     pub fn new(ttl: Duration, max_records: usize, wait: Duration) -> Arc<Self> {
         Arc::new(Self {
-            shards: (0..SHARDS)
-                .map(|_| {
-                    Mutex::new(Inner {
-                        entries: HashMap::new(),
-                        order: VecDeque::new(),
-                    })
+            shards: Shards::new(SHARDS, |_| {
+                Mutex::new(Inner {
+                    entries: HashMap::new(),
+                    order: VecDeque::new(),
                 })
-                .collect(),
-            hasher: foldhash::fast::RandomState::default(),
+            }),
             ttl_ms: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
             // Per shard: keys spread evenly over the shards.
             max_records: max_records.div_ceil(SHARDS).max(1),
@@ -171,7 +167,6 @@ impl IdempotencyStore {
                             store: Arc::clone(self),
                             key: Some(k),
                             tx,
-                            fingerprint,
                             claimed: Some(ids),
                         });
                     }
@@ -190,7 +185,6 @@ impl IdempotencyStore {
                             store: Arc::clone(self),
                             key: Some(k),
                             tx,
-                            fingerprint,
                             claimed: None,
                         });
                     }
@@ -206,9 +200,7 @@ impl IdempotencyStore {
     }
 
     fn shard(&self, key: &Key) -> &Mutex<Inner> {
-        let h = self.hasher.hash_one(key);
-        let i = usize::try_from(h % SHARDS as u64).unwrap_or(0);
-        &self.shards[i]
+        self.shards.of(key)
     }
 
     /// Forgets records older than the TTL, and the oldest beyond the bound.
@@ -301,18 +293,24 @@ impl IdempotencyStore {
         self.len() == 0
     }
 
-    fn settle(&self, key: Key, answer: Option<StoredAnswer>) {
+    fn settle(&self, key: Key, state: Option<State>) {
         let mut inner = self.shard(&key).lock();
-        match answer {
-            Some(a) => {
+        match state {
+            Some(state) => {
                 if let Some(e) = inner.entries.get_mut(&key) {
-                    e.state = State::Done(Arc::new(a));
+                    e.state = state;
                 }
             }
             None => {
                 inner.entries.remove(&key);
             }
         }
+    }
+
+    /// Forgets a key (recovery: the log says its request failed validation).
+    pub fn forget(&self, client: ClientId, key: &str) {
+        let k: Key = (client, key.into());
+        self.shard(&k).lock().entries.remove(&k);
     }
 }
 
@@ -330,33 +328,36 @@ pub struct Running {
     store: Arc<IdempotencyStore>,
     key: Option<Key>,
     tx: watch::Sender<bool>,
-    fingerprint: Fingerprint,
     /// Ids a claim in the log recorded for this request (a retry after a
     /// crash): the request must mint exactly these again.
     claimed: Option<Arc<[u128]>>,
 }
 
 impl Running {
-    pub fn fingerprint(&self) -> Fingerprint {
-        self.fingerprint
-    }
-
     pub fn claimed(&self) -> Option<&[u128]> {
         self.claimed.as_deref()
     }
 
-    /// The client and key (for the log's records).
-    pub fn key(&self) -> Option<(ClientId, &str)> {
-        self.key.as_ref().map(|(c, k)| (*c, &**k))
-    }
-
-    pub fn finish(mut self, reply: &Reply) {
-        if let Some(key) = self.key.take() {
-            let answer = remembered(reply.status).then(|| StoredAnswer {
+    /// Stores the answer if it is one to remember; else forgets the key.
+    pub fn finish(self, reply: &Reply) {
+        let state = (remembered(reply.status) && !reply.retry).then(|| {
+            State::Done(Arc::new(StoredAnswer {
                 status: reply.status.as_u16(),
                 body: reply.body.to_vec(),
-            });
-            self.store.settle(key, answer);
+            }))
+        });
+        self.end(state);
+    }
+
+    /// The request may have partly run with these ids (logged in a claim)
+    /// and was not answered for good: a retry must run it again with them.
+    pub fn keep_claim(self, ids: Vec<u128>) {
+        self.end(Some(State::Claimed(ids.into())));
+    }
+
+    fn end(mut self, state: Option<State>) {
+        if let Some(key) = self.key.take() {
+            self.store.settle(key, state);
             let _ = self.tx.send(true);
         }
     }
@@ -388,6 +389,7 @@ mod tests {
         Reply {
             status: StatusCode::from_u16(status).unwrap(),
             body: Bytes::from_static(body.as_bytes()),
+            retry: false,
         }
     }
 

@@ -77,9 +77,9 @@ impl Amount {
         };
         if self.quoted {
             exact_decimal(&self.text).ok_or_else(bad)
-        } else if self.text.bytes().any(|b| b == b'e' || b == b'E') {
-            // A JSON number with an exponent: serde_json checked its syntax.
-            Decimal::from_scientific(&self.text).map_err(|_| bad())
+        } else if let Some((base, exp)) = self.text.split_once(['e', 'E']) {
+            // A JSON number with an exponent (serde_json checked its syntax).
+            scientific(base, exp).ok_or_else(bad)
         } else if self
             .text
             .starts_with(['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'])
@@ -107,6 +107,24 @@ pub fn exact_decimal(text: &str) -> Option<Decimal> {
     Decimal::from_str_exact(text).ok()
 }
 
+/// `base × 10^exp`, exactly or not at all (rust_decimal's `from_scientific`
+/// rounds a base with more digits than it holds).
+fn scientific(base: &str, exp: &str) -> Option<Decimal> {
+    let mut d = exact_decimal(base)?;
+    let exp: i64 = exp.strip_prefix('+').unwrap_or(exp).parse().ok()?;
+    if exp >= 0 {
+        for _ in 0..exp.min(29) {
+            d = d.checked_mul(Decimal::TEN)?;
+        }
+        (exp <= 28).then_some(d)
+    } else {
+        let scale = i64::from(d.scale()).checked_sub(exp)?;
+        let scale = u32::try_from(scale).ok().filter(|&s| s <= 28)?;
+        d.set_scale(scale).ok()?;
+        Some(d)
+    }
+}
+
 /// Formats an amount with exactly `scale` decimals (`"10.50"`).
 pub fn format_amount(amount: Decimal, scale: u32) -> String {
     let mut d = amount;
@@ -130,15 +148,22 @@ pub fn format_time(at: Timestamp) -> String {
 /// Parses an RFC 3339 timestamp (any offset) to milliseconds UTC.
 pub fn parse_time(field: &str, text: &str) -> Result<Timestamp, ApiError> {
     let shown: String = text.chars().take(64).collect();
-    let t = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
-        ApiError::invalid_request(format!(
-            "{field}: '{shown}' is not an RFC 3339 timestamp (such as 2026-11-21T10:00:00Z)"
-        ))
-    })?;
-    let ms = t.unix_timestamp_nanos() / 1_000_000;
-    i64::try_from(ms)
+    time_ms(text)
         .map(Timestamp::from_millis)
-        .map_err(|_| ApiError::invalid_request(format!("{field}: '{shown}' is out of range")))
+        .map_err(|why| ApiError::invalid_request(format!("{field}: '{shown}': {why}")))
+}
+
+/// RFC 3339 to Unix milliseconds. Times are kept in milliseconds, so a
+/// finer value is refused rather than rounded: rounding would make `>=` and
+/// `>` (and an expiry) wrong around the cut.
+pub fn time_ms(s: &str) -> Result<i64, &'static str> {
+    const EXPECTED: &str = "expected an RFC 3339 time, like \"2026-11-21T10:00:00Z\"";
+    let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|_| EXPECTED)?;
+    let nanos = t.unix_timestamp_nanos();
+    if nanos.rem_euclid(1_000_000) != 0 {
+        return Err("times have millisecond precision at most");
+    }
+    i64::try_from(nanos.div_euclid(1_000_000)).map_err(|_| EXPECTED)
 }
 
 /// How deeply client metadata may nest: deeper JSON is refused by some
@@ -218,6 +243,8 @@ mod tests {
             "10.50"
         );
         assert_eq!(amount(r#"{"amount": 1e2}"#), Ok(Decimal::from(100)));
+        assert_eq!(amount(r#"{"amount": 15E-1}"#), Ok(Decimal::new(15, 1)));
+        assert_eq!(amount(r#"{"amount": 1.25e+1}"#), Ok(Decimal::new(125, 1)));
         assert_eq!(amount(r#"{"amount": -3}"#), Ok(Decimal::from(-3)));
     }
 
@@ -238,6 +265,9 @@ mod tests {
             r#"{"amount": {"v": 1}}"#,
             r#"{"amount": "123456789012345678901234567890"}"#,
             r#"{"amount": 1e400}"#,
+            // More digits than a Decimal holds: never rounded.
+            r#"{"amount": 100.0000000000000000000000000001e0}"#,
+            r#"{"amount": 1e-29}"#,
         ] {
             let e = amount(bad).unwrap_err();
             assert_eq!(e.code, "invalid_amount", "{bad}");

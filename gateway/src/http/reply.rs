@@ -115,6 +115,9 @@ impl From<GatewayError> for ApiError {
 pub struct Reply {
     pub status: StatusCode,
     pub body: Bytes,
+    /// Parts of it may go otherwise on a retry (a batch with operations
+    /// refused for now, 429 or 503): not stored for its idempotency key.
+    pub retry: bool,
 }
 
 impl Reply {
@@ -126,6 +129,7 @@ impl Reply {
         Reply {
             status,
             body: json_bytes(&Envelope { data }),
+            retry: false,
         }
     }
 
@@ -138,6 +142,7 @@ impl Reply {
         Reply {
             status: StatusCode::OK,
             body: json_bytes(&Envelope { data, meta }),
+            retry: false,
         }
     }
 
@@ -145,6 +150,7 @@ impl Reply {
         Reply {
             status: e.status,
             body: e.to_body(),
+            retry: false,
         }
     }
 }

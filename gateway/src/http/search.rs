@@ -4,6 +4,7 @@
 //! `offset`/`limit` page the result. Fields come from the caller's whitelist and every value is
 //! checked against its field's type here, so evaluating a parsed [`Search`] cannot fail.
 
+use crate::http::json::{exact_decimal, time_ms};
 use rust_decimal::Decimal;
 use std::cmp::Ordering;
 use std::fmt;
@@ -508,15 +509,9 @@ fn typed_value(field: &Field, text: &str) -> Result<Value, String> {
             _ => Ok(Value::Text(text.to_owned())),
         },
         FieldType::Decimal => {
-            if !is_plain_decimal(text) {
-                return Err(format!(
-                    "invalid decimal '{}' for '{name}': expected digits with an optional leading '-' and '.', like \"10.50\"",
-                    echo(text)
-                ));
-            }
-            Decimal::from_str_exact(text).map(Value::Decimal).map_err(|_| {
+            exact_decimal(text).map(Value::Decimal).ok_or_else(|| {
                 format!(
-                    "decimal '{}' for '{name}' is out of range or has more than 28 decimal places",
+                    "invalid decimal '{}' for '{name}': expected digits with an optional leading '-' and '.', like \"10.50\", at most 28 digits",
                     echo(text)
                 )
             })
@@ -529,35 +524,10 @@ fn typed_value(field: &Field, text: &str) -> Result<Value, String> {
                 echo(text)
             )),
         },
-        FieldType::Time => parse_time_ms(text)
+        FieldType::Time => time_ms(text)
             .map(Value::Time)
             .map_err(|why| format!("invalid time '{}' for '{name}': {why}", echo(text))),
     }
-}
-
-/// `-?digits(.digits)?`: `Decimal::from_str_exact` alone would also take `_`, `+`, `1.` and
-/// `.5`, none of which a JSON amount of this API can be.
-fn is_plain_decimal(s: &str) -> bool {
-    let unsigned = s.strip_prefix('-').unwrap_or(s);
-    let (int, frac) = match unsigned.split_once('.') {
-        Some((int, frac)) => (int, Some(frac)),
-        None => (unsigned, None),
-    };
-    let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
-    digits(int) && frac.is_none_or(digits)
-}
-
-/// RFC 3339 to Unix milliseconds. Records carry milliseconds, so a finer value is refused
-/// rather than rounded: rounding would make `>=` and `>` wrong around the cut.
-fn parse_time_ms(s: &str) -> Result<i64, &'static str> {
-    const EXPECTED: &str = "expected an RFC 3339 time, like \"2024-05-01T12:00:00Z\"";
-    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| EXPECTED)?;
-    let nanos = t.unix_timestamp_nanos();
-    if nanos.rem_euclid(1_000_000) != 0 {
-        return Err("times have millisecond precision at most");
-    }
-    i64::try_from(nanos.div_euclid(1_000_000)).map_err(|_| EXPECTED)
 }
 
 fn unknown_field(name: &str, fields: &[Field]) -> String {

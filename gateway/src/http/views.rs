@@ -36,6 +36,15 @@ impl BalanceView {
     }
 }
 
+/// A wallet's balances, in the order of its assets.
+fn balances(w: &WalletState) -> Vec<BalanceView> {
+    w.spec
+        .assets
+        .iter()
+        .filter_map(|a| w.balance(a.code).map(|b| BalanceView::new(&b, a.scale)))
+        .collect()
+}
+
 #[derive(Serialize, Debug)]
 #[serde(rename_all = "camelCase")]
 pub struct CcyValue {
@@ -85,12 +94,7 @@ pub fn wallet_kind(kind: WalletKind) -> &'static str {
 
 impl WalletView {
     pub fn new(w: &WalletState, client_name: &str) -> Self {
-        let balances: Vec<BalanceView> = w
-            .spec
-            .assets
-            .iter()
-            .filter_map(|a| w.balance(a.code).map(|b| BalanceView::new(&b, a.scale)))
-            .collect();
+        let balances = balances(w);
         let single = w.spec.single_asset.then(|| w.spec.assets.first()).flatten();
         let (ccy_code, balance, pending_balance) =
             match single.and_then(|a| w.balance(a.code).map(|b| (a, b))) {
@@ -145,7 +149,7 @@ impl BalancesView {
         Self {
             wallet_id: w.id.to_string(),
             sequence: w.sequence,
-            balances: WalletView::new(w, "").balances,
+            balances: balances(w),
         }
     }
 }

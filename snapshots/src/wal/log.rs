@@ -4,8 +4,9 @@
 //!
 //! The channel is unbounded on purpose (a bounded one would block callers,
 //! which are actors that must not block). Callers bound what they append:
-//! the engine bounds commands in flight (`max_inflight_total`), so the
-//! queue holds at most that many records.
+//! the engine bounds client commands in flight (`max_inflight_total`); the
+//! records those commands cause (their events, their receivers' events,
+//! idempotency claims and answers) are a small multiple of that.
 
 use std::path::PathBuf;
 use std::sync::Arc;

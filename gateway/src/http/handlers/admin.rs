@@ -4,7 +4,7 @@
 use crate::directory::{Client, DirectoryRecord, MAX_NAME_LEN};
 use crate::http::app::{App, Request};
 use crate::http::auth::{CLIENT_KEY_PREFIX, generate_key, hash_key};
-use crate::http::json::{format_amount, parse_body};
+use crate::http::json::parse_body;
 use crate::http::reply::{ApiError, Reply};
 use crate::http::router::Route;
 use crate::http::views::ClientView;
@@ -12,7 +12,8 @@ use crate::journal::Record;
 use bytes::Bytes;
 use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
-use settle_engine::{AssetCode, ClientId, Decimal};
+use settle_engine::money::format_units;
+use settle_engine::{AssetCode, ClientId};
 
 pub async fn handle(app: &App, route: Route, req: &Request) -> Result<Reply, ApiError> {
     match route {
@@ -20,12 +21,12 @@ pub async fn handle(app: &App, route: Route, req: &Request) -> Result<Reply, Api
         Route::Audit => audit(app),
         Route::Digest => digest(app),
         Route::ListSnapshots => {
-            // No snapshot has been taken: snapshots arrive with the log.
+            // No snapshot has been taken: this build has none yet.
             let none: [(); 0] = [];
             Ok(Reply::list(&none, &serde_json::json!({"count": 0})))
         }
         Route::CreateSnapshot => Err(ApiError::unavailable(
-            "snapshots are not enabled in this build (they come with the write-ahead log)",
+            "snapshots are not enabled in this build yet: recovery replays the whole log",
         )),
         other => Err(ApiError::internal(format!(
             "route {other:?} reached the admin handlers"
@@ -86,15 +87,6 @@ struct AuditView {
     assets: Vec<AssetRow>,
 }
 
-fn units(n: i128, scale: u32) -> String {
-    // Minor units to a decimal at the asset's scale. i128 sums can exceed
-    // Decimal's 96 bits only after 10^10 maximal balances; say so, exactly.
-    match i64::try_from(n) {
-        Ok(small) => format_amount(Decimal::new(small, scale), scale),
-        Err(_) => settle_engine::money::format_units(n, scale),
-    }
-}
-
 /// The conservation check of ENGINE.md over a consistent cut of the engine.
 fn audit(app: &App) -> Result<Reply, ApiError> {
     let (rows, invariants) = app
@@ -109,12 +101,12 @@ fn audit(app: &App) -> Result<Reply, ApiError> {
         .filter(|a| a.credited != 0 || a.cash != 0 || a.in_flight != 0 || a.converted_in != 0)
         .map(|a| AssetRow {
             asset: a.asset,
-            cash: units(a.cash, a.scale),
-            in_flight: units(a.in_flight, a.scale),
-            external_credits: units(a.credited, a.scale),
-            external_debits: units(a.debited, a.scale),
-            converted_in: units(a.converted_in, a.scale),
-            converted_out: units(a.converted_out, a.scale),
+            cash: format_units(a.cash, a.scale),
+            in_flight: format_units(a.in_flight, a.scale),
+            external_credits: format_units(a.credited, a.scale),
+            external_debits: format_units(a.debited, a.scale),
+            converted_in: format_units(a.converted_in, a.scale),
+            converted_out: format_units(a.converted_out, a.scale),
             ok: a.ok(),
         })
         .collect();
@@ -159,5 +151,6 @@ pub fn metrics(app: &App) -> Reply {
     Reply {
         status: StatusCode::OK,
         body: Bytes::from(text),
+        retry: false,
     }
 }

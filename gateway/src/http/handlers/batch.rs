@@ -110,11 +110,20 @@ pub async fn run(app: &App, cx: &Cx, body: &[u8]) -> Result<Reply, ApiError> {
         let index = f.index;
         results[index] = Some(finish(app, f).await);
     }
-    let results = results
+    let results: Vec<OpResult> = results
         .into_iter()
         .map(|r| r.unwrap_or_else(|| ApiError::internal("a batch operation got no result").into()))
         .collect();
-    Ok(Reply::data(StatusCode::OK, &BatchAnswer { results }))
+    // An operation refused for now (429, 503) may go otherwise on a retry:
+    // the batch's answer is then not stored, and a retry runs it again with
+    // the same ids (what ran is recognised by its transaction id).
+    let retry = results.iter().any(|r| match r {
+        OpResult::Error { status, .. } => *status == 429 || *status >= 500,
+        OpResult::Data { .. } => false,
+    });
+    let mut reply = Reply::data(StatusCode::OK, &BatchAnswer { results });
+    reply.retry = retry;
+    Ok(reply)
 }
 
 async fn finish(app: &App, f: InFlight) -> OpResult {
