@@ -95,16 +95,22 @@ impl Amount {
 /// `-?digits(.digits)?`, exactly: no exponent, no `+`, no `_`, no spaces,
 /// at most 28 significant digits (never rounded).
 pub fn exact_decimal(text: &str) -> Option<Decimal> {
+    if !is_plain_decimal(text) {
+        return None;
+    }
+    Decimal::from_str_exact(text).ok()
+}
+
+/// `-?digits(.digits)?`: `Decimal::from_str_exact` alone would also take
+/// `_`, `+`, `1.` and `.5`.
+pub fn is_plain_decimal(text: &str) -> bool {
     let digits = text.strip_prefix('-').unwrap_or(text);
     let (whole, frac) = match digits.split_once('.') {
         Some((w, f)) => (w, Some(f)),
         None => (digits, None),
     };
     let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !all_digits(whole) || frac.is_some_and(|f| !all_digits(f)) {
-        return None;
-    }
-    Decimal::from_str_exact(text).ok()
+    all_digits(whole) && frac.is_none_or(all_digits)
 }
 
 /// `base × 10^exp`, exactly or not at all (rust_decimal's `from_scientific`

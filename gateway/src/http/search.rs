@@ -4,7 +4,7 @@
 //! `offset`/`limit` page the result. Fields come from the caller's whitelist and every value is
 //! checked against its field's type here, so evaluating a parsed [`Search`] cannot fail.
 
-use crate::http::json::{exact_decimal, time_ms};
+use crate::http::json::{exact_decimal, is_plain_decimal, time_ms};
 use rust_decimal::Decimal;
 use std::cmp::Ordering;
 use std::fmt;
@@ -509,9 +509,15 @@ fn typed_value(field: &Field, text: &str) -> Result<Value, String> {
             _ => Ok(Value::Text(text.to_owned())),
         },
         FieldType::Decimal => {
+            if !is_plain_decimal(text) {
+                return Err(format!(
+                    "invalid decimal '{}' for '{name}': expected digits with an optional leading '-' and '.', like \"10.50\"",
+                    echo(text)
+                ));
+            }
             exact_decimal(text).map(Value::Decimal).ok_or_else(|| {
                 format!(
-                    "invalid decimal '{}' for '{name}': expected digits with an optional leading '-' and '.', like \"10.50\", at most 28 digits",
+                    "decimal '{}' for '{name}' is out of range or has more than 28 decimal places",
                     echo(text)
                 )
             })
