@@ -7,15 +7,18 @@
 //! `SETTLE_WALLETS` (default 10,000) the wallets the transfers run among.
 #![allow(clippy::float_arithmetic, clippy::cast_precision_loss)]
 
+mod support;
+
 use settle_engine::{
-    AssetCode, ClientId, Command, Decimal, EngineConfig, Event, IfInsufficient, Ledger, Op,
-    Timestamp, TxnId, TxnInfo, WalletId, WalletKind, WalletSettings,
+    ClientId, Command, Decimal, EngineConfig, Event, IfInsufficient, Ledger, Op, Timestamp, TxnId,
+    TxnInfo, WalletId, WalletKind, WalletSettings,
 };
 use settle_gateway::journal::{self, Record};
 use settle_gateway::recovery::{self, Sinks};
 use settle_snapshots::{FsStorage, FsyncPolicy, Wal, WalConfig};
 use std::sync::Arc;
 use std::time::Instant;
+use support::{Pairs, usd};
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -25,10 +28,6 @@ fn env(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn usd() -> AssetCode {
-    AssetCode::new("USD").unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Splits a command's events into one record per wallet, in order, as the
@@ -84,23 +83,14 @@ fn main() {
             records_of(&mut events, &mut payloads);
         }
     }
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut pick = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        u128::from(state % wallets) + 1
-    };
+    let mut pairs = Pairs::new(0x9e37_79b9_7f4a_7c15, wallets);
     let mut txn = 1u128;
     while (payloads.len() as u64) < target {
-        let (from, to) = (pick(), pick());
-        if from == to {
-            continue;
-        }
+        let (from, to) = pairs.next();
         at = Timestamp::from_millis(at.millis() + 1);
         let op = Op::Transfer {
-            from: WalletId::from_u128(from),
-            to: WalletId::from_u128(to),
+            from,
+            to,
             txn: TxnId::from_u128(txn),
             asset: usd(),
             amount: Decimal::new(1, 2),

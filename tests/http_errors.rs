@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use settle_gateway::http::ROUTES;
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use support::{ADMIN_KEY, ChannelBody, Resp, Server, idem, query, rfc3339_in};
+use support::{ADMIN_KEY, ChannelBody, Resp, Rng, Server, idem, query, rfc3339_in};
 
 /// A well-formed id of each kind that names nothing.
 const NO_WALLET: &str = "wal_01ARZ3NDEKTSV4RRFFQ69G5FAV";
@@ -2002,33 +2002,6 @@ async fn nasty_requests_get_json_errors() {
     assert_eq!(audit["ok"], true, "{audit}");
 }
 
-/// xorshift64*: a tiny deterministic generator (no extra crates).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        let n64 = u64::try_from(n).unwrap_or(u64::MAX);
-        usize::try_from(self.next() % n64).unwrap_or(0)
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-}
-
 /// A random JSON-ish value: usually valid JSON, sometimes not.
 fn fuzz_value(rng: &mut Rng, ids: &[String], depth: usize) -> String {
     let scalars: &[&str] = &[
@@ -2136,7 +2109,7 @@ fn fuzz_object(rng: &mut Rng, ids: &[String], depth: usize) -> String {
 async fn fuzzed_requests_never_break_the_server() {
     let w = world().await;
     let srv = &w.srv;
-    let mut rng = Rng(0x5EED_1234_ABCD_0001);
+    let mut rng = Rng::new(0x5EED_1234_ABCD_0001);
     let ids: Vec<String> = vec![
         w.wallet.clone(),
         w.multi.clone(),
