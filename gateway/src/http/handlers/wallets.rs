@@ -5,7 +5,7 @@ use crate::http::app::{App, Cx};
 use crate::http::handlers::{client_name, owned_wallet, read};
 use crate::http::json::{format_time, parse_body};
 use crate::http::reply::{ApiError, Reply};
-use crate::http::search::{self, Field, FieldType, Value};
+use crate::http::search::{self, Field, Value};
 use crate::http::views::{BalancesView, CustomerView, TxnView, WalletView, wallet_kind};
 use crate::journal::Record;
 use hyper::StatusCode;
@@ -356,13 +356,6 @@ pub fn query_params(
     Ok(params)
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct QueueItem {
-    #[serde(flatten)]
-    txn: TxnView,
-}
-
 pub fn queue(
     app: &App,
     client: ClientId,
@@ -398,9 +391,7 @@ pub fn queue(
         for book in w.books().filter(|b| only.is_none_or(|c| c == b.asset.code)) {
             for (i, item) in book.queue().enumerate() {
                 if let Some(t) = w.txn(item.txn) {
-                    items.push(QueueItem {
-                        txn: TxnView::new(assets, wallet, t, Some(i + 1)),
-                    });
+                    items.push(TxnView::new(assets, wallet, t, Some(i + 1)));
                 }
             }
         }
@@ -421,56 +412,16 @@ pub fn queue(
 
 /// The fields `q` and `sortBy` may name, in `value_of`'s order.
 const WALLET_FIELDS: &[Field] = &[
-    Field {
-        name: "id",
-        ty: FieldType::Text,
-        allowed: None,
-    },
-    Field {
-        name: "ccyCode",
-        ty: FieldType::Text,
-        allowed: None,
-    },
-    Field {
-        name: "status",
-        ty: FieldType::Text,
-        allowed: Some(&["active", "restricted", "suspended", "closed"]),
-    },
-    Field {
-        name: "type",
-        ty: FieldType::Text,
-        allowed: Some(&["customer", "client_admin", "general"]),
-    },
-    Field {
-        name: "name",
-        ty: FieldType::Text,
-        allowed: None,
-    },
-    Field {
-        name: "customerId",
-        ty: FieldType::Text,
-        allowed: None,
-    },
-    Field {
-        name: "isFavourite",
-        ty: FieldType::Bool,
-        allowed: None,
-    },
-    Field {
-        name: "createdAt",
-        ty: FieldType::Time,
-        allowed: None,
-    },
-    Field {
-        name: "balance.value",
-        ty: FieldType::Decimal,
-        allowed: None,
-    },
-    Field {
-        name: "pendingBalance.value",
-        ty: FieldType::Decimal,
-        allowed: None,
-    },
+    Field::text("id"),
+    Field::text("ccyCode"),
+    Field::closed("status", &["active", "restricted", "suspended", "closed"]),
+    Field::closed("type", &["customer", "client_admin", "general"]),
+    Field::text("name"),
+    Field::text("customerId"),
+    Field::boolean("isFavourite"),
+    Field::time("createdAt"),
+    Field::decimal("balance.value"),
+    Field::decimal("pendingBalance.value"),
 ];
 
 /// A wallet's value of `WALLET_FIELDS[i]`.
