@@ -202,6 +202,8 @@ impl Runtime {
             self.inflight.fetch_sub(clients as usize, Ordering::AcqRel);
             s.inflight.store(0, Ordering::Release);
             self.count_in(s, admit);
+            // Whoever notices first (the supervisor or a router) restarts it.
+            self.restarts.fetch_add(1, Ordering::AcqRel);
         }
         let host: Arc<dyn WalletHost> = me;
         let (actor, _) = ActorRuntime::<WalletActor>::spawn_linked_instant(
@@ -238,7 +240,6 @@ impl Runtime {
         self.count_in(&slot.shared, Admit::Internal);
         match self.activate(slot, Admit::Internal) {
             Ok(actor) => {
-                self.restarts.fetch_add(1, Ordering::AcqRel);
                 if actor.cast(WalletMsg::Tick).is_err() {
                     self.uncount(&slot.shared, Admit::Internal);
                 }
