@@ -13,8 +13,9 @@ use settle_engine::{
     ClientId, Command, Decimal, EngineConfig, Event, IfInsufficient, Ledger, Op, Timestamp, TxnId,
     TxnInfo, WalletId, WalletKind, WalletSettings,
 };
+use settle_gateway::image::Image;
 use settle_gateway::journal::{self, Record};
-use settle_gateway::recovery::{self, Sinks};
+use settle_gateway::recovery;
 use settle_snapshots::{FsStorage, FsyncPolicy, Wal, WalConfig};
 use std::sync::Arc;
 use std::time::Instant;
@@ -130,8 +131,8 @@ fn main() {
     let (wal, log) = Wal::open(Arc::new(FsStorage), cfg).unwrap_or_else(|e| panic!("{e}"));
     let open = t0.elapsed();
     let t1 = Instant::now();
-    let replayed = recovery::replay(&log, log.first_lsn, &config, &Sinks::default())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut replayed = Image::empty(config.clone());
+    recovery::replay(&log, &mut replayed, u64::MAX, None).unwrap_or_else(|e| panic!("{e}"));
     let replay = t1.elapsed();
     // The parts of replay, each alone: decode only, then apply only.
     let t3 = Instant::now();

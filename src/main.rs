@@ -1,6 +1,10 @@
 //! `settle`: one binary, one subcommand per job.
 
+mod offline;
+mod progress;
+mod restore_cmd;
 mod serve;
+mod snapshot_cmd;
 mod wal_cmd;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +32,12 @@ enum Command {
     /// The write-ahead log, offline: verify or repair it.
     #[command(subcommand)]
     Wal(wal_cmd::WalCommand),
+    /// Snapshot files, offline: list, inspect, verify.
+    #[command(subcommand)]
+    Snapshot(snapshot_cmd::SnapshotCommand),
+    /// A new data directory from a snapshot, optionally rolled forward
+    /// through an old log to a position (point-in-time recovery).
+    Restore(restore_cmd::RestoreArgs),
     /// List the assets the engine knows, with their scales (decimal places).
     Assets,
 }
@@ -57,6 +67,8 @@ fn main() -> ExitCode {
             }
         }
         Command::Wal(command) => wal_cmd::run(command),
+        Command::Snapshot(command) => snapshot_cmd::run(command),
+        Command::Restore(args) => restore_cmd::run(&args),
         Command::Assets => {
             for asset in AssetRegistry::builtin().iter() {
                 println!("{:<6} {}", asset.code, asset.scale);

@@ -7,6 +7,8 @@ use settle_gateway::engine::actor::SystemClock;
 use settle_gateway::http::auth::{Keys, generate_key};
 use settle_gateway::http::{self, Server, ServerConfig};
 use settle_gateway::journal::Journal;
+use settle_gateway::snapshotter::SnapshotPolicy;
+use settle_snapshots::snapshot;
 use settle_snapshots::{FsStorage, FsyncPolicy, WalConfig, WalStatus};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -42,6 +44,18 @@ pub struct ServeArgs {
     /// Size of each log segment file, in MiB.
     #[arg(long, default_value_t = 64)]
     pub segment_mib: u64,
+    /// Seconds between periodic snapshots (0: none by time). A snapshot is
+    /// taken only if the log moved since the last one.
+    #[arg(long, default_value_t = 60)]
+    pub snapshot_interval: u64,
+    /// Also take a snapshot once this many log records were written since
+    /// the last one (0: never by count).
+    #[arg(long, default_value_t = 0)]
+    pub snapshot_every: u64,
+    /// Snapshots kept (at least 1); log segments are removed once the
+    /// oldest kept snapshot covers them.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub snapshot_keep: u64,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,16 +159,42 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
             "--fsync never: acknowledged writes can be lost on a crash; for benchmarks only"
         );
     }
-    // Recovery: the log, replayed, before anything is served.
+    let policy = SnapshotPolicy {
+        interval: (args.snapshot_interval > 0).then(|| Duration::from_secs(args.snapshot_interval)),
+        every_records: (args.snapshot_every > 0).then_some(args.snapshot_every),
+        keep: usize::try_from(args.snapshot_keep).unwrap_or(3),
+        ..SnapshotPolicy::new(snapshot::snapshot_dir(&args.data_dir))
+    };
+    // Recovery: the newest good snapshot and the log after it, before
+    // anything is served.
+    let bar = crate::progress::replay_bar();
+    let report = |done: u64, total: u64| crate::progress::advance(bar.as_ref(), done, total);
     let booted = boot(
         Arc::new(FsStorage),
-        BootConfig::new(wal),
+        BootConfig::new(wal).with_snapshots(policy),
         keys,
         Arc::new(SystemClock),
         http::install_metrics(),
+        Some(&report),
     )
     .await
     .map_err(err)?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    for (path, why) in &booted.skipped {
+        tracing::warn!(snapshot = %path.display(), %why, "snapshot passed over at recovery");
+    }
+    match &booted.snapshot {
+        Some(s) => tracing::info!(
+            snapshot = %s.id,
+            position = s.position,
+            size_bytes = s.size,
+            load_ms = millis(booted.load_time),
+            "recovery starts from a snapshot"
+        ),
+        None => tracing::info!("recovery starts from the empty state (no snapshot)"),
+    }
     if let Some(torn) = &booted.torn_tail {
         tracing::warn!(
             segment = %torn.segment.display(),
@@ -166,12 +206,18 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     // state with `settle wal verify` (a replay from scratch).
     tracing::info!(
         records = booted.records,
+        position = booted.position,
         wallets = booted.wallets,
         digest = %booted.digest,
-        replay_ms = u64::try_from(booted.replay_time.as_millis()).unwrap_or(u64::MAX),
+        replay_ms = millis(booted.replay_time),
         "recovered from the log"
     );
-    let Booted { app, journal, .. } = booted;
+    let Booted {
+        app,
+        journal,
+        snapshotter,
+        ..
+    } = booted;
     let gateway = app.gateway.clone();
     let idempotency = Arc::clone(&app.idempotency);
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -213,8 +259,18 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     expiry.abort();
     gateway.shutdown();
     flush(&journal).await?;
+    if let Some(s) = snapshotter {
+        // Waits for a snapshot being written; a new one is not started.
+        tokio::task::spawn_blocking(move || s.stop())
+            .await
+            .map_err(|e| err(format!("the snapshot thread: {e}")))?;
+    }
     tracing::info!("stopped; the log is flushed");
     Ok(())
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Waits until everything appended to the log is durable.

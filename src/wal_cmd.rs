@@ -2,12 +2,10 @@
 //! offline (the server must be stopped: the data directory's lock says so).
 
 use clap::{Args, Subcommand};
-use settle_gateway::GatewayConfig;
-use settle_gateway::recovery::{self, Sinks};
-use settle_snapshots::{FsStorage, Recovery, verify};
+use settle_gateway::recovery::Prefer;
+use settle_snapshots::{FsStorage, verify};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[derive(Subcommand, Debug)]
 pub enum WalCommand {
@@ -48,21 +46,27 @@ pub fn run(command: WalCommand) -> ExitCode {
                 return ExitCode::FAILURE;
             }
             // The frames are sound: replay them into an engine, as recovery
-            // would, and show what state they describe.
-            let replayed = Recovery::read_only(Arc::new(FsStorage), &dir)
-                .map_err(|e| e.to_string())
-                .and_then(|log| {
-                    let config = GatewayConfig::default();
-                    recovery::replay(&log, log.first_lsn, &config.engine, &Sinks::default())
-                        .map_err(|e| e.to_string())
-                });
-            match replayed {
+            // would, and show what state they describe. From the start if
+            // the log still has it, else from the oldest snapshot that
+            // verifies: as much of the log as there is gets replayed.
+            match crate::offline::rebuild(&args.data_dir, Prefer::MostLog, u64::MAX) {
                 Ok(r) => {
-                    let digest = r.digest().map_or_else(|e| e.to_string(), |d| d.to_string());
+                    for (path, why) in &r.skipped {
+                        println!("snapshot {} passed over: {why}", path.display());
+                    }
+                    let digest = r
+                        .image
+                        .digest()
+                        .map_or_else(|e| e.to_string(), |d| d.to_string());
+                    let start = r.snapshot.as_ref().map_or_else(
+                        || "the start of the log".to_owned(),
+                        |s| format!("snapshot {} (position {})", s.id, s.position),
+                    );
                     println!(
-                        "replay: {} records, {} wallets, state digest {digest}",
+                        "replay: {} records, {} wallets, state digest {digest}, position {}, from {start}",
                         r.records,
-                        r.wallets.len(),
+                        r.image.ledger.wallets().len(),
+                        r.image.position,
                     );
                     if report.is_clean() {
                         ExitCode::SUCCESS

@@ -121,6 +121,11 @@ prefixed_id!(
     TxnId,
     "txn"
 );
+prefixed_id!(
+    /// A snapshot of the whole engine (its file name carries it).
+    SnapshotId,
+    "snp"
+);
 
 /// Milliseconds since the Unix epoch, UTC.
 ///

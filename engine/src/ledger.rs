@@ -39,6 +39,41 @@ impl Ledger {
         }
     }
 
+    /// Rebuilds a ledger from wallet states (a snapshot): the messages in
+    /// flight are those the states imply, and each transaction's creator is
+    /// the wallet that holds it other than as a transfer's inbound record.
+    /// Refuses states that contradict each other (a transaction created by
+    /// two wallets), as replay would.
+    pub fn restore(
+        config: EngineConfig,
+        wallets: impl IntoIterator<Item = WalletState>,
+    ) -> Result<Self, ApplyError> {
+        let mut ledger = Self::new(config);
+        for wallet in wallets {
+            let id = wallet.id;
+            for t in wallet.txns() {
+                let inbound =
+                    t.direction == Some(crate::txn::Direction::In) && t.counterparty.is_some();
+                if inbound {
+                    continue;
+                }
+                if let Some(other) = ledger.creators.insert(t.id, id) {
+                    return Err(ApplyError(format!("{} created by {other} and {id}", t.id)));
+                }
+            }
+            if ledger.wallets.insert(id, wallet).is_some() {
+                return Err(ApplyError(format!("{id} appears twice")));
+            }
+        }
+        let states: BTreeMap<WalletId, &WalletState> =
+            ledger.wallets.iter().map(|(id, w)| (*id, w)).collect();
+        let implied = crate::message::implied_in_flight(&states);
+        for message in implied {
+            ledger.send(message)?;
+        }
+        Ok(ledger)
+    }
+
     pub fn config(&self) -> &EngineConfig {
         &self.config
     }

@@ -1,18 +1,22 @@
-//! Starting a durable engine: open the log, replay it into the engine, the
-//! directory and the idempotency store, start the wallet actors on what was
-//! recovered, and put the front door's `App` on top. `settle serve` and the
-//! fault-injection tests start the same way.
+//! Starting a durable engine: open the log, load the newest snapshot that
+//! verifies, replay the log after it, hand the state to the directory, the
+//! idempotency store and the wallet actors, start the snapshotter, and put
+//! the front door's `App` on top. `settle serve` and the fault-injection
+//! tests start the same way.
 
 use crate::directory::Directory;
 use crate::http::auth::Keys;
 use crate::http::idempotency::IdempotencyStore;
 use crate::http::{App, HttpLimits, Parts};
 use crate::journal::Journal;
-use crate::recovery::{self, Sinks};
+use crate::recovery::{self, Prefer, Progress, SnapshotUsed};
+use crate::snapshotter::{SnapshotPolicy, Snapshotter};
 use crate::{Gateway, GatewayConfig};
 use settle_engine::StateDigest;
 use settle_engine::actor::Clock;
+use settle_snapshots::snapshot;
 use settle_snapshots::{Storage, TornTail, Wal, WalConfig};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +25,12 @@ use std::time::{Duration, Instant};
 pub struct BootConfig {
     pub gateway: GatewayConfig,
     pub wal: WalConfig,
+    /// Where snapshots are (recovery starts from the newest that verifies);
+    /// `None`: no snapshots, the whole log is replayed.
+    pub snapshot_dir: Option<PathBuf>,
+    /// When to take snapshots (`None`: never, except that recovery still
+    /// reads those in `snapshot_dir`). Its `dir` is `snapshot_dir`.
+    pub snapshots: Option<SnapshotPolicy>,
     pub limits: HttpLimits,
     /// Idempotency records are kept at least this long...
     pub idempotency_ttl: Duration,
@@ -35,11 +45,20 @@ impl BootConfig {
         Self {
             gateway: GatewayConfig::default(),
             wal,
+            snapshot_dir: None,
+            snapshots: None,
             limits: HttpLimits::default(),
             idempotency_ttl: Duration::from_secs(24 * 3600),
             idempotency_max: 4_000_000,
             idempotency_wait: Duration::from_secs(5),
         }
+    }
+
+    /// Snapshots in `dir`, taken as `policy` says.
+    pub fn with_snapshots(mut self, policy: SnapshotPolicy) -> Self {
+        self.snapshot_dir = Some(policy.dir.clone());
+        self.snapshots = Some(policy);
+        self
     }
 }
 
@@ -48,11 +67,21 @@ impl BootConfig {
 pub struct Booted {
     pub app: Arc<App>,
     pub journal: Arc<Journal>,
+    pub snapshotter: Option<Arc<Snapshotter>>,
+    /// The snapshot recovery started from.
+    pub snapshot: Option<SnapshotUsed>,
+    /// Snapshots passed over, and why.
+    pub skipped: Vec<(PathBuf, String)>,
+    /// Log records replayed after the snapshot (or from the start).
     pub records: u64,
+    /// The position the state was recovered to.
+    pub position: u64,
     pub wallets: usize,
     /// The digest of the recovered state, before anything ran on it.
     pub digest: StateDigest,
     pub torn_tail: Option<TornTail>,
+    /// Time to load the snapshot, and to replay the log after it.
+    pub load_time: Duration,
     pub replay_time: Duration,
 }
 
@@ -69,45 +98,80 @@ impl std::fmt::Display for BootError {
 impl std::error::Error for BootError {}
 
 /// Opens the log, recovers and starts. The app is not yet ready (`/healthz`
-/// answers 503 until the caller calls `set_ready`).
+/// answers 503 until the caller calls `set_ready`). `progress` hears how
+/// far the log's replay has come.
 pub async fn boot(
     storage: Arc<dyn Storage>,
     config: BootConfig,
     keys: Keys,
     clock: Arc<dyn Clock>,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    progress: Option<Progress<'_>>,
 ) -> Result<Booted, BootError> {
-    let started = Instant::now();
+    let fail = |what: &str, e: &dyn std::fmt::Display| BootError(format!("{what}: {e}"));
     let directory = Arc::new(Directory::new());
     let idempotency = IdempotencyStore::new(
         config.idempotency_ttl,
         config.idempotency_max,
         config.idempotency_wait,
     );
+    if let Some(dir) = &config.snapshot_dir {
+        for path in snapshot::remove_temporaries(dir).map_err(|e| fail("snapshots", &e))? {
+            tracing::info!(file = %path.display(), "removed a snapshot whose writing was interrupted");
+        }
+    }
     let (wal, log) = Wal::open(storage, config.wal.clone())
-        .map_err(|e| BootError(format!("cannot open the write-ahead log: {e}")))?;
-    let sinks = Sinks {
-        directory: Some(&directory),
-        idempotency: Some((&idempotency, clock.now().millis())),
+        .map_err(|e| fail("cannot open the write-ahead log", &e))?;
+    let started = Instant::now();
+    let base = match &config.snapshot_dir {
+        Some(dir) => recovery::base(
+            dir,
+            log.first_lsn,
+            log.next_lsn,
+            &config.gateway.engine,
+            Prefer::Newest,
+        )
+        .map_err(|e| fail("recovery stopped", &e))?,
+        None => recovery::Base {
+            image: crate::image::Image::empty(config.gateway.engine.clone()),
+            snapshot: None,
+            skipped: Vec::new(),
+        },
     };
-    let replayed = recovery::replay(&log, log.first_lsn, &config.gateway.engine, &sinks)
-        .map_err(|e| BootError(format!("recovery stopped: {e}")))?;
-    let replay_time = started.elapsed();
-    let digest = replayed
-        .digest()
-        .map_err(|e| BootError(format!("recovery stopped: {e}")))?;
-    let (records, wallets) = (replayed.records, replayed.wallets.len());
+    let load_time = started.elapsed();
+    let mut image = base.image;
+    let records = recovery::replay(&log, &mut image, u64::MAX, progress)
+        .map_err(|e| fail("recovery stopped", &e))?;
+    let replay_time = started.elapsed() - load_time;
+    let digest = image.digest().map_err(|e| fail("recovery stopped", &e))?;
+    let position = image.position;
     let torn_tail = log.torn_tail.clone();
     let journal = Journal::new(wal, log.next_lsn);
     drop(log);
+    let wallets = image.install(&directory, &idempotency, clock.now().millis());
+    let wallet_count = wallets.len();
+    let snapshotter = match config.snapshots {
+        Some(policy) => Some(Arc::new(
+            Snapshotter::start(
+                policy,
+                Arc::clone(&journal),
+                config.gateway.engine.clone(),
+                Arc::clone(&clock),
+                config.idempotency_ttl,
+                base.snapshot.as_ref().map_or(0, |s| s.position),
+            )
+            .map_err(|e| fail("cannot start the snapshot thread", &e))?,
+        )),
+        None => None,
+    };
     let gateway = Gateway::start_durable(
         config.gateway,
         Arc::clone(&clock),
         Arc::clone(&journal),
-        replayed.wallets,
+        wallets,
     )
     .await
-    .map_err(|e| BootError(format!("cannot start the engine: {e}")))?;
+    .map_err(|e| fail("cannot start the engine", &e))?;
     let app = App::new(Parts {
         gateway,
         directory,
@@ -117,15 +181,21 @@ pub async fn boot(
         limits: config.limits,
         metrics,
         journal: Some(Arc::clone(&journal)),
+        snapshots: snapshotter.clone(),
     })
-    .map_err(|e| BootError(format!("route table: {e}")))?;
+    .map_err(|e| fail("route table", &e))?;
     Ok(Booted {
         app: Arc::new(app),
         journal,
+        snapshotter,
+        snapshot: base.snapshot,
+        skipped: base.skipped,
         records,
-        wallets,
+        position,
+        wallets: wallet_count,
         digest,
         torn_tail,
+        load_time,
         replay_time,
     })
 }

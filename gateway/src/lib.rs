@@ -12,7 +12,11 @@
 //! - `directory`: clients, customers, tenancy, the transaction index.
 //! - `http`: the front door (API.md on hyper).
 //! - `journal`: the records of the write-ahead log and their encoding.
-//! - `recovery`: the log replayed into the engine, directory and idempotency store.
+//! - `image`: the whole durable state as one value at a log position (what
+//!   replay builds and a snapshot file holds).
+//! - `recovery`: the starting image (newest good snapshot, or empty), then
+//!   the log after it.
+//! - `snapshotter`: the thread that writes snapshots and compacts the log.
 //! - `boot`: open the log, recover, start the actors and the app.
 
 pub mod boot;
@@ -21,11 +25,13 @@ pub mod directory;
 mod error;
 mod gateway;
 pub mod http;
+pub mod image;
 pub mod journal;
 pub mod recovery;
 mod registry;
 mod runtime;
 mod shards;
+pub mod snapshotter;
 mod supervisor;
 
 pub use config::GatewayConfig;

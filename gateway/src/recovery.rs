@@ -1,38 +1,18 @@
-//! Recovery: the log, replayed into the engine, the directory and the
-//! idempotency store, before the server says it is ready.
+//! Recovery: a starting image (the newest snapshot that verifies, or the
+//! empty state), then the log after it, replayed into that image.
 //!
 //! Replay applies events with `Ledger::apply`, the code that applies them
 //! live, and the ledger checks as it goes that every message consumed was
 //! in flight: a log that does not describe a reachable state stops recovery
 //! at the record that does not fit, named by its position.
 
-use crate::directory::{Directory, DirectoryRecord};
-use crate::http::idempotency::{IdempotencyStore, Restored, StoredAnswer};
+use crate::image::Image;
 use crate::journal::{self, Record};
-use settle_engine::message::implied_in_flight;
-use settle_engine::{Direction, EngineConfig, Ledger, StateDigest, WalletId, WalletState, digest};
+use settle_engine::EngineConfig;
+use settle_snapshots::snapshot::{self, SnapshotFile};
 use settle_snapshots::{Lsn, Recovery, ReplayError};
-use std::collections::BTreeMap;
-
-/// What replay rebuilt.
-#[derive(Debug)]
-pub struct Replayed {
-    pub wallets: Vec<WalletState>,
-    pub records: u64,
-}
-
-impl Replayed {
-    /// The state's digest (wallets and the messages in flight between
-    /// them), as `GET /v1/admin/digest` computes it on a live engine.
-    /// Costs a serialisation of the whole state.
-    pub fn digest(&self) -> Result<StateDigest, RecoveryError> {
-        let by_id: BTreeMap<WalletId, &WalletState> =
-            self.wallets.iter().map(|w| (w.id, w)).collect();
-        let in_flight = implied_in_flight(&by_id);
-        digest::digest(by_id.values().copied(), in_flight.iter())
-            .map_err(|e| RecoveryError(format!("digest of the recovered state: {e}")))
-    }
-}
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Why recovery stopped.
 #[derive(Debug)]
@@ -46,35 +26,49 @@ impl std::fmt::Display for RecoveryError {
 
 impl std::error::Error for RecoveryError {}
 
-/// Where replayed records go besides the ledger. `None`s skip them (the
-/// offline tools only need the ledger).
-#[derive(Debug, Default)]
-pub struct Sinks<'a> {
-    pub directory: Option<&'a Directory>,
-    pub idempotency: Option<(&'a IdempotencyStore, i64)>,
-}
+/// Told how far replay has come: (records applied, records to apply).
+pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
 
 /// Records decoded per hand-over between the two replay threads.
 const BATCH: usize = 512;
 
-/// Replays every record of the log from `from`.
+/// Replays the log's records from `image.position + 1` through `until`
+/// (inclusive; `Lsn::MAX` for the whole log) into `image`. Returns the
+/// number of records applied.
 ///
 /// Two threads, a pipeline: one reads, checks and decodes records (about
 /// 40% of the work), the other applies them in order (the rest). Applying
 /// stays strictly sequential, in log order, as the ledger's checks need.
 pub fn replay(
-    recovery: &Recovery,
-    from: Lsn,
-    config: &EngineConfig,
-    sinks: &Sinks<'_>,
-) -> Result<Replayed, RecoveryError> {
-    let mut ledger = Ledger::new(config.clone());
+    log: &Recovery,
+    image: &mut Image,
+    until: Lsn,
+    progress: Option<Progress<'_>>,
+) -> Result<u64, RecoveryError> {
+    let from = image.position + 1;
+    if from < log.first_lsn {
+        return Err(RecoveryError(format!(
+            "the log starts at record {}, but the state needs it from record {from} \
+             (segments were removed); start from a newer snapshot",
+            log.first_lsn
+        )));
+    }
+    if from > log.next_lsn {
+        return Err(RecoveryError(format!(
+            "the state is at record {}, but the log ends at record {}: the log lost records \
+             the state holds",
+            image.position,
+            log.next_lsn.saturating_sub(1)
+        )));
+    }
+    let last = until.min(log.next_lsn.saturating_sub(1));
+    let total = (last + 1).saturating_sub(from);
     let mut records = 0u64;
     let (tx, rx) = crossbeam_channel::bounded::<Vec<(Lsn, Record)>>(64);
     let read = std::thread::scope(|scope| {
         let reader = scope.spawn(move || {
             let mut batch = Vec::with_capacity(BATCH);
-            let result = recovery.replay(from, |lsn, bytes| {
+            let result = log.replay_range(from, last, |lsn, bytes| {
                 batch.push((lsn, journal::decode(bytes)?));
                 if batch.len() == BATCH {
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
@@ -93,12 +87,15 @@ pub fn replay(
         for batch in rx.iter() {
             for (lsn, record) in batch {
                 records += 1;
-                if let Err(e) = apply(&mut ledger, sinks, record) {
+                if let Err(e) = image.apply(lsn, record) {
                     applied = Err(RecoveryError(format!(
                         "log record {lsn} does not apply: {e} (run `settle wal verify`)"
                     )));
                     break;
                 }
+            }
+            if let Some(report) = progress {
+                report(records, total);
             }
             if applied.is_err() {
                 break;
@@ -111,92 +108,137 @@ pub fn replay(
         applied.and(read)
     })?;
     match read {
-        Ok(()) => {}
-        Err(ReplayError::Apply { lsn, source }) => {
-            return Err(RecoveryError(format!(
-                "log record {lsn} does not decode: {source} (run `settle wal verify`)"
-            )));
-        }
-        Err(e) => return Err(RecoveryError(format!("reading the log: {e}"))),
+        Ok(()) => Ok(records),
+        Err(ReplayError::Apply { lsn, source }) => Err(RecoveryError(format!(
+            "log record {lsn} does not decode: {source} (run `settle wal verify`)"
+        ))),
+        Err(e) => Err(RecoveryError(format!("reading the log: {e}"))),
     }
-    let wallets: Vec<WalletState> = ledger.into_wallets().collect();
-    if let Some(directory) = sinks.directory {
-        index(directory, &wallets);
-    }
-    Ok(Replayed { wallets, records })
 }
 
-fn apply(ledger: &mut Ledger, sinks: &Sinks<'_>, record: Record) -> Result<(), String> {
-    match record {
-        Record::Events { wallet, events } => {
-            for e in &events {
-                if e.wallet() != wallet {
+/// Which snapshot a recovery starts from, when several would do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prefer {
+    /// The newest that verifies (start-up: the least log to replay).
+    Newest,
+    /// The empty state if the log reaches back to its first record, else
+    /// the oldest snapshot that verifies (`settle wal verify`: replay as
+    /// much of the log as there is, to check it against the newest).
+    MostLog,
+}
+
+/// The snapshot a recovery started from.
+#[derive(Clone, Debug)]
+pub struct SnapshotUsed {
+    pub id: String,
+    pub path: PathBuf,
+    pub position: Lsn,
+    pub size: u64,
+    pub load_time: Duration,
+}
+
+/// A starting image and where it came from.
+#[derive(Debug)]
+pub struct Base {
+    pub image: Image,
+    pub snapshot: Option<SnapshotUsed>,
+    /// Snapshots passed over, and why (a failed check, a log that no
+    /// longer reaches back to them). Recovery logs them as warnings.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// Chooses and loads the starting image for a log spanning
+/// `first_lsn..next_lsn`, from the snapshots in `dir`.
+pub fn base(
+    dir: &Path,
+    first_lsn: Lsn,
+    next_lsn: Lsn,
+    config: &EngineConfig,
+    prefer: Prefer,
+) -> Result<Base, RecoveryError> {
+    let mut entries = snapshot::list(dir).map_err(|e| RecoveryError(e.to_string()))?;
+    let mut skipped = Vec::new();
+    let from_scratch = first_lsn <= 1;
+    if prefer == Prefer::MostLog {
+        if from_scratch {
+            return Ok(Base {
+                image: Image::empty(config.clone()),
+                snapshot: None,
+                skipped,
+            });
+        }
+        entries.reverse();
+    }
+    for entry in entries {
+        // The log must hold every record after the snapshot.
+        if entry.position + 1 < first_lsn {
+            skipped.push((
+                entry.path,
+                format!(
+                    "the log no longer reaches back to its position {} (it starts at {first_lsn})",
+                    entry.position
+                ),
+            ));
+            continue;
+        }
+        if entry.position + 1 > next_lsn {
+            skipped.push((
+                entry.path,
+                format!(
+                    "its position {} is past the end of the log (record {})",
+                    entry.position,
+                    next_lsn.saturating_sub(1)
+                ),
+            ));
+            continue;
+        }
+        let started = Instant::now();
+        let loaded = SnapshotFile::open(&entry.path)
+            .map_err(|e| e.to_string())
+            .and_then(|file| {
+                if file.header.id != entry.id || file.header.position != entry.position {
                     return Err(format!(
-                        "an event of {} in a record of {wallet}",
-                        e.wallet()
+                        "its header says {} at {}, its name {} at {}",
+                        file.header.id, file.header.position, entry.id, entry.position
                     ));
                 }
-                ledger.apply(e).map_err(|e| e.to_string())?;
-            }
-        }
-        Record::Directory(r) => {
-            if let Some(d) = sinks.directory {
-                d.apply(&r);
-            }
-        }
-        Record::Claim {
-            client,
-            key,
-            fingerprint,
-            at,
-            ids,
-        } => {
-            if let Some((store, now)) = sinks.idempotency {
-                store.restore(client, &key, fingerprint, at, now, Restored::Claim(ids));
-            }
-        }
-        Record::Forget { client, key } => {
-            if let Some((store, _)) = sinks.idempotency {
-                store.forget(client, &key);
-            }
-        }
-        Record::Answer {
-            client,
-            key,
-            fingerprint,
-            at,
-            status,
-            body,
-        } => {
-            if let Some((store, now)) = sinks.idempotency {
-                let answer = StoredAnswer {
-                    status,
-                    body: body.into_bytes(),
-                };
-                store.restore(client, &key, fingerprint, at, now, Restored::Answer(answer));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The directory's indexes that the wallets themselves record: each
-/// client's wallets (ids sort in creation order) and where each transaction
-/// was created (not the inbound record of a transfer).
-fn index(directory: &Directory, wallets: &[WalletState]) {
-    for w in wallets {
-        directory.apply(&DirectoryRecord::WalletOpened {
-            wallet: w.id,
-            client: w.spec.client,
-        });
-        for t in w.txns() {
-            let inbound = t.direction == Some(Direction::In) && t.counterparty.is_some();
-            if !inbound {
-                directory.apply(&DirectoryRecord::TxnCreated {
-                    txn: t.id,
-                    wallet: w.id,
+                Image::from_snapshot(&file, config.clone()).map_err(|e| e.to_string())
+            });
+        match loaded {
+            Ok(image) => {
+                return Ok(Base {
+                    image,
+                    snapshot: Some(SnapshotUsed {
+                        id: entry.id,
+                        path: entry.path,
+                        position: entry.position,
+                        size: entry.size,
+                        load_time: started.elapsed(),
+                    }),
+                    skipped,
                 });
             }
+            Err(why) => skipped.push((entry.path, why)),
         }
     }
+    if from_scratch {
+        return Ok(Base {
+            image: Image::empty(config.clone()),
+            snapshot: None,
+            skipped,
+        });
+    }
+    let why: Vec<String> = skipped
+        .iter()
+        .map(|(p, why)| format!("{}: {why}", p.display()))
+        .collect();
+    Err(RecoveryError(format!(
+        "no snapshot can start recovery and the log starts at record {first_lsn} (earlier \
+         records were compacted into snapshots): {}. Restore from a backup with `settle restore`",
+        if why.is_empty() {
+            "there are no snapshots".to_owned()
+        } else {
+            why.join("; ")
+        }
+    )))
 }

@@ -14,6 +14,7 @@ use settle_gateway::boot::{BootConfig, Booted, boot};
 use settle_gateway::http::Request;
 use settle_gateway::http::app::{App, Outcome};
 use settle_gateway::http::auth::Keys;
+use settle_gateway::snapshotter::SnapshotPolicy;
 use settle_snapshots::wal::faults::FaultyStorage;
 use settle_snapshots::{FsStorage, Storage, WalConfig, WalStatus};
 use std::path::Path;
@@ -24,13 +25,26 @@ use std::time::Duration;
 const ADMIN: &str = "admin-key-for-the-durability-tests";
 
 async fn start(dir: &Path, storage: Arc<dyn Storage>) -> Booted {
+    start_with(dir, storage, 1 << 20).await
+}
+
+/// Starts with snapshots on demand only (`POST /v1/admin/snapshots`), two
+/// kept, and log segments of `segment_size` bytes.
+async fn start_with(dir: &Path, storage: Arc<dyn Storage>, segment_size: u64) -> Booted {
     let mut wal = WalConfig::new(dir.join("wal"));
-    wal.segment_size = 1 << 20;
+    wal.segment_size = segment_size;
+    let policy = SnapshotPolicy {
+        interval: None,
+        every_records: None,
+        keep: 2,
+        ..SnapshotPolicy::new(dir.join("snapshots"))
+    };
     let booted = boot(
         storage,
-        BootConfig::new(wal),
+        BootConfig::new(wal).with_snapshots(policy),
         Keys::new(ADMIN),
         Arc::new(SystemClock),
+        None,
         None,
     )
     .await
@@ -529,4 +543,170 @@ async fn a_key_refused_as_invalid_is_free_again_after_a_restart() {
     .await;
     assert_eq!(status(&good), 201, "{:?}", json(&good));
     assert_eq!(cash(&again.app, &key, &wallet).await, "99.00");
+}
+
+/// The live state's digest once nothing is in flight between wallets.
+async fn quiet_digest(app: &Arc<App>) -> settle_engine::StateDigest {
+    for _ in 0..500 {
+        let (digest, quiet) = app
+            .gateway
+            .with_cut(|c| (c.digest().unwrap(), c.in_flight.is_empty()))
+            .unwrap();
+        if quiet && app.gateway.stats().inflight == 0 {
+            return digest;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("transfers still in flight after 5 s");
+}
+
+/// Money moves between two wallets: credits to one, transfers both ways.
+async fn some_traffic(app: &Arc<App>, key: &str, a: &str, b: &str, n: usize) {
+    for i in 0..n {
+        let (from, to) = if i % 2 == 0 { (a, b) } else { (b, a) };
+        let r = call(
+            app,
+            Method::POST,
+            &format!("/v1/wallets/{a}/credits"),
+            key,
+            json!({"asset": "USD", "amount": "1.00"}),
+        )
+        .await;
+        assert_eq!(status(&r), 201);
+        let r = call(
+            app,
+            Method::POST,
+            "/v1/transfers",
+            key,
+            json!({"fromWalletId": from, "toWalletId": to, "asset": "USD", "amount": "0.50"}),
+        )
+        .await;
+        assert_eq!(status(&r), 201, "{:?}", json(&r));
+    }
+}
+
+fn segment_first_lsns(dir: &Path) -> Vec<u64> {
+    let mut lsns: Vec<u64> = std::fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".wal")?.parse().ok()
+        })
+        .collect();
+    lsns.sort_unstable();
+    lsns
+}
+
+/// Snapshots on demand between writes, with small log segments: each
+/// answers with its id and position; only the newest two are kept; the log
+/// keeps every segment the older of them needs (and no more than that
+/// after the first); a crash after more writes recovers from the newest
+/// snapshot plus the log tail to exactly the live state; a corrupted newest
+/// snapshot is passed over for the older one, to the same state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_compact_the_log_and_recovery_starts_from_the_newest_good_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let booted = start_with(dir.path(), Arc::new(FsStorage), 4096).await;
+    assert!(booted.snapshot.is_none());
+    let app = Arc::clone(&booted.app);
+    let (key, a) = client_with_wallet(&app).await;
+    let b = call(
+        &app,
+        Method::POST,
+        "/v1/wallets",
+        &key,
+        json!({"ccyCode": "USD"}),
+    )
+    .await;
+    let b = json(&b)["data"]["id"].as_str().unwrap().to_owned();
+    let mut taken: Vec<(String, u64)> = Vec::new();
+    for round in 0..4 {
+        some_traffic(&app, &key, &a, &b, 15).await;
+        quiet_digest(&app).await;
+        let s = call(
+            &app,
+            Method::POST,
+            "/v1/admin/snapshots",
+            ADMIN,
+            Value::Null,
+        )
+        .await;
+        assert_eq!(status(&s), 201, "{:?}", json(&s));
+        let s = &json(&s)["data"];
+        let id = s["id"].as_str().unwrap().to_owned();
+        let position = s["position"].as_u64().unwrap();
+        assert!(id.starts_with("snp_"), "{s}");
+        assert_eq!(s["wallets"], 2);
+        assert!(s["sizeBytes"].as_u64().unwrap() > 0);
+        assert!(
+            taken.last().is_none_or(|(_, p)| *p < position),
+            "round {round}: {s}"
+        );
+        taken.push((id, position));
+        // Compaction: the oldest kept snapshot's successor record is in the log.
+        let oldest_kept = taken[taken.len().saturating_sub(2)].1;
+        let segments = segment_first_lsns(dir.path());
+        assert!(
+            segments[0] <= oldest_kept + 1,
+            "round {round}: {segments:?}"
+        );
+        if round >= 2 {
+            assert!(
+                segments[0] > 1,
+                "round {round}: nothing was compacted: {segments:?}"
+            );
+        }
+    }
+    let listed = call(&app, Method::GET, "/v1/admin/snapshots", ADMIN, Value::Null).await;
+    let ids: Vec<String> = json(&listed)["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        ids,
+        [taken[3].0.clone(), taken[2].0.clone()],
+        "newest first, two kept"
+    );
+    // More writes after the last snapshot, then a crash.
+    some_traffic(&app, &key, &a, &b, 10).await;
+    let live = quiet_digest(&app).await;
+    crash(booted);
+    drop(app);
+
+    let again = start_with(dir.path(), Arc::new(FsStorage), 4096).await;
+    let used = again.snapshot.clone().expect("started from a snapshot");
+    assert_eq!(
+        (used.id.as_str(), used.position),
+        (taken[3].0.as_str(), taken[3].1)
+    );
+    assert!(
+        again.records > 0,
+        "the tail after the snapshot was replayed"
+    );
+    assert_eq!(again.digest, live, "snapshot + tail = the live state");
+    let app = Arc::clone(&again.app);
+    crash(again);
+    drop(app);
+
+    // The newest snapshot corrupted: the older one and a longer tail.
+    let mut bytes = std::fs::read(&used.path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&used.path, bytes).unwrap();
+    let third = start_with(dir.path(), Arc::new(FsStorage), 4096).await;
+    let used = third.snapshot.clone().expect("started from a snapshot");
+    assert_eq!(used.id, taken[2].0, "the older snapshot");
+    assert_eq!(third.skipped.len(), 1, "{:?}", third.skipped);
+    assert!(
+        third.skipped[0].1.contains("checksum"),
+        "{:?}",
+        third.skipped
+    );
+    assert_eq!(
+        third.digest, live,
+        "older snapshot + longer tail = the same state"
+    );
+    crash(third);
 }

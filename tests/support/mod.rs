@@ -250,7 +250,7 @@ impl Server {
     pub async fn start() -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
-        Self::spawn(dir, data, "warn").await
+        Self::spawn(dir, data, "warn", &[]).await
     }
 
     /// Starts `settle serve` on a data directory the caller keeps (created
@@ -259,16 +259,22 @@ impl Server {
     /// `recovered`) and is this run's own: every start gets a fresh log
     /// file, checked for panics and ERROR lines when the `Server` drops.
     pub async fn start_in(data: &Path) -> Server {
+        Self::start_in_with(data, &[]).await
+    }
+
+    /// As `start_in`, with more `settle serve` arguments.
+    pub async fn start_in_with(data: &Path, args: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
-        Self::spawn(dir, data.to_path_buf(), "info").await
+        Self::spawn(dir, data.to_path_buf(), "info", args).await
     }
 
     /// Spawns the server on `data`, its standard error in `dir/stderr.log`.
-    async fn spawn(dir: TempDir, data: PathBuf, rust_log: &str) -> Server {
+    async fn spawn(dir: TempDir, data: PathBuf, rust_log: &str, args: &[&str]) -> Server {
         let log = std::fs::File::create(dir.path().join("stderr.log")).expect("log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_settle"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data)
+            .args(args)
             .env("SETTLE_ADMIN_KEY", ADMIN_KEY)
             .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
@@ -787,6 +793,37 @@ impl Drop for Server {
 
 // ---- crashes and recovery (tests/crash.rs) ----
 
+/// `GET /v1/admin/digest`: (digest, wallets, messages in flight).
+pub async fn live_digest(srv: &Server) -> (String, u64, u64) {
+    let d = srv.admin_get("/v1/admin/digest").await.ok(200);
+    (
+        d["digest"].as_str().expect("digest").to_owned(),
+        d["wallets"].as_u64().expect("wallets"),
+        d["inFlight"].as_u64().expect("inFlight"),
+    )
+}
+
+/// Waits until nothing is in flight and the digest holds still across two
+/// reads 200 ms apart; returns that digest.
+pub async fn wait_quiet(ctx: &str, srv: &Server) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (a, _, in_flight) = live_digest(srv).await;
+        if in_flight == 0 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let (b, _, in_flight) = live_digest(srv).await;
+            if in_flight == 0 && a == b {
+                return a;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{ctx}: the server did not come to rest within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A log line without its ANSI colour codes (the server colours its log
 /// even into a file).
 pub fn strip_ansi(line: &str) -> String {
@@ -819,7 +856,10 @@ fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
 /// `recovered from the log records=N wallets=W digest=<hex> …`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recovered {
+    /// Records replayed (after the snapshot recovery started from, if any).
     pub records: u64,
+    /// The log position the state was recovered to.
+    pub position: u64,
     pub wallets: u64,
     pub digest: String,
 }
@@ -833,6 +873,7 @@ impl Recovered {
         };
         Recovered {
             records: num("records"),
+            position: num("position"),
             wallets: num("wallets"),
             digest: field(line, "digest")
                 .unwrap_or_else(|| panic!("no digest= in {line:?}"))
@@ -854,6 +895,8 @@ pub struct WalVerify {
     pub records: u64,
     pub wallets: u64,
     pub digest: String,
+    /// The log position the replay reached.
+    pub position: u64,
     pub output: String,
 }
 
@@ -877,8 +920,8 @@ pub fn wal_verify(data: &Path) -> WalVerify {
         .rev()
         .find(|l| !l.trim().is_empty())
         .unwrap_or_default();
-    let parse = || -> Option<(u64, u64, String)> {
-        // replay: N records, W wallets, state digest <hex>
+    let parse = || -> Option<(u64, u64, String, u64)> {
+        // replay: N records, W wallets, state digest <hex>, position P, from …
         let rest = last.strip_prefix("replay: ")?;
         let mut parts = rest.split(", ");
         let records = parts.next()?.strip_suffix(" records")?.parse().ok()?;
@@ -888,10 +931,11 @@ pub fn wal_verify(data: &Path) -> WalVerify {
             .strip_prefix("state digest ")?
             .trim()
             .to_owned();
+        let position = parts.next()?.strip_prefix("position ")?.parse().ok()?;
         let hex = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit());
-        hex.then_some((records, wallets, digest))
+        hex.then_some((records, wallets, digest, position))
     };
-    let (records, wallets, digest) = parse().unwrap_or_else(|| {
+    let (records, wallets, digest, position) = parse().unwrap_or_else(|| {
         panic!(
             "settle wal verify ({}) printed no replay line; its output:\n{output}",
             out.status
@@ -903,6 +947,7 @@ pub fn wal_verify(data: &Path) -> WalVerify {
         records,
         wallets,
         digest,
+        position,
         output,
     }
 }

@@ -225,6 +225,8 @@ pub struct App {
     /// The write-ahead log; `None` keeps the directory and idempotency
     /// records in memory only.
     pub journal: Option<Arc<Journal>>,
+    /// Takes and lists snapshots; `None`: snapshots are off.
+    pub snapshots: Option<Arc<crate::snapshotter::Snapshotter>>,
     router: Router,
     clock: Arc<dyn Clock>,
     ready: AtomicBool,
@@ -249,6 +251,7 @@ pub struct Parts {
     pub limits: HttpLimits,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     pub journal: Option<Arc<Journal>>,
+    pub snapshots: Option<Arc<crate::snapshotter::Snapshotter>>,
 }
 
 impl App {
@@ -262,6 +265,7 @@ impl App {
             limits: p.limits,
             metrics: p.metrics,
             journal: p.journal,
+            snapshots: p.snapshots,
             router: Router::new()?,
             clock: p.clock,
             ready: AtomicBool::new(false),

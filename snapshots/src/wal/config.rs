@@ -63,6 +63,11 @@ pub struct WalConfig {
     /// Most frame bytes in one batch; a single record larger than this is
     /// still written, alone.
     pub max_batch_bytes: usize,
+    /// The LSN of the first record of a log created in an empty directory
+    /// (1 by default). A data directory restored from a snapshot at
+    /// position P starts its log at P + 1, so LSNs go on where the
+    /// snapshot's left off. Ignored when the directory holds segments.
+    pub first_lsn: Lsn,
 }
 
 impl WalConfig {
@@ -75,6 +80,7 @@ impl WalConfig {
             fsync: FsyncPolicy::Always,
             max_batch_records: DEFAULT_MAX_BATCH_RECORDS,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            first_lsn: 1,
         }
     }
 
@@ -90,6 +96,13 @@ impl WalConfig {
             return Err(WalError::Config(
                 "max_batch_records must be at least 1".into(),
             ));
+        }
+        if self.first_lsn == 0 || self.first_lsn > super::format::MAX_LSN {
+            return Err(WalError::Config(format!(
+                "first_lsn {} is outside 1..={}",
+                self.first_lsn,
+                super::format::MAX_LSN
+            )));
         }
         if self.max_batch_bytes == 0 {
             return Err(WalError::Config(

@@ -121,6 +121,46 @@ impl Wal {
         self.shared.durable_lsn()
     }
 
+    /// A reader of the durable records up to `until` (at most the durable
+    /// LSN), for building a snapshot while the log is being written: it
+    /// reads only frames already written and synced, never the tail the
+    /// writer is appending to. Its segments must not be removed while it
+    /// is used (the snapshotter, the only caller of
+    /// [`remove_segments_before`](Self::remove_segments_before), reads
+    /// before it compacts).
+    pub fn reader(&self, until: Lsn) -> Result<Recovery, WalError> {
+        let until = until.min(self.durable_lsn());
+        let segments = self.shared.segments.lock().clone();
+        let first_lsn = segments.first().map_or(until + 1, |s| s.0);
+        let mut infos = Vec::with_capacity(segments.len());
+        for (i, (first, path)) in segments.iter().enumerate() {
+            if *first > until {
+                break;
+            }
+            let end_lsn = segments
+                .get(i + 1)
+                .map_or(until + 1, |next| next.0.min(until + 1));
+            let size = self
+                .storage
+                .open_read(path)
+                .and_then(|f| f.size())
+                .map_err(|e| WalError::io(path, 0, e))?;
+            infos.push(super::scan::SegmentInfo {
+                path: path.clone(),
+                first_lsn: *first,
+                records: end_lsn - first,
+                end: size,
+                size,
+            });
+        }
+        Ok(Recovery::over(
+            Arc::clone(&self.storage),
+            first_lsn.min(until + 1),
+            until + 1,
+            infos,
+        ))
+    }
+
     /// Counters since `open`.
     pub fn stats(&self) -> WalStats {
         self.shared.stats()

@@ -67,6 +67,21 @@ impl Recovery {
         })
     }
 
+    pub(crate) fn over(
+        storage: Arc<dyn Storage>,
+        first_lsn: Lsn,
+        next_lsn: Lsn,
+        segments: Vec<SegmentInfo>,
+    ) -> Recovery {
+        Recovery {
+            first_lsn,
+            next_lsn,
+            torn_tail: None,
+            segments,
+            storage,
+        }
+    }
+
     /// Records in the log.
     pub fn records(&self) -> u64 {
         self.next_lsn - self.first_lsn
@@ -82,6 +97,17 @@ impl Recovery {
     pub fn replay<E>(
         &self,
         from: Lsn,
+        f: impl FnMut(Lsn, &[u8]) -> Result<(), E>,
+    ) -> Result<(), ReplayError<E>> {
+        self.replay_range(from, Lsn::MAX, f)
+    }
+
+    /// As [`replay`](Self::replay), but stops after the record at `until`
+    /// (inclusive; point-in-time recovery and snapshots).
+    pub fn replay_range<E>(
+        &self,
+        from: Lsn,
+        until: Lsn,
         mut f: impl FnMut(Lsn, &[u8]) -> Result<(), E>,
     ) -> Result<(), ReplayError<E>> {
         if from < self.first_lsn || from > self.next_lsn {
@@ -93,7 +119,10 @@ impl Recovery {
         }
         let mut buf = Vec::new();
         for segment in &self.segments {
-            let stop = segment.first_lsn + segment.records;
+            if segment.first_lsn > until {
+                break;
+            }
+            let stop = (segment.first_lsn + segment.records).min(until.saturating_add(1));
             if stop <= from {
                 continue;
             }
@@ -243,7 +272,9 @@ pub(crate) fn recover(
     }
 
     let active = match scan.segments.last() {
-        None => segment::create_segment(storage.as_ref(), dir, 1, config.segment_size)?,
+        None => {
+            segment::create_segment(storage.as_ref(), dir, config.first_lsn, config.segment_size)?
+        }
         Some(last) => {
             let path = &last.path;
             let file = storage
@@ -284,9 +315,15 @@ pub(crate) fn recover(
     if segments.is_empty() {
         segments.push((active.first_lsn, active.path.clone()));
     }
+    // An empty directory's log starts where the configuration says.
+    let (first_lsn, next_lsn) = if scan.segments.is_empty() {
+        (active.first_lsn, active.first_lsn)
+    } else {
+        (scan.first_lsn(), scan.next_lsn())
+    };
     let recovery = Recovery {
-        first_lsn: scan.first_lsn(),
-        next_lsn: scan.next_lsn(),
+        first_lsn,
+        next_lsn,
         torn_tail,
         segments: scan.segments,
         storage: Arc::clone(storage),

@@ -4,30 +4,26 @@
 use crate::directory::{Client, DirectoryRecord, MAX_NAME_LEN};
 use crate::http::app::{App, Request};
 use crate::http::auth::{CLIENT_KEY_PREFIX, generate_key, hash_key};
+use crate::http::json::format_time;
 use crate::http::json::parse_body;
 use crate::http::reply::{ApiError, Reply};
 use crate::http::router::Route;
 use crate::http::views::ClientView;
 use crate::journal::Record;
+use crate::snapshotter::{SnapshotInfo, Snapshotter};
 use bytes::Bytes;
 use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 use settle_engine::money::format_units;
-use settle_engine::{AssetCode, ClientId};
+use settle_engine::{AssetCode, ClientId, Timestamp};
 
 pub async fn handle(app: &App, route: Route, req: &Request) -> Result<Reply, ApiError> {
     match route {
         Route::CreateClient => create_client(app, &req.body).await,
         Route::Audit => audit(app),
         Route::Digest => digest(app),
-        Route::ListSnapshots => {
-            // No snapshot has been taken: this build has none yet.
-            let none: [(); 0] = [];
-            Ok(Reply::list(&none, &serde_json::json!({"count": 0})))
-        }
-        Route::CreateSnapshot => Err(ApiError::unavailable(
-            "snapshots are not enabled in this build yet: recovery replays the whole log",
-        )),
+        Route::ListSnapshots => list_snapshots(app),
+        Route::CreateSnapshot => create_snapshot(app).await,
         other => Err(ApiError::internal(format!(
             "route {other:?} reached the admin handlers"
         ))),
@@ -65,6 +61,56 @@ async fn create_client(app: &App, body: &[u8]) -> Result<Reply, ApiError> {
     Ok(Reply::data(
         StatusCode::CREATED,
         &ClientView::new(&client, key),
+    ))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SnapshotView {
+    id: String,
+    position: u64,
+    size_bytes: u64,
+    wallets: u64,
+    created_at: String,
+}
+
+impl SnapshotView {
+    fn new(s: &SnapshotInfo) -> Self {
+        SnapshotView {
+            id: s.id.clone(),
+            position: s.position,
+            size_bytes: s.size_bytes,
+            wallets: s.wallets,
+            created_at: format_time(Timestamp::from_millis(s.created_at_ms)),
+        }
+    }
+}
+
+fn snapshotter(app: &App) -> Result<&Snapshotter, ApiError> {
+    app.snapshots.as_deref().ok_or_else(|| {
+        ApiError::unavailable("snapshots are off on this server (it was started without them)")
+    })
+}
+
+/// Takes a snapshot now; answers once it is durable.
+async fn create_snapshot(app: &App) -> Result<Reply, ApiError> {
+    let info = snapshotter(app)?.take().await.map_err(|e| {
+        tracing::error!(%e, "snapshot on demand failed");
+        ApiError::unavailable(format!("the snapshot failed: {e}"))
+    })?;
+    Ok(Reply::data(StatusCode::CREATED, &SnapshotView::new(&info)))
+}
+
+/// The snapshots on disk, newest first.
+fn list_snapshots(app: &App) -> Result<Reply, ApiError> {
+    let list = match app.snapshots.as_deref() {
+        Some(s) => s.list().map_err(ApiError::unavailable)?,
+        None => Vec::new(),
+    };
+    let views: Vec<SnapshotView> = list.iter().map(SnapshotView::new).collect();
+    Ok(Reply::list(
+        &views,
+        &serde_json::json!({"count": views.len()}),
     ))
 }
 

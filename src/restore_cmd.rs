@@ -1,0 +1,138 @@
+//! `settle restore`: a new data directory holding the state of a snapshot,
+//! optionally rolled forward through an old log to a chosen position
+//! (point-in-time recovery). `settle serve --data-dir NEW` then serves it.
+
+use crate::offline;
+use clap::Args;
+use settle_engine::SnapshotId;
+use settle_gateway::image::Image;
+use settle_snapshots::snapshot::{self, SnapshotFile};
+use settle_snapshots::{FsStorage, Lsn, Recovery, Wal, WalConfig};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// The snapshot file to start from.
+    #[arg(long)]
+    pub from: PathBuf,
+    /// The new data directory (created; it must not hold anything yet).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// An old log (`OLD_DATA_DIR/wal`) to roll forward through after the
+    /// snapshot. Its server must be stopped.
+    #[arg(long)]
+    pub wal: Option<PathBuf>,
+    /// Roll forward through this log position (inclusive); without it, to
+    /// the end of the log.
+    #[arg(long, requires = "wal")]
+    pub until: Option<Lsn>,
+}
+
+pub fn run(args: &RestoreArgs) -> ExitCode {
+    match restore(args) {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("settle: restore: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn restore(args: &RestoreArgs) -> Result<String, String> {
+    refuse_non_empty(&args.data_dir)?;
+    let file = SnapshotFile::open(&args.from).map_err(|e| e.to_string())?;
+    let mut image =
+        Image::from_snapshot(&file, offline::engine_config()).map_err(|e| e.to_string())?;
+    let snapshot_position = image.position;
+    let mut rolled = 0;
+    if let Some(wal_dir) = &args.wal {
+        // The old server must be stopped: take its data directory's lock.
+        let _old = match wal_dir.parent() {
+            Some(old) if old.join("LOCK").exists() => Some(offline::lock(old)?),
+            _ => None,
+        };
+        let log = Recovery::read_only(Arc::new(FsStorage), wal_dir)
+            .map_err(|e| format!("the log at {}: {e}", wal_dir.display()))?;
+        let end = log.next_lsn.saturating_sub(1);
+        let until = args.until.unwrap_or(end);
+        if until < snapshot_position {
+            return Err(format!(
+                "--until {until} is before the snapshot's position {snapshot_position}; \
+                 pick an older snapshot"
+            ));
+        }
+        if until > end {
+            return Err(format!(
+                "--until {until} is past the end of the log at {} (its last record is {end})",
+                wal_dir.display()
+            ));
+        }
+        rolled = settle_gateway::recovery::replay(&log, &mut image, until, None)
+            .map_err(|e| e.to_string())?;
+    }
+    image
+        .ledger
+        .check_invariants()
+        .map_err(|e| format!("the restored state breaks an invariant: {e}"))?;
+    let digest = image.digest().map_err(|e| e.to_string())?;
+
+    // The new directory: the state as its one snapshot, and an empty log
+    // that goes on from the state's position.
+    let _lock = offline::lock(&args.data_dir)?;
+    let id = SnapshotId::from_ulid(ulid::Ulid::new()).to_string();
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis()),
+    )
+    .unwrap_or(i64::MAX);
+    let (path, size) = image
+        .write_snapshot(&snapshot::snapshot_dir(&args.data_dir), &id, now)
+        .map_err(|e| e.to_string())?;
+    let wal = WalConfig {
+        first_lsn: image.position + 1,
+        ..WalConfig::new(args.data_dir.join("wal"))
+    };
+    let (wal, _) = Wal::open(Arc::new(FsStorage), wal).map_err(|e| e.to_string())?;
+    wal.close().map_err(|e| e.to_string())?;
+    let wallets = image.ledger.wallets().len();
+    let forward = if args.wal.is_some() {
+        format!(
+            ", rolled forward {rolled} log records to position {}",
+            image.position
+        )
+    } else {
+        String::new()
+    };
+    Ok(format!(
+        "restored {} (position {snapshot_position}){forward} into {}: {wallets} wallets, \
+         state digest {digest}\n  snapshot {} ({size} bytes)\n  start it with: settle serve --data-dir {}\n  \
+         (clients' API keys carry over; the admin key does not: set SETTLE_ADMIN_KEY or let serve generate one)",
+        file.header.id,
+        args.data_dir.display(),
+        path.display(),
+        args.data_dir.display(),
+    ))
+}
+
+/// A restore never writes into a directory that holds anything.
+fn refuse_non_empty(dir: &Path) -> Result<(), String> {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(format!(
+                    "{} is not empty; restore only into a new or empty directory",
+                    dir.display()
+                ));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("{}: {e}", dir.display())),
+    }
+}

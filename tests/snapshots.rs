@@ -1,0 +1,363 @@
+//! Snapshots from the outside, as an operator meets them: the real binary,
+//! snapshots taken over HTTP between writes, `kill -9`, restarts, the
+//! offline tools (`settle snapshot list|inspect|verify`), and `settle
+//! restore`, plain and point-in-time (`--wal … --until POSITION`).
+//!
+//! The reference for every state is the live engine's own digest
+//! (`GET /v1/admin/digest`) read at rest just before each snapshot.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use support::{Server, wait_quiet};
+
+fn settle(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_settle"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run settle")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+/// Money moving among `wallets`: credits, and transfers around the ring.
+async fn traffic(srv: &Server, key: &str, wallets: &[String], rounds: usize) {
+    for r in 0..rounds {
+        for (i, w) in wallets.iter().enumerate() {
+            srv.credit(key, w, "USD", "3.00").await;
+            let to = &wallets[(i + r + 1) % wallets.len()];
+            if to != w {
+                srv.post_json(
+                    "/v1/transfers",
+                    key,
+                    &json!({"fromWalletId": w, "toWalletId": to, "asset": "USD", "amount": "1.25"}),
+                )
+                .await
+                .ok(201);
+            }
+        }
+    }
+}
+
+/// Takes a snapshot over HTTP; returns (id, position).
+async fn snapshot(srv: &Server) -> (String, u64) {
+    let r = srv
+        .raw(
+            "POST",
+            "/v1/admin/snapshots",
+            &[("x-api-key", support::ADMIN_KEY)],
+            bytes::Bytes::new(),
+        )
+        .await;
+    let d = r.ok(201);
+    assert!(support::is_timestamp(&d["createdAt"]), "{d}");
+    assert!(d["sizeBytes"].as_u64().unwrap() > 0, "{d}");
+    (
+        d["id"].as_str().unwrap().to_owned(),
+        d["position"].as_u64().unwrap(),
+    )
+}
+
+fn snapshot_file(data: &Path, id: &str) -> PathBuf {
+    let dir = data.join("snapshots");
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_str().unwrap().contains(id) && p.extension().is_some_and(|e| e == "msgpack"))
+        .unwrap_or_else(|| panic!("no file for {id} in {}", dir.display()))
+}
+
+/// The digest `settle snapshot verify` or `settle restore` printed.
+fn printed_digest(out: &str) -> String {
+    let at = out
+        .find("state digest ")
+        .unwrap_or_else(|| panic!("no digest in: {out}"));
+    out[at + "state digest ".len()..]
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshots_survive_kill_9_and_restore_to_a_snapshot_or_a_position() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    // On demand only, so the test knows every snapshot's position.
+    let args = ["--snapshot-interval", "0", "--snapshot-keep", "3"];
+    let mut srv = Server::start_in_with(&data, &args).await;
+    let (_, key) = srv.admin_create_client("restore test").await;
+    let mut wallets = Vec::new();
+    for _ in 0..6 {
+        wallets.push(srv.create_wallet(&key, "USD").await);
+    }
+    traffic(&srv, &key, &wallets, 5).await;
+    let d1 = wait_quiet("first", &srv).await;
+    let (s1, p1) = snapshot(&srv).await;
+    traffic(&srv, &key, &wallets, 5).await;
+    let d2 = wait_quiet("second", &srv).await;
+    let (s2, p2) = snapshot(&srv).await;
+    assert!(p2 > p1, "{p1} {p2}");
+    traffic(&srv, &key, &wallets, 5).await;
+    let d3 = wait_quiet("third", &srv).await;
+    let balance_at_s1 = {
+        // What the first wallet held at the first snapshot is checked
+        // through the restored server below; here, what it holds now.
+        srv.balance(&key, &wallets[0], "USD").await
+    };
+    srv.kill9();
+    drop(srv);
+
+    // kill -9 after snapshots plus more writes: everything is back, from
+    // the newest snapshot and the log after it.
+    let srv = Server::start_in_with(&data, &args).await;
+    let rec = srv.recovered();
+    assert_eq!(rec.digest, d3, "{}", srv.log());
+    assert!(
+        srv.log().contains(&s2) && srv.log().contains("recovery starts from a snapshot"),
+        "the start-up log names the snapshot:\n{}",
+        srv.log()
+    );
+    assert_eq!(srv.balance(&key, &wallets[0], "USD").await, balance_at_s1);
+    let listed = srv.admin_get("/v1/admin/snapshots").await.ok(200);
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [s2.as_str(), s1.as_str()], "newest first");
+    srv.sigterm();
+    drop(srv);
+
+    // The offline tools.
+    let out = settle(&["snapshot", "list", "--data-dir", p(&data), "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = list["snapshots"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{list}");
+    assert!(rows.iter().all(|r| r["verified"] == true), "{list}");
+    assert_eq!(rows[0]["id"], s2.as_str());
+    assert_eq!(rows[1]["position"], p1);
+    let table = settle(&["snapshot", "list", "--data-dir", p(&data)]);
+    assert!(
+        text(&table).contains(&s1) && text(&table).contains("yes"),
+        "{}",
+        text(&table)
+    );
+
+    let f1 = snapshot_file(&data, &s1);
+    let out = settle(&["snapshot", "inspect", p(&f1), "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let inspected: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(inspected["header"]["position"], p1);
+    assert_eq!(inspected["header"]["formatVersion"], 1);
+    assert_eq!(inspected["header"]["wallets"], 6);
+    assert_eq!(inspected["header"]["assets"][0]["asset"], "USD");
+    assert_eq!(inspected["header"]["assets"][0]["conserved"], true);
+    assert_eq!(inspected["verified"], true);
+
+    let out = settle(&["snapshot", "verify", p(&f1)]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        printed_digest(&text(&out)),
+        d1,
+        "the snapshot holds the state at its position"
+    );
+
+    // restore: exactly the state at the snapshot, served by a new server
+    // that the client's old API key still opens.
+    let new1 = root.path().join("restored-1");
+    let out = settle(&["restore", "--from", p(&f1), "--data-dir", p(&new1)]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(printed_digest(&text(&out)), d1);
+    let srv = Server::start_in_with(&new1, &args).await;
+    assert_eq!(srv.recovered().digest, d1);
+    assert_eq!(srv.recovered().position, p1);
+    srv.wallet(&key, &wallets[0]).await;
+    // It takes writes, its log going on from the snapshot's position.
+    srv.credit(&key, &wallets[0], "USD", "1.00").await;
+    let (_, p_new) = snapshot(&srv).await;
+    assert!(p_new > p1, "{p_new} after {p1}");
+    srv.sigterm();
+    drop(srv);
+
+    // Point in time: the first snapshot rolled forward through the old
+    // log to the second snapshot's position is the state then.
+    let new2 = root.path().join("restored-2");
+    let out = settle(&[
+        "restore",
+        "--from",
+        p(&f1),
+        "--data-dir",
+        p(&new2),
+        "--wal",
+        p(&data.join("wal")),
+        "--until",
+        &p2.to_string(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(printed_digest(&text(&out)), d2, "{}", text(&out));
+    let srv = Server::start_in_with(&new2, &args).await;
+    assert_eq!(
+        (srv.recovered().digest, srv.recovered().position),
+        (d2.clone(), p2)
+    );
+    drop(srv);
+    // To the end of the log: the state at the crash.
+    let new3 = root.path().join("restored-3");
+    let out = settle(&[
+        "restore",
+        "--from",
+        p(&f1),
+        "--data-dir",
+        p(&new3),
+        "--wal",
+        p(&data.join("wal")),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(printed_digest(&text(&out)), d3);
+
+    // Refusals: a non-empty directory, a position before the snapshot or
+    // past the log, --until without --wal.
+    for (args, says) in [
+        (
+            vec!["restore", "--from", p(&f1), "--data-dir", p(&new1)],
+            "not empty",
+        ),
+        (
+            vec![
+                "restore",
+                "--from",
+                p(&f1),
+                "--data-dir",
+                p(&root.path().join("x1")),
+                "--wal",
+                p(&data.join("wal")),
+                "--until",
+                "1",
+            ],
+            "before the snapshot",
+        ),
+        (
+            vec![
+                "restore",
+                "--from",
+                p(&f1),
+                "--data-dir",
+                p(&root.path().join("x2")),
+                "--wal",
+                p(&data.join("wal")),
+                "--until",
+                "999999999",
+            ],
+            "past the end of the log",
+        ),
+        (
+            vec![
+                "restore",
+                "--from",
+                p(&f1),
+                "--data-dir",
+                p(&root.path().join("x3")),
+                "--until",
+                "5",
+            ],
+            "--wal",
+        ),
+    ] {
+        let out = settle(&args);
+        assert!(!out.status.success(), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(says), "{args:?}: {}", text(&out));
+        assert!(!text(&out).contains("panicked"), "{}", text(&out));
+    }
+    // A refused restore leaves nothing behind.
+    assert!(!root.path().join("x1").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_snapshot_is_refused_by_the_tools_and_passed_over_at_start() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let args = ["--snapshot-interval", "0"];
+    let mut srv = Server::start_in_with(&data, &args).await;
+    let (_, key) = srv.admin_create_client("damage test").await;
+    let wallets = vec![
+        srv.create_wallet(&key, "USD").await,
+        srv.create_wallet(&key, "USD").await,
+    ];
+    traffic(&srv, &key, &wallets, 4).await;
+    let (older, _) = snapshot(&srv).await;
+    traffic(&srv, &key, &wallets, 4).await;
+    let (newest, _) = snapshot(&srv).await;
+    traffic(&srv, &key, &wallets, 2).await;
+    let live = wait_quiet("damage", &srv).await;
+    srv.kill9();
+    drop(srv);
+
+    let file = snapshot_file(&data, &newest);
+    let good = std::fs::read(&file).unwrap();
+    let copy = root.path().join("copy.msgpack");
+    // A flipped bit, and a file cut short: verify says no, with the place.
+    let mut flipped = good.clone();
+    let at = good.len() * 2 / 3;
+    flipped[at] ^= 0x01;
+    for (bytes, says) in [
+        (flipped.clone(), "checksum"),
+        (good[..good.len() - 10].to_vec(), ""),
+    ] {
+        std::fs::write(&copy, &bytes).unwrap();
+        let out = settle(&["snapshot", "verify", p(&copy)]);
+        assert!(!out.status.success(), "{}", text(&out));
+        assert!(
+            text(&out).contains("NOT sound") && text(&out).contains(says),
+            "{}",
+            text(&out)
+        );
+        let out = settle(&["snapshot", "inspect", p(&copy)]);
+        assert!(!out.status.success(), "{}", text(&out));
+    }
+    let out = settle(&["snapshot", "verify", p(&root.path().join("absent.msgpack"))]);
+    assert!(
+        !out.status.success() && !text(&out).contains("panicked"),
+        "{}",
+        text(&out)
+    );
+    let out = settle(&[
+        "restore",
+        "--from",
+        p(&copy),
+        "--data-dir",
+        p(&root.path().join("r")),
+    ]);
+    assert!(!out.status.success(), "{}", text(&out));
+
+    // The damaged newest snapshot at start: passed over with a warning, the
+    // older one and a longer tail give the same state.
+    std::fs::write(&file, &flipped).unwrap();
+    let srv = Server::start_in_with(&data, &args).await;
+    assert_eq!(srv.recovered().digest, live);
+    assert!(
+        srv.log().contains("passed over") && srv.log().contains(&older),
+        "{}",
+        srv.log()
+    );
+    let out_list = srv.admin_get("/v1/admin/snapshots").await.ok(200);
+    assert_eq!(out_list.as_array().unwrap().len(), 2);
+    drop(srv);
+}
