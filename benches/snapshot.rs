@@ -171,8 +171,9 @@ async fn latencies(
         all.extend(t.await.unwrap());
     }
     all.sort_unstable();
-    let at = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
-    (at(0.50), at(0.99), all[all.len() - 1], all.len())
+    // Nearest rank, in integers: the q-th per-mille.
+    let at = |per_mille: usize| all[(all.len() * per_mille / 1000).min(all.len() - 1)];
+    (at(500), at(990), all[all.len() - 1], all.len())
 }
 
 fn main() {
