@@ -121,7 +121,7 @@ async fn admin_creates_clients_and_reads_snapshots_and_audit() {
     let (id2, key2) = srv.admin_create_client("Other").await;
     assert_ne!(id2, s(&c["id"]));
     assert_ne!(key2, key);
-    // Snapshots: none yet; taking one is not available in this build.
+    // Snapshots: none yet; one on demand, then listed.
     let r = srv.admin_get("/v1/admin/snapshots").await;
     assert_eq!(r.ok(200), json!([]));
     let r = srv
@@ -132,7 +132,33 @@ async fn admin_creates_clients_and_reads_snapshots_and_audit() {
             Bytes::new(),
         )
         .await;
-    r.err(503, "unavailable");
+    let snap = r.ok(201);
+    assert_eq!(
+        keys(&snap),
+        set(&["id", "position", "sizeBytes", "wallets", "createdAt"])
+    );
+    assert!(s(&snap["id"]).starts_with("snp_"), "{snap}");
+    assert!(snap["position"].as_u64().unwrap() >= 3, "{snap}");
+    assert_eq!(snap["wallets"], 1);
+    assert!(is_timestamp(&snap["createdAt"]), "{snap}");
+    let r = srv.admin_get("/v1/admin/snapshots").await;
+    assert_eq!(r.ok(200), json!([snap]));
+    // The metrics of what just happened.
+    let m = String::from_utf8(
+        srv.raw("GET", "/metrics", &[], Bytes::new())
+            .await
+            .body
+            .to_vec(),
+    )
+    .unwrap();
+    for name in [
+        "settle_snapshot_duration_seconds",
+        "settle_snapshot_size_bytes",
+        "settle_wal_fsync_seconds",
+        "settle_wal_batch_records",
+    ] {
+        assert!(m.contains(name), "no {name} in /metrics");
+    }
     // The audit of an engine that holds no money.
     let a = srv.audit().await;
     assert_eq!(a["ok"], true, "{a}");
@@ -298,6 +324,18 @@ async fn audit_conserves_money_after_a_mix_of_operations() {
         usd += dec(&srv.balance(key, w, "USD").await["cash"]);
     }
     assert_eq!(usd, dec(&rows["USD"]["cash"]));
+    // Operations by type and outcome in /metrics.
+    let m = String::from_utf8(
+        srv.raw("GET", "/metrics", &[], Bytes::new())
+            .await
+            .body
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(
+        m.contains(r#"settle_operations_total{op="credit",outcome="settled"}"#),
+        "no credit counted in /metrics"
+    );
 }
 
 #[tokio::test]

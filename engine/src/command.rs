@@ -113,6 +113,26 @@ pub enum Op {
 }
 
 impl Op {
+    /// The operation's name, for metrics and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::OpenWallet { .. } => "open_wallet",
+            Op::SetStatus { .. } => "set_status",
+            Op::UpdateSettings { .. } => "update_settings",
+            Op::Credit { .. } => "credit",
+            Op::SettlePending { .. } => "settle",
+            Op::RejectPending { .. } => "reject",
+            Op::Debit { .. } => "debit",
+            Op::Reserve { .. } => "reserve",
+            Op::Capture { .. } => "capture",
+            Op::Release { .. } => "release",
+            Op::Cancel { .. } => "cancel",
+            Op::Expire { .. } => "expire",
+            Op::Transfer { .. } => "transfer",
+            Op::Convert { .. } => "convert",
+        }
+    }
+
     /// The transaction this command creates, if it creates one.
     pub fn created_txn(&self) -> Option<TxnId> {
         match self {

@@ -26,7 +26,7 @@ pub use app::{App, HttpLimits, Parts, Request};
 pub use router::ROUTES;
 pub use server::{Server, ServerConfig};
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 
 /// Installs the process-wide metrics recorder (once) and returns the handle
@@ -40,8 +40,21 @@ pub fn install_metrics() -> Option<PrometheusHandle> {
                 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
                 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
             ];
+            // Records per group commit: powers of two up to the batch cap.
+            let batch: Vec<f64> = (0..=12).map(|p| f64::from(1u32 << p)).collect();
+            // A snapshot of a million wallets takes seconds.
+            let snapshot = [
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+            ];
             let recorder = PrometheusBuilder::new()
                 .set_buckets(&buckets)
+                .ok()?
+                .set_buckets_for_metric(Matcher::Full("settle_wal_batch_records".into()), &batch)
+                .ok()?
+                .set_buckets_for_metric(
+                    Matcher::Full("settle_snapshot_duration_seconds".into()),
+                    &snapshot,
+                )
                 .ok()?
                 .build_recorder();
             let handle = recorder.handle();

@@ -59,6 +59,7 @@ struct BatchAnswer {
 /// A routed operation waiting for its answer.
 struct InFlight {
     index: usize,
+    op: &'static str,
     wallet: WalletId,
     created: bool,
     submitted: Submitted,
@@ -87,9 +88,11 @@ pub async fn run(app: &App, cx: &Cx, body: &[u8]) -> Result<Reply, ApiError> {
     for (index, op) in built.into_iter().enumerate() {
         let routed = op.and_then(|(op, created)| {
             let wallet = op.wallet();
+            let name = op.name();
             let submitted = app.gateway.submit(op).map_err(ApiError::from)?;
             Ok(InFlight {
                 index,
+                op: name,
                 wallet,
                 created,
                 submitted,
@@ -128,7 +131,9 @@ pub async fn run(app: &App, cx: &Cx, body: &[u8]) -> Result<Reply, ApiError> {
 
 async fn finish(app: &App, f: InFlight) -> OpResult {
     let result = f.submitted.answer().await;
-    match money::txn_answer(app, f.wallet, f.created, result) {
+    let answer = money::txn_answer(app, f.wallet, f.created, result);
+    money::count_operation(f.op, &answer);
+    match answer {
         Ok((status, data)) => OpResult::Data {
             status: status.as_u16(),
             data: Box::new(data),

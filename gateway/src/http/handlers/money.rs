@@ -277,10 +277,24 @@ pub fn txn_answer(
 
 async fn run(app: &App, cx: &Cx, op: Op, created: bool) -> Result<Reply, ApiError> {
     let wallet = op.wallet();
+    let name = op.name();
     cx.claim(app)?;
     let result = app.gateway.execute(op).await;
-    let (status, view) = txn_answer(app, wallet, created, result)?;
+    let answer = txn_answer(app, wallet, created, result);
+    count_operation(name, &answer);
+    let (status, view) = answer?;
     Ok(Reply::data(status, &view))
+}
+
+/// `settle_operations_total{op, outcome}`: each money operation the engine
+/// ran, by its name and by how it ended (the transaction's status, or the
+/// error code it was refused with).
+pub fn count_operation(op: &'static str, answer: &Result<(StatusCode, TxnView), ApiError>) {
+    let outcome: &'static str = match answer {
+        Ok((_, view)) => view.status,
+        Err(e) => e.code,
+    };
+    metrics::counter!("settle_operations_total", "op" => op, "outcome" => outcome).increment(1);
 }
 
 pub async fn credit(app: &App, cx: &Cx, id: &str, body: &[u8]) -> Result<Reply, ApiError> {
