@@ -1,5 +1,6 @@
 //! `settle`: one binary, one subcommand per job.
 
+mod load;
 mod serve;
 mod wal_cmd;
 
@@ -30,6 +31,9 @@ enum Command {
     Wal(wal_cmd::WalCommand),
     /// List the assets the engine knows, with their scales (decimal places).
     Assets,
+    /// Load-test a running server over HTTP: throughput, latency, errors,
+    /// and the conservation audit afterwards.
+    Load(load::LoadArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Wal(command) => wal_cmd::run(command),
+        Command::Load(args) => load::run(&args),
         Command::Assets => {
             for asset in AssetRegistry::builtin().iter() {
                 println!("{:<6} {}", asset.code, asset.scale);
