@@ -15,6 +15,12 @@ fn err(path: &Path, e: impl std::fmt::Display) -> String {
     reason = "chart coordinates: counts and microseconds drawn as floats"
 )]
 pub fn write(path: &Path, seconds: &[Second], title: &str) -> Result<(), String> {
+    // The last second is usually partial: its throughput would read as a
+    // drop at the end. Leave it out when there is more than one.
+    let seconds = match seconds.split_last() {
+        Some((_, rest)) if !rest.is_empty() => rest,
+        _ => seconds,
+    };
     let last = seconds.len().max(1) as f64;
     let ops: Vec<(f64, f64)> = seconds
         .iter()

@@ -94,7 +94,8 @@ pub fn start(live: Arc<Live>, bound: Bound, measure_start: Instant) -> Progress 
         } else {
             Duration::from_secs(5)
         };
-        let mut interval = tokio::time::interval(tick);
+        // The first tick is a period from now (a line at 0 s says nothing).
+        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + tick, tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut rate = Rate::default();
         loop {
