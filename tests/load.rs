@@ -1,6 +1,8 @@
 //! `settle load` against the real server: small closed-loop, open-loop and
 //! batched runs, read through `--json`; options it must refuse; a server
 //! that is not there. Counts and orderings only: no timed assertions.
+// The helpers below are test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
