@@ -58,6 +58,10 @@ pub struct LoadArgs {
     /// (its connection is then replaced).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     pub timeout: Duration,
+    /// Worker threads of the load generator itself (it shares the machine
+    /// with the server when both run on one host).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
     /// The final report as one JSON object on standard output.
     #[arg(long)]
     pub json: bool,
@@ -236,6 +240,7 @@ pub struct Plan {
     pub seed: u64,
     pub warmup: Duration,
     pub timeout: Duration,
+    pub threads: usize,
     pub json: bool,
     pub chart: Option<PathBuf>,
     pub admin_key: String,
@@ -329,6 +334,9 @@ impl LoadArgs {
                 "--wallets must be at least 2 when the mix has transfers",
             ));
         }
+        if self.threads == 0 || self.threads > 256 {
+            return Err(bad("--threads must be from 1 to 256"));
+        }
         if self.timeout.is_zero() {
             return Err(bad("--timeout must be above 0"));
         }
@@ -356,6 +364,7 @@ impl LoadArgs {
             seed,
             warmup: self.warmup,
             timeout: self.timeout,
+            threads: self.threads,
             json: self.json,
             chart: self.chart.clone(),
             admin_key,

@@ -111,6 +111,7 @@ pub fn json(o: &Outcome<'_>) -> Value {
         "url": p.url,
         "mode": o.mode(),
         "connections": p.connections,
+        "threads": p.threads,
         "targetRate": p.rate,
         "batch": p.batch,
         "wallets": p.wallets,
