@@ -1,5 +1,6 @@
 //! `settle`: one binary, one subcommand per job.
 
+mod load;
 mod offline;
 mod progress;
 mod restore_cmd;
@@ -40,6 +41,9 @@ enum Command {
     Restore(restore_cmd::RestoreArgs),
     /// List the assets the engine knows, with their scales (decimal places).
     Assets,
+    /// Load-test a running server over HTTP: throughput, latency, errors,
+    /// and the conservation audit afterwards.
+    Load(load::LoadArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
         Command::Wal(command) => wal_cmd::run(command),
         Command::Snapshot(command) => snapshot_cmd::run(command),
         Command::Restore(args) => restore_cmd::run(&args),
+        Command::Load(args) => load::run(&args),
         Command::Assets => {
             for asset in AssetRegistry::builtin().iter() {
                 println!("{:<6} {}", asset.code, asset.scale);

@@ -1,0 +1,106 @@
+//! `--chart FILE.svg`: operations per second (top) and latency p50 and p99
+//! (bottom) for each second of the measured run.
+
+use super::stats::Second;
+use plotters::prelude::*;
+use std::path::Path;
+
+fn err(path: &Path, e: impl std::fmt::Display) -> String {
+    format!("cannot write the chart {}: {e}", path.display())
+}
+
+#[allow(
+    clippy::float_arithmetic,
+    clippy::cast_precision_loss,
+    reason = "chart coordinates: counts and microseconds drawn as floats"
+)]
+pub fn write(path: &Path, seconds: &[Second], title: &str) -> Result<(), String> {
+    // The last second is usually partial: its throughput would read as a
+    // drop at the end. Leave it out when there is more than one.
+    let seconds = match seconds.split_last() {
+        Some((_, rest)) if !rest.is_empty() => rest,
+        _ => seconds,
+    };
+    let last = seconds.len().max(1) as f64;
+    let ops: Vec<(f64, f64)> = seconds
+        .iter()
+        .map(|s| (s.index as f64, s.ops as f64))
+        .collect();
+    let ms = |us: u64| us as f64 / 1_000.0;
+    let p50: Vec<(f64, f64)> = seconds
+        .iter()
+        .filter(|s| s.requests > 0)
+        .map(|s| (s.index as f64, ms(s.latency.value_at_quantile(0.5))))
+        .collect();
+    let p99: Vec<(f64, f64)> = seconds
+        .iter()
+        .filter(|s| s.requests > 0)
+        .map(|s| (s.index as f64, ms(s.latency.value_at_quantile(0.99))))
+        .collect();
+    let top_ops = ops.iter().map(|p| p.1).fold(1.0, f64::max) * 1.1;
+    let top_ms = p99.iter().map(|p| p.1).fold(0.1, f64::max) * 1.1;
+
+    let root = SVGBackend::new(path, (1000, 720)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(path, e))?;
+    let root = root
+        .titled(title, ("sans-serif", 18))
+        .map_err(|e| err(path, e))?;
+    let (upper, lower) = root.split_vertically(340);
+
+    let mut chart = ChartBuilder::on(&upper)
+        .caption("throughput (operations per second)", ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(32)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0f64..last, 0f64..top_ops)
+        .map_err(|e| err(path, e))?;
+    chart
+        .configure_mesh()
+        .x_desc("second")
+        .y_desc("ops/s")
+        .draw()
+        .map_err(|e| err(path, e))?;
+    chart
+        .draw_series(LineSeries::new(ops, BLUE.stroke_width(2)))
+        .map_err(|e| err(path, e))?
+        .label("ops/s")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| err(path, e))?;
+
+    let mut chart = ChartBuilder::on(&lower)
+        .caption("latency (ms)", ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(32)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0f64..last, 0f64..top_ms)
+        .map_err(|e| err(path, e))?;
+    chart
+        .configure_mesh()
+        .x_desc("second")
+        .y_desc("ms")
+        .draw()
+        .map_err(|e| err(path, e))?;
+    chart
+        .draw_series(LineSeries::new(p50, GREEN.stroke_width(2)))
+        .map_err(|e| err(path, e))?
+        .label("p50")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN));
+    chart
+        .draw_series(LineSeries::new(p99, RED.stroke_width(2)))
+        .map_err(|e| err(path, e))?
+        .label("p99")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| err(path, e))?;
+    root.present().map_err(|e| err(path, e))?;
+    Ok(())
+}

@@ -1,0 +1,236 @@
+//! `settle load`: an HTTP load generator for settle (issue 7).
+//!
+//! It checks the options (`args`), makes a client and funded wallets
+//! (`setup`), runs one task per connection (`driver`) that draws operations
+//! from the mix (`workload`) and records what happened (`stats`), shows
+//! progress (`progress`), then reports (`report`, `chart`) and checks the
+//! conservation audit.
+//!
+//! Exit status: 0 when the run finished and money was conserved; 1 when the
+//! server could not be reached, stopped answering altogether, the audit
+//! failed or said money was not conserved, or the chart could not be
+//! written; 2 for options that cannot run.
+
+mod args;
+mod chart;
+mod client;
+mod driver;
+mod progress;
+mod report;
+mod setup;
+mod stats;
+mod workload;
+
+pub use args::LoadArgs;
+
+use args::{Bound, Plan};
+use client::Target;
+use driver::{End, Schedule, Shared, Spec};
+use stats::{Live, Recorder, Totals};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use workload::{ConnWork, Workload};
+
+pub fn run(args: &LoadArgs) -> ExitCode {
+    let plan = match args.plan() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("settle load: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // One thread by default: every task (request loops and hyper's
+    // connection tasks) then wakes on the same thread, with no cross-thread
+    // hand-off per request, which leaves more of a shared machine to the
+    // server.
+    let runtime = if plan.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(plan.threads)
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("settle load: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(plan)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("settle load: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Unique to this process run: idempotency keys and the client's name.
+fn run_id() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("ld{nanos:x}p{}", std::process::id())
+}
+
+/// Each connection's schedule: open loop spreads the rate evenly over the
+/// connections, staggered so that they do not all send at once.
+fn schedule(plan: &Plan, index: usize) -> Schedule {
+    let Some(rate) = plan.rate else {
+        return Schedule::Closed;
+    };
+    #[allow(
+        clippy::float_arithmetic,
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "the interval between a connection's requests, from a rate in requests/s"
+    )]
+    let interval_nanos = (plan.connections as f64 * 1e9 / rate).round().max(1.0) as u64;
+    let offset = Duration::from_nanos(
+        interval_nanos.saturating_mul(index as u64) / plan.connections.max(1) as u64,
+    );
+    Schedule::Open {
+        interval_nanos,
+        offset,
+    }
+}
+
+async fn execute(plan: Plan) -> Result<ExitCode, String> {
+    let target = Arc::new(Target::resolve(&plan.url).await?);
+    let admin = setup::key_header(&plan.admin_key)?;
+    setup::check_health(&target, &admin, plan.timeout).await?;
+    let run_id = run_id();
+    eprintln!(
+        "settle load: creating a client and {} funded wallets at {}",
+        plan.wallets, target.url
+    );
+    let made = setup::prepare(
+        &target,
+        &admin,
+        &run_id,
+        plan.wallets,
+        &plan.fund,
+        plan.connections,
+        plan.timeout,
+    )
+    .await?;
+    let workload = Arc::new(Workload::new(made.wallets, &plan.mix, plan.zipf)?);
+    let shared = Arc::new(Shared {
+        target: target.clone(),
+        api_key: made.api_key,
+        run_id,
+        batch: plan.batch,
+        timeout: plan.timeout,
+    });
+
+    let live = Arc::new(Live::default());
+    let (seconds_tx, seconds_rx) = mpsc::unbounded_channel();
+    let collector = tokio::spawn(stats::collect_seconds(seconds_rx));
+    let warmup_start = Instant::now();
+    let measure_start = warmup_start + plan.warmup;
+    let tickets = Arc::new(AtomicU64::new(match plan.bound {
+        Bound::Requests(n) => n,
+        Bound::Duration(_) => 0,
+    }));
+    let c = plan.connections as u64;
+    let mut tasks = Vec::with_capacity(plan.connections);
+    for index in 0..plan.connections {
+        let end = match (plan.bound, plan.rate) {
+            (Bound::Duration(d), _) => End::At(measure_start + d),
+            (Bound::Requests(_), None) => End::Tickets(tickets.clone()),
+            (Bound::Requests(n), Some(_)) => End::Quota(n / c + u64::from((index as u64) < n % c)),
+        };
+        let spec = Spec {
+            index,
+            schedule: schedule(&plan, index),
+            warmup_start,
+            measure_start,
+            end,
+        };
+        let work = ConnWork::new(workload.clone(), plan.seed, index);
+        let recorder = Recorder::new(measure_start, live.clone(), seconds_tx.clone());
+        tasks.push(tokio::spawn(driver::connection(
+            shared.clone(),
+            work,
+            recorder,
+            spec,
+        )));
+    }
+    drop(seconds_tx);
+    let progress = progress::start(live, plan.bound, measure_start);
+    let mut finished = Vec::with_capacity(tasks.len());
+    let mut measured_end = measure_start;
+    for t in tasks {
+        let f = t
+            .await
+            .map_err(|e| format!("a connection task failed: {e}"))?;
+        measured_end = measured_end.max(f.measured_end);
+        finished.push((f.recorder, f.opened));
+    }
+    progress.finish().await;
+    let totals = Totals::merge(finished);
+    let seconds = collector
+        .await
+        .map_err(|e| format!("the timeline collector failed: {e}"))?;
+    let audit = setup::audit(&target, &admin, plan.timeout).await;
+
+    let outcome = report::Outcome {
+        plan: &plan,
+        client_id: &made.client_id,
+        setup_took: made.took,
+        elapsed: measured_end.saturating_duration_since(measure_start),
+        totals: &totals,
+        seconds: &seconds,
+        audit: &audit,
+    };
+    if plan.json {
+        println!("{}", report::json(&outcome));
+    } else {
+        print!("{}", report::text(&outcome));
+    }
+    let mut code = ExitCode::SUCCESS;
+    if let Some(path) = &plan.chart {
+        let title = format!(
+            "settle load: {} connections, {}, mix {}",
+            plan.connections,
+            match plan.rate {
+                Some(r) => format!("open loop at {r} requests/s"),
+                None => "closed loop".to_owned(),
+            },
+            plan.mix
+        );
+        if let Err(e) = chart::write(path, &seconds, &title) {
+            eprintln!("settle load: {e}");
+            code = ExitCode::FAILURE;
+        }
+    }
+    if totals.requests > 0 && totals.transport == totals.requests {
+        eprintln!(
+            "settle load: no request was answered ({}); the server at {} stopped answering",
+            totals.transport_samples.first().map_or("", String::as_str),
+            target.url
+        );
+        code = ExitCode::FAILURE;
+    }
+    match &audit {
+        Err(e) => {
+            eprintln!("settle load: {e}");
+            code = ExitCode::FAILURE;
+        }
+        Ok(_) if !outcome.conserved() => {
+            eprintln!("settle load: the audit says money was NOT conserved");
+            code = ExitCode::FAILURE;
+        }
+        Ok(_) => {}
+    }
+    Ok(code)
+}
