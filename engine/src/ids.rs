@@ -122,6 +122,17 @@ prefixed_id!(
     "txn"
 );
 
+prefixed_id!(
+    /// A pay-in address (virtual account) issued for a wallet.
+    PayinAddressId,
+    "pia"
+);
+prefixed_id!(
+    /// A client's webhook endpoint.
+    WebhookId,
+    "whk"
+);
+
 /// Milliseconds since the Unix epoch, UTC.
 ///
 /// Time is an input: every command carries the instant it happened, and

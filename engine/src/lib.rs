@@ -35,7 +35,7 @@ pub use command::{Command, Op};
 pub use config::{EngineConfig, Limits};
 pub use digest::StateDigest;
 pub use event::Event;
-pub use ids::{ClientId, CustomerId, Timestamp, TxnId, WalletId};
+pub use ids::{ClientId, CustomerId, PayinAddressId, Timestamp, TxnId, WalletId, WebhookId};
 pub use ledger::Ledger;
 pub use message::{Leg, Message};
 pub use reject::{ApplyError, Reject};

@@ -28,6 +28,7 @@ pub struct BootConfig {
     pub idempotency_max: usize,
     /// How long a duplicate waits for the first request's answer.
     pub idempotency_wait: Duration,
+    pub webhooks: crate::webhooks::WebhookConfig,
 }
 
 impl BootConfig {
@@ -39,6 +40,7 @@ impl BootConfig {
             idempotency_ttl: Duration::from_secs(24 * 3600),
             idempotency_max: 4_000_000,
             idempotency_wait: Duration::from_secs(5),
+            webhooks: crate::webhooks::WebhookConfig::default(),
         }
     }
 }
@@ -86,9 +88,14 @@ pub async fn boot(
     );
     let (wal, log) = Wal::open(storage, config.wal.clone())
         .map_err(|e| BootError(format!("cannot open the write-ahead log: {e}")))?;
+    let funding = Arc::new(crate::funding::Funding::new(
+        config.webhooks.clone(),
+        config.gateway.engine.assets.clone(),
+    ));
     let sinks = Sinks {
         directory: Some(&directory),
         idempotency: Some((&idempotency, clock.now().millis())),
+        funding: Some(&funding),
     };
     let replayed = recovery::replay(&log, log.first_lsn, &config.gateway.engine, &sinks)
         .map_err(|e| BootError(format!("recovery stopped: {e}")))?;
@@ -100,11 +107,13 @@ pub async fn boot(
     let torn_tail = log.torn_tail.clone();
     let journal = Journal::new(wal, log.next_lsn);
     drop(log);
+    funding.attach(Arc::clone(&journal));
     let gateway = Gateway::start_durable(
         config.gateway,
         Arc::clone(&clock),
         Arc::clone(&journal),
         replayed.wallets,
+        Some(Arc::clone(&funding) as Arc<dyn crate::CommitHook>),
     )
     .await
     .map_err(|e| BootError(format!("cannot start the engine: {e}")))?;
@@ -117,6 +126,7 @@ pub async fn boot(
         limits: config.limits,
         metrics,
         journal: Some(Arc::clone(&journal)),
+        funding,
     })
     .map_err(|e| BootError(format!("route table: {e}")))?;
     Ok(Booted {

@@ -14,11 +14,14 @@
 //! - `journal`: the records of the write-ahead log and their encoding.
 //! - `recovery`: the log replayed into the engine, directory and idempotency store.
 //! - `boot`: open the log, recover, start the actors and the app.
+//! - `funding`: pay-in addresses and pay-ins; the webhooks' state.
+//! - `webhooks`: notices, the durable outbox, signed delivery.
 
 pub mod boot;
 mod config;
 pub mod directory;
 mod error;
+pub mod funding;
 mod gateway;
 pub mod http;
 pub mod journal;
@@ -27,8 +30,9 @@ mod registry;
 mod runtime;
 mod shards;
 mod supervisor;
+pub mod webhooks;
 
 pub use config::GatewayConfig;
 pub use error::GatewayError;
-pub use gateway::{CommitObserver, Cut, CutView, Gateway, Stats, Submitted};
+pub use gateway::{CommitHook, CommitObserver, Cut, CutView, Gateway, Stats, Submitted};
 pub use settle_engine as engine;

@@ -7,6 +7,7 @@
 //! at the record that does not fit, named by its position.
 
 use crate::directory::{Directory, DirectoryRecord};
+use crate::funding::Funding;
 use crate::http::idempotency::{IdempotencyStore, Restored, StoredAnswer};
 use crate::journal::{self, Record};
 use settle_engine::message::implied_in_flight;
@@ -52,6 +53,7 @@ impl std::error::Error for RecoveryError {}
 pub struct Sinks<'a> {
     pub directory: Option<&'a Directory>,
     pub idempotency: Option<(&'a IdempotencyStore, i64)>,
+    pub funding: Option<&'a Funding>,
 }
 
 /// Records decoded per hand-over between the two replay threads.
@@ -137,6 +139,14 @@ fn apply(ledger: &mut Ledger, sinks: &Sinks<'_>, record: Record) -> Result<(), S
                     ));
                 }
                 ledger.apply(e).map_err(|e| e.to_string())?;
+            }
+            if let Some(f) = sinks.funding {
+                f.replayed(ledger, wallet, &events);
+            }
+        }
+        Record::Funding(r) => {
+            if let Some(f) = sinks.funding {
+                f.apply(&r);
             }
         }
         Record::Directory(r) => {

@@ -225,6 +225,8 @@ pub struct App {
     /// The write-ahead log; `None` keeps the directory and idempotency
     /// records in memory only.
     pub journal: Option<Arc<Journal>>,
+    /// Pay-in addresses and webhooks.
+    pub funding: Arc<crate::funding::Funding>,
     router: Router,
     clock: Arc<dyn Clock>,
     ready: AtomicBool,
@@ -249,6 +251,7 @@ pub struct Parts {
     pub limits: HttpLimits,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     pub journal: Option<Arc<Journal>>,
+    pub funding: Arc<crate::funding::Funding>,
 }
 
 impl App {
@@ -262,6 +265,7 @@ impl App {
             limits: p.limits,
             metrics: p.metrics,
             journal: p.journal,
+            funding: p.funding,
             router: Router::new()?,
             clock: p.clock,
             ready: AtomicBool::new(false),
