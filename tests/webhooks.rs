@@ -287,7 +287,7 @@ async fn events_arrive_signed_in_order_even_after_failed_attempts() {
         let mut seen = BTreeSet::new();
         got.iter()
             .map(|g| &g.json)
-            .filter(|e| wallet_of(e) == wallet && seen.insert(e["id"].clone()))
+            .filter(|e| wallet_of(e) == wallet && seen.insert(e["id"].to_string()))
             .collect()
     };
     let kinds: Vec<(&str, &str)> = mine

@@ -79,6 +79,13 @@ pub async fn create_address(app: &App, cx: &Cx, id: &str, body: &[u8]) -> Result
                     format!("asset: {e}"),
                 )
             })?;
+            if app.gateway.assets().get(code).is_none() {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "unknown_asset",
+                    format!("asset: {code} is not an asset of this engine"),
+                ));
+            }
             if !held.contains(&code) {
                 return Err(ApiError::invalid_request(format!(
                     "asset: the wallet does not hold {code}"
