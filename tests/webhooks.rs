@@ -4,6 +4,8 @@
 //! later; kill -9 of settle during delivery loses none (duplicates allowed,
 //! with the same id); bad registrations get the API's codes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use bytes::Bytes;

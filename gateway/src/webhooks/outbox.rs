@@ -209,10 +209,10 @@ impl Outbox {
                 break;
             }
             inner.timers.pop();
-            if let Some(q) = inner.queues.get_mut(&key) {
-                if q.not_before.is_some_and(|t| t <= now) {
-                    q.not_before = None;
-                }
+            if let Some(q) = inner.queues.get_mut(&key)
+                && q.not_before.is_some_and(|t| t <= now)
+            {
+                q.not_before = None;
             }
             inner.list(key, now);
         }
