@@ -361,3 +361,52 @@ impl CommitHook for Funding {
         Some(Box::new(move || outbox.set_durable(&keys, through)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::webhooks::EventType;
+    use settle_engine::AssetCode;
+
+    #[test]
+    fn the_state_exports_to_a_plain_value_and_imports_back() {
+        let f = Funding::new(WebhookConfig::default(), AssetRegistry::default());
+        let client = ClientId::from_u128(1);
+        let id = PayinAddressId::from_u128(5);
+        let usd = AssetCode::new("USD").unwrap();
+        let (t, code, number) =
+            addresses::details(id, addresses::AddressKind::LocalBankTransfer, usd);
+        f.apply(&FundingRecord::AddressIssued {
+            address: PayinAddress {
+                id,
+                wallet: WalletId::from_u128(9),
+                client,
+                kind: addresses::AddressKind::LocalBankTransfer,
+                asset: usd,
+                routing_code_type: t,
+                routing_code: code,
+                account_number: number,
+                created_at: Timestamp::from_millis(1),
+            },
+        });
+        f.apply(&FundingRecord::WebhookCreated {
+            webhook: Webhook {
+                id: WebhookId::from_u128(3),
+                client,
+                url: "http://127.0.0.1:1/x".into(),
+                events: vec![EventType::TransactionCreated],
+                secret: "s".into(),
+                created_at: Timestamp::from_millis(2),
+                disabled: None,
+            },
+        });
+        let image = f.export();
+        let bytes = rmp_serde::to_vec_named(&image).unwrap();
+        let back: FundingImage = rmp_serde::from_slice(&bytes).unwrap();
+        let g = Funding::new(WebhookConfig::default(), AssetRegistry::default());
+        g.import(back);
+        assert_eq!(g.export(), image);
+        assert_eq!(g.webhooks_of(client).len(), 1);
+        assert!(g.address(id).is_some());
+    }
+}
