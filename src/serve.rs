@@ -56,6 +56,18 @@ pub struct ServeArgs {
     /// oldest kept snapshot covers them.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub snapshot_keep: u64,
+    /// Webhook retries: the first waits this long (ms), each next twice as long...
+    #[arg(long, default_value_t = 1_000)]
+    pub webhook_retry_base_ms: u64,
+    /// ...up to this (ms).
+    #[arg(long, default_value_t = 300_000)]
+    pub webhook_retry_cap_ms: u64,
+    /// One webhook delivery attempt may take this long (ms).
+    #[arg(long, default_value_t = 10_000)]
+    pub webhook_timeout_ms: u64,
+    /// Webhook deliveries on their way at once.
+    #[arg(long, default_value_t = 64)]
+    pub webhook_concurrency: usize,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,9 +181,14 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     // anything is served.
     let bar = crate::progress::replay_bar();
     let report = |done: u64, total: u64| crate::progress::advance(bar.as_ref(), done, total);
+    let mut config = BootConfig::new(wal).with_snapshots(policy);
+    config.webhooks.retry_base = Duration::from_millis(args.webhook_retry_base_ms.max(1));
+    config.webhooks.retry_cap = Duration::from_millis(args.webhook_retry_cap_ms.max(1));
+    config.webhooks.timeout = Duration::from_millis(args.webhook_timeout_ms.max(1));
+    config.webhooks.concurrency = args.webhook_concurrency.max(1);
     let booted = boot(
         Arc::new(FsStorage),
-        BootConfig::new(wal).with_snapshots(policy),
+        config,
         keys,
         Arc::new(SystemClock),
         http::install_metrics(),
@@ -239,6 +256,8 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
             idempotency.expire(clock.now().millis());
         }
     });
+    // Webhook deliveries, on tasks of their own, from the recovered outbox on.
+    let deliveries = settle_gateway::webhooks::delivery::spawn(Arc::clone(&app.funding));
     app.set_ready(true);
     let addr = server.local_addr();
     tracing::info!(%addr, data_dir = %args.data_dir.display(), "settle is serving");
@@ -257,6 +276,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     app.set_ready(false);
     server.shutdown().await;
     expiry.abort();
+    deliveries.abort();
     gateway.shutdown();
     flush(&journal).await?;
     if let Some(s) = snapshotter {

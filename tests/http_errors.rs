@@ -1318,7 +1318,7 @@ async fn unknown_paths_are_not_found_and_wrong_methods_not_allowed() {
         "/v1/transactions",
         "/v1/admin",
         "/v1/admin/clients/x",
-        "/v1/webhooks",
+        "/v1/webhook",
         "/v1/wallets/x/y/z",
         "/healthz/",
         "/metrics/x",

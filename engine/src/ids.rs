@@ -127,6 +127,17 @@ prefixed_id!(
     "snp"
 );
 
+prefixed_id!(
+    /// A pay-in address (virtual account) issued for a wallet.
+    PayinAddressId,
+    "pia"
+);
+prefixed_id!(
+    /// A client's webhook endpoint.
+    WebhookId,
+    "whk"
+);
+
 /// Milliseconds since the Unix epoch, UTC.
 ///
 /// Time is an input: every command carries the instant it happened, and

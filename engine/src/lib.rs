@@ -35,7 +35,9 @@ pub use command::{Command, Op};
 pub use config::{EngineConfig, Limits};
 pub use digest::StateDigest;
 pub use event::Event;
-pub use ids::{ClientId, CustomerId, SnapshotId, Timestamp, TxnId, WalletId};
+pub use ids::{
+    ClientId, CustomerId, PayinAddressId, SnapshotId, Timestamp, TxnId, WalletId, WebhookId,
+};
 pub use ledger::Ledger;
 pub use message::{Leg, Message};
 pub use reject::{ApplyError, Reject};

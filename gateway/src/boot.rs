@@ -38,6 +38,8 @@ pub struct BootConfig {
     pub idempotency_max: usize,
     /// How long a duplicate waits for the first request's answer.
     pub idempotency_wait: Duration,
+    /// Webhook deliveries: backoff, timeout, concurrency.
+    pub webhooks: crate::webhooks::WebhookConfig,
 }
 
 impl BootConfig {
@@ -51,6 +53,7 @@ impl BootConfig {
             idempotency_ttl: Duration::from_secs(24 * 3600),
             idempotency_max: 4_000_000,
             idempotency_wait: Duration::from_secs(5),
+            webhooks: crate::webhooks::WebhookConfig::default(),
         }
     }
 
@@ -148,7 +151,12 @@ pub async fn boot(
     let torn_tail = log.torn_tail.clone();
     let journal = Journal::new(wal, log.next_lsn);
     drop(log);
-    let wallets = image.install(&directory, &idempotency, clock.now().millis());
+    let funding = Arc::new(crate::funding::Funding::new(
+        config.webhooks.clone(),
+        config.gateway.engine.assets.clone(),
+    ));
+    let wallets = image.install(&directory, &idempotency, &funding, clock.now().millis());
+    funding.attach(Arc::clone(&journal));
     let wallet_count = wallets.len();
     let snapshotter = match config.snapshots {
         Some(policy) => Some(Arc::new(
@@ -169,6 +177,7 @@ pub async fn boot(
         Arc::clone(&clock),
         Arc::clone(&journal),
         wallets,
+        Some(Arc::clone(&funding) as Arc<dyn crate::CommitHook>),
     )
     .await
     .map_err(|e| fail("cannot start the engine", &e))?;
@@ -182,6 +191,7 @@ pub async fn boot(
         metrics,
         journal: Some(Arc::clone(&journal)),
         snapshots: snapshotter.clone(),
+        funding,
     })
     .map_err(|e| fail("route table", &e))?;
     Ok(Booted {

@@ -23,6 +23,19 @@ pub trait CommitObserver: Send + Sync + 'static {
     fn committed(&self, wallet: WalletId, events: &[Event]);
 }
 
+/// Told about each commit with the wallet's state right after it, before
+/// the commit is appended to the log; what it returns runs once the commit
+/// is durable (on the log's writer thread: keep it short). The webhooks'
+/// outbox takes its notices here (`funding`).
+pub trait CommitHook: Send + Sync + std::fmt::Debug + 'static {
+    /// Cheap: whether `committing` has anything to do with these events.
+    /// False keeps the commit free of any lookup.
+    fn wants(&self, events: &[Event]) -> bool;
+
+    fn committing(&self, state: &WalletState, events: &[Event])
+    -> Option<Box<dyn FnOnce() + Send>>;
+}
+
 /// Counts for operators and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -53,7 +66,7 @@ impl Gateway {
         clock: Arc<dyn Clock>,
         observer: Option<Arc<dyn CommitObserver>>,
     ) -> Result<Gateway, GatewayError> {
-        Self::spawn(Runtime::new(config, clock, observer, None)).await
+        Self::spawn(Runtime::new(config, clock, observer, None, None)).await
     }
 
     /// Starts on recovered wallets, committing to `journal` from now on.
@@ -64,8 +77,9 @@ impl Gateway {
         clock: Arc<dyn Clock>,
         journal: Arc<Journal>,
         wallets: impl IntoIterator<Item = WalletState>,
+        hook: Option<Arc<dyn CommitHook>>,
     ) -> Result<Gateway, GatewayError> {
-        let runtime = Runtime::new(config, clock, None, Some(journal));
+        let runtime = Runtime::new(config, clock, None, Some(journal), hook);
         for state in wallets {
             let wallet = state.id;
             let shared = Arc::new(WalletShared::new(state));

@@ -9,8 +9,10 @@
 //! wallet actors.
 
 use crate::directory::{Client, Customer, Directory, DirectoryRecord, KeyHash};
+use crate::funding::{Funding, FundingImage};
 use crate::http::idempotency::{Fingerprint, IdempotencyStore, Restored, StoredAnswer};
 use crate::journal::Record;
+use crate::webhooks::WebhookConfig;
 use serde::{Deserialize, Serialize};
 use settle_engine::message::implied_in_flight;
 use settle_engine::{
@@ -41,6 +43,9 @@ pub struct Image {
     pub clients: BTreeMap<ClientId, ClientEntry>,
     pub customers: BTreeMap<CustomerId, Customer>,
     pub idempotency: HashMap<(ClientId, String), IdempotencyEntry>,
+    /// Pay-in addresses, webhooks and the webhook outbox (derived from the
+    /// wallets' events and the delivery marks, as live).
+    pub funding: Funding,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +85,7 @@ enum Section {
     Clients(Vec<ClientEntry>),
     Customers(Vec<Customer>),
     Idempotency(Vec<IdempotencyEntry>),
+    Funding(FundingImage),
     Wallets(Vec<WalletState>),
 }
 
@@ -104,12 +110,16 @@ impl From<SnapshotError> for ImageError {
 impl Image {
     /// The state before the first record.
     pub fn empty(config: EngineConfig) -> Self {
+        // The webhook settings only time deliveries; the image never
+        // delivers (the live `Funding` it is installed into does).
+        let funding = Funding::new(WebhookConfig::default(), config.assets.clone());
         Image {
             position: 0,
             ledger: Ledger::new(config),
             clients: BTreeMap::new(),
             customers: BTreeMap::new(),
             idempotency: HashMap::new(),
+            funding,
         }
     }
 
@@ -133,7 +143,10 @@ impl Image {
                     }
                     self.ledger.apply(e).map_err(|e| e.to_string())?;
                 }
+                // Webhook notices follow from the events, as they did live.
+                self.funding.replayed(&self.ledger, wallet, &events);
             }
+            Record::Funding(r) => self.funding.apply(&r),
             Record::Directory(DirectoryRecord::ClientCreated { client, key_hash }) => {
                 self.clients
                     .insert(client.id, ClientEntry { client, key_hash });
@@ -278,6 +291,7 @@ impl Image {
             let chunk: Vec<IdempotencyEntry> = chunk.iter().map(|e| (*e).clone()).collect();
             writer.section(&encode(&Section::Idempotency(chunk))?)?;
         }
+        writer.section(&encode(&Section::Funding(self.funding.export()))?)?;
         let wallets: Vec<&WalletState> = self.ledger.wallets().collect();
         // Rounds of two sections, one per core, written in order.
         for round in wallets.chunks(WALLETS_PER_SECTION * 2) {
@@ -330,6 +344,7 @@ impl Image {
                 Section::Idempotency(list) => image
                     .idempotency
                     .extend(list.into_iter().map(|e| ((e.client, e.key.clone()), e))),
+                Section::Funding(funding) => image.funding.import(funding),
                 Section::Wallets(list) => wallets.extend(list),
             }
         }
@@ -353,14 +368,16 @@ impl Image {
 
     /// Hands the state to the live engine: the directory (clients, keys,
     /// customers, and the indexes the wallets imply), the idempotency store
-    /// (records past their TTL at `now_ms` are dropped), and the wallets,
-    /// returned for the actors.
+    /// (records past their TTL at `now_ms` are dropped), the funding rails
+    /// (into an empty `Funding`), and the wallets, returned for the actors.
     pub fn install(
         self,
         directory: &Directory,
         idempotency: &IdempotencyStore,
+        funding: &Funding,
         now_ms: i64,
     ) -> Vec<WalletState> {
+        funding.import(self.funding.export());
         for ClientEntry { client, key_hash } in self.clients.into_values() {
             directory.apply(&DirectoryRecord::ClientCreated { client, key_hash });
         }

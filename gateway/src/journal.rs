@@ -13,6 +13,7 @@
 //! by name rather than misread.
 
 use crate::directory::DirectoryRecord;
+use crate::funding::FundingRecord;
 use crate::http::idempotency::Fingerprint;
 use serde::{Deserialize, Serialize};
 use settle_engine::{ClientId, Event, WalletId};
@@ -57,6 +58,8 @@ pub enum Record {
         status: u16,
         body: String,
     },
+    /// Pay-in addresses and webhooks (`funding`).
+    Funding(FundingRecord),
 }
 
 #[derive(Serialize)]

@@ -18,11 +18,14 @@
 //!   the log after it.
 //! - `snapshotter`: the thread that writes snapshots and compacts the log.
 //! - `boot`: open the log, recover, start the actors and the app.
+//! - `funding`: pay-in addresses and pay-ins; the webhooks' state.
+//! - `webhooks`: notices, the durable outbox, signed delivery.
 
 pub mod boot;
 mod config;
 pub mod directory;
 mod error;
+pub mod funding;
 mod gateway;
 pub mod http;
 pub mod image;
@@ -33,8 +36,9 @@ mod runtime;
 mod shards;
 pub mod snapshotter;
 mod supervisor;
+pub mod webhooks;
 
 pub use config::GatewayConfig;
 pub use error::GatewayError;
-pub use gateway::{CommitObserver, Cut, CutView, Gateway, Stats, Submitted};
+pub use gateway::{CommitHook, CommitObserver, Cut, CutView, Gateway, Stats, Submitted};
 pub use settle_engine as engine;

@@ -10,7 +10,7 @@
 
 use crate::config::GatewayConfig;
 use crate::error::GatewayError;
-use crate::gateway::CommitObserver;
+use crate::gateway::{CommitHook, CommitObserver};
 use crate::journal::{Journal, JournalError, Record};
 use crate::registry::{Registry, Slot};
 use parking_lot::Mutex;
@@ -35,6 +35,8 @@ pub(crate) struct Runtime {
     pub registry: Registry,
     pub clock: Arc<dyn Clock>,
     pub observer: Option<Arc<dyn CommitObserver>>,
+    /// Sees commits with the wallet's state (the webhooks' outbox).
+    pub hook: Option<Arc<dyn CommitHook>>,
     /// The write-ahead log; `None` keeps everything in memory (tests, benches).
     pub journal: Option<Arc<Journal>>,
     /// Client commands routed and not yet finished, across all wallets.
@@ -74,6 +76,7 @@ impl Runtime {
         clock: Arc<dyn Clock>,
         observer: Option<Arc<dyn CommitObserver>>,
         journal: Option<Arc<Journal>>,
+        hook: Option<Arc<dyn CommitHook>>,
     ) -> Arc<Self> {
         let now = clock.now().millis();
         Arc::new_cyclic(|me| Runtime {
@@ -81,6 +84,7 @@ impl Runtime {
             config,
             clock,
             observer,
+            hook,
             journal,
             inflight: AtomicUsize::new(0),
             actors: Mutex::new(HashMap::new()),
@@ -349,10 +353,30 @@ impl WalletHost for Runtime {
         if let Some(observer) = &self.observer {
             observer.committed(wallet, &events);
         }
+        // In the wallet's turn, so the hook sees commits in the wallet's
+        // order and the state as of this commit. (A wallet's opening makes
+        // no notice, so `wants` keeps the registry lookup off `open_wallet`,
+        // which commits under the shard's write lock.)
+        let durable = self.hook.as_ref().and_then(|hook| {
+            if !hook.wants(&events) {
+                return None;
+            }
+            let shared = self.registry.shared(wallet)?;
+            shared
+                .read(|state| hook.committing(state, &events))
+                .ok()
+                .flatten()
+        });
         let Some(journal) = &self.journal else {
+            if let Some(durable) = durable {
+                durable();
+            }
             return then(Ok(()));
         };
         let done = move |r: Result<_, JournalError>| {
+            if let (Ok(_), Some(durable)) = (&r, durable) {
+                durable();
+            }
             then(r.map(|_| ()).map_err(|e| CommitError(e.to_string())))
         };
         if events.is_empty() {

@@ -262,19 +262,26 @@ impl Server {
         Self::start_in_with(data, &[]).await
     }
 
-    /// As `start_in`, with more `settle serve` arguments.
+    /// `start_in` with more arguments for `settle serve`.
     pub async fn start_in_with(data: &Path, args: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         Self::spawn(dir, data.to_path_buf(), "info", args).await
     }
 
+    /// `start` with more arguments for `settle serve`.
+    pub async fn start_with(args: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        Self::spawn(dir, data, "warn", args).await
+    }
+
     /// Spawns the server on `data`, its standard error in `dir/stderr.log`.
-    async fn spawn(dir: TempDir, data: PathBuf, rust_log: &str, args: &[&str]) -> Server {
+    async fn spawn(dir: TempDir, data: PathBuf, rust_log: &str, extra: &[&str]) -> Server {
         let log = std::fs::File::create(dir.path().join("stderr.log")).expect("log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_settle"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data)
-            .args(args)
+            .args(extra)
             .env("SETTLE_ADMIN_KEY", ADMIN_KEY)
             .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())

@@ -227,6 +227,8 @@ pub struct App {
     pub journal: Option<Arc<Journal>>,
     /// Takes and lists snapshots; `None`: snapshots are off.
     pub snapshots: Option<Arc<crate::snapshotter::Snapshotter>>,
+    /// Pay-in addresses and webhooks.
+    pub funding: Arc<crate::funding::Funding>,
     router: Router,
     clock: Arc<dyn Clock>,
     ready: AtomicBool,
@@ -252,6 +254,7 @@ pub struct Parts {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     pub journal: Option<Arc<Journal>>,
     pub snapshots: Option<Arc<crate::snapshotter::Snapshotter>>,
+    pub funding: Arc<crate::funding::Funding>,
 }
 
 impl App {
@@ -266,6 +269,7 @@ impl App {
             metrics: p.metrics,
             journal: p.journal,
             snapshots: p.snapshots,
+            funding: p.funding,
             router: Router::new()?,
             clock: p.clock,
             ready: AtomicBool::new(false),

@@ -35,6 +35,13 @@ pub enum Route {
     Release(String),
     Cancel(String),
     Batch,
+    CreatePayinAddress(String),
+    ListPayinAddresses(String),
+    GetPayinAddress(String),
+    Payin(String),
+    CreateWebhook,
+    ListWebhooks,
+    DeleteWebhook(String),
 }
 
 /// Every (method, path) the server answers, in OpenAPI's template syntax.
@@ -68,6 +75,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/transactions/{id}/release"),
     ("POST", "/v1/transactions/{id}/cancel"),
     ("POST", "/v1/batch"),
+    ("POST", "/v1/wallets/{id}/payin-addresses"),
+    ("GET", "/v1/wallets/{id}/payin-addresses"),
+    ("GET", "/v1/payin-addresses/{id}"),
+    ("POST", "/v1/payin-addresses/{id}/payins"),
+    ("POST", "/v1/webhooks"),
+    ("GET", "/v1/webhooks"),
+    ("DELETE", "/v1/webhooks/{id}"),
 ];
 
 fn route_for(method: &str, path: &str, id: String) -> Option<Route> {
@@ -102,6 +116,13 @@ fn route_for(method: &str, path: &str, id: String) -> Option<Route> {
         ("POST", "/v1/transactions/{id}/release") => Release(id),
         ("POST", "/v1/transactions/{id}/cancel") => Cancel(id),
         ("POST", "/v1/batch") => Batch,
+        ("POST", "/v1/wallets/{id}/payin-addresses") => CreatePayinAddress(id),
+        ("GET", "/v1/wallets/{id}/payin-addresses") => ListPayinAddresses(id),
+        ("GET", "/v1/payin-addresses/{id}") => GetPayinAddress(id),
+        ("POST", "/v1/payin-addresses/{id}/payins") => Payin(id),
+        ("POST", "/v1/webhooks") => CreateWebhook,
+        ("GET", "/v1/webhooks") => ListWebhooks,
+        ("DELETE", "/v1/webhooks/{id}") => DeleteWebhook(id),
         _ => return None,
     })
 }

@@ -5,11 +5,14 @@
 //! - `wallets`: customers and wallets, their reads and settings.
 //! - `money`: credits, debits, reservations, transfers, conversions and
 //!   the actions on transactions; `batch` runs many of them in one request.
+//! - `funding`: pay-in addresses and pay-ins; `webhooks`: endpoints.
 
 pub mod admin;
 pub mod batch;
+pub mod funding;
 pub mod money;
 pub mod wallets;
+pub mod webhooks;
 
 use crate::http::app::{App, Cx, Request};
 use crate::http::reply::{ApiError, Reply};
@@ -45,6 +48,13 @@ pub async fn client(app: &App, cx: &Cx, route: Route, req: &Request) -> Result<R
         Route::Release(id) => money::action(app, cx, &id, money::Action::Release, body).await,
         Route::Cancel(id) => money::action(app, cx, &id, money::Action::Cancel, body).await,
         Route::Batch => batch::run(app, cx, body).await,
+        Route::CreatePayinAddress(id) => funding::create_address(app, cx, &id, body).await,
+        Route::ListPayinAddresses(id) => funding::list_addresses(app, client, &id),
+        Route::GetPayinAddress(id) => funding::get_address(app, client, &id),
+        Route::Payin(id) => funding::payin(app, cx, &id, body).await,
+        Route::CreateWebhook => webhooks::create(app, cx, body).await,
+        Route::ListWebhooks => webhooks::list(app, client),
+        Route::DeleteWebhook(id) => webhooks::delete(app, client, &id).await,
         Route::Healthz
         | Route::Metrics
         | Route::CreateClient
