@@ -107,6 +107,15 @@ async fn snapshots_survive_kill_9_and_restore_to_a_snapshot_or_a_position() {
         wallets.push(srv.create_wallet(&key, "USD").await);
     }
     traffic(&srv, &key, &wallets, 5).await;
+    // A pay-in address: funding state, which snapshots carry too.
+    let address = srv
+        .post_json(
+            &format!("/v1/wallets/{}/payin-addresses", wallets[0]),
+            &key,
+            &json!({"type": "local_bank_transfer"}),
+        )
+        .await
+        .ok(201);
     let d1 = wait_quiet("first", &srv).await;
     let (s1, p1) = snapshot(&srv).await;
     traffic(&srv, &key, &wallets, 5).await;
@@ -190,6 +199,15 @@ async fn snapshots_survive_kill_9_and_restore_to_a_snapshot_or_a_position() {
     assert_eq!(srv.recovered().digest, d1);
     assert_eq!(srv.recovered().position, p1);
     srv.wallet(&key, &wallets[0]).await;
+    let listed = srv
+        .get(&format!("/v1/wallets/{}/payin-addresses", wallets[0]), &key)
+        .await
+        .ok(200);
+    assert_eq!(
+        listed,
+        json!([address]),
+        "the snapshot kept the pay-in address"
+    );
     // It takes writes, its log going on from the snapshot's position.
     srv.credit(&key, &wallets[0], "USD", "1.00").await;
     let (_, p_new) = snapshot(&srv).await;
