@@ -26,8 +26,8 @@ use bytes::Bytes;
 use hyper::Method;
 use settle_engine::actor::SystemClock;
 use settle_engine::{
-    ClientId, Command, Decimal, EngineConfig, IfInsufficient, Ledger, Op, Timestamp, TxnId,
-    TxnInfo, WalletId, WalletKind, WalletSettings,
+    ClientId, Command, Decimal, EngineConfig, IfInsufficient, Op, Timestamp, TxnId, TxnInfo,
+    WalletId,
 };
 use settle_gateway::boot::{BootConfig, boot};
 use settle_gateway::directory::Client;
@@ -39,7 +39,7 @@ use settle_snapshots::snapshot::{self, SnapshotFile};
 use settle_snapshots::{FsStorage, WalConfig};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{Pairs, usd};
+use support::{Pairs, funded_ledger, usd};
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -63,35 +63,10 @@ fn ms(d: Duration) -> f64 {
 /// `n` wallets of one client, each funded, with `history` transfers each.
 fn state(n: u64, history: u64) -> Image {
     let config = EngineConfig::default();
-    let mut ledger = Ledger::new(config.clone());
     let client = ClientId::from_u128(7);
+    let mut ledger = funded_ledger(n, client);
     let mut events = Vec::new();
     let at = Timestamp::from_millis(1_700_000_000_000);
-    for i in 1..=u128::from(n) {
-        let wallet = WalletId::from_u128(i);
-        for op in [
-            Op::OpenWallet {
-                wallet,
-                client,
-                kind: WalletKind::General,
-                customer: None,
-                assets: vec![usd()],
-                single_asset: true,
-                settings: WalletSettings::default(),
-            },
-            Op::Credit {
-                wallet,
-                txn: TxnId::from_u128(i << 64),
-                asset: usd(),
-                amount: Decimal::new(100_000_000, 2),
-                pending: false,
-                info: TxnInfo::default(),
-            },
-        ] {
-            ledger.execute(&Command { at, op }, &mut events).unwrap();
-            events.clear();
-        }
-    }
     let mut pairs = Pairs::new(42, n);
     for t in 1..=u128::from(history * n) {
         let (from, to) = pairs.next();

@@ -85,3 +85,40 @@ pub fn transfer(from: WalletId, to: WalletId, txn: TxnId) -> Op {
         info: TxnInfo::default(),
     }
 }
+
+/// A ledger of `n` USD wallets of `client` (ids 1..=n), each opened and
+/// credited 1,000,000.00 (transaction ids `i << 64`).
+pub fn funded_ledger(n: u64, client: settle_engine::ClientId) -> settle_engine::Ledger {
+    use settle_engine::{Command, EngineConfig, Ledger, Timestamp};
+    let mut ledger = Ledger::new(EngineConfig::default());
+    let mut events = Vec::new();
+    let at = Timestamp::from_millis(1_700_000_000_000);
+    for i in 1..=u128::from(n) {
+        let wallet = WalletId::from_u128(i);
+        for op in [
+            Op::OpenWallet {
+                wallet,
+                client,
+                kind: WalletKind::General,
+                customer: None,
+                assets: vec![usd()],
+                single_asset: true,
+                settings: WalletSettings::default(),
+            },
+            Op::Credit {
+                wallet,
+                txn: TxnId::from_u128(i << 64),
+                asset: usd(),
+                amount: Decimal::new(100_000_000, 2),
+                pending: false,
+                info: TxnInfo::default(),
+            },
+        ] {
+            ledger
+                .execute(&Command { at, op }, &mut events)
+                .unwrap_or_else(|e| panic!("{e}"));
+            events.clear();
+        }
+    }
+    ledger
+}

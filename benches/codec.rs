@@ -1,0 +1,107 @@
+//! The codecs on the hot and the slow paths, per item (criterion):
+//!
+//! - parsing a transfer request (JSON body to an engine command, as the
+//!   front door does for `POST /v1/transfers`);
+//! - a snapshot of 10,000 funded wallets written (encode, write, fsync,
+//!   rename) and read back (read, check, decode, restore the ledger).
+//!
+//! `cargo bench --bench codec`
+
+use criterion::{BatchSize, Criterion, Throughput, black_box, criterion_group, criterion_main};
+use settle_engine::actor::SystemClock;
+use settle_engine::{ClientId, EngineConfig, TxnId, WalletId};
+use settle_gateway::boot::{BootConfig, boot};
+use settle_gateway::http::auth::Keys;
+use settle_gateway::http::handlers::money::{TransferBody, transfer_op};
+use settle_gateway::http::json::parse_body;
+use settle_gateway::image::Image;
+use settle_snapshots::snapshot::SnapshotFile;
+use settle_snapshots::{FsStorage, FsyncPolicy, WalConfig};
+use std::sync::Arc;
+
+mod support;
+use support::funded_ledger;
+
+const WALLETS: u64 = 10_000;
+
+fn transfer_parsing(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
+    let mut wal = WalConfig::new(dir.path().join("wal"));
+    wal.fsync = FsyncPolicy::Never;
+    let booted = runtime
+        .block_on(boot(
+            Arc::new(FsStorage),
+            BootConfig::new(wal),
+            Keys::new("bench-admin-key-0123456789"),
+            Arc::new(SystemClock),
+            None,
+            None,
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let app = Arc::clone(&booted.app);
+    let body = format!(
+        r#"{{"fromWalletId":"{}","toWalletId":"{}","asset":"USD","amount":"12.34","reference":"inv-42"}}"#,
+        WalletId::from_u128(1),
+        WalletId::from_u128(2)
+    );
+    let mut g = c.benchmark_group("codec");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("parse a transfer request", |b| {
+        b.iter(|| {
+            let parsed: TransferBody =
+                parse_body(black_box(body.as_bytes())).unwrap_or_else(|e| panic!("{e:?}"));
+            // Wallet ownership is checked against the directory: an unknown
+            // wallet is refused after the whole body was read and parsed.
+            black_box(transfer_op(
+                &app,
+                ClientId::from_u128(1),
+                TxnId::from_u128(9),
+                parsed,
+            ))
+        });
+    });
+    g.finish();
+    booted.app.gateway.shutdown();
+}
+
+fn snapshot_codec(c: &mut Criterion) {
+    let config = EngineConfig::default();
+    let mut image = Image::empty(config.clone());
+    image.ledger = funded_ledger(WALLETS, ClientId::from_u128(1));
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut g = c.benchmark_group("snapshot");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(WALLETS));
+    let mut n = 0u64;
+    g.bench_function("write 10k wallets", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                (
+                    dir.path().join(format!("w{n}")),
+                    format!("snp_01JBENCH00000000000{n:07}"),
+                )
+            },
+            |(path, id)| {
+                image
+                    .write_snapshot(&path, &id, 1)
+                    .unwrap_or_else(|e| panic!("{e}"))
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    let (path, _) = image
+        .write_snapshot(&dir.path().join("r"), "snp_01JBENCH0000000000000000RR", 1)
+        .unwrap_or_else(|e| panic!("{e}"));
+    g.bench_function("read 10k wallets", |b| {
+        b.iter(|| {
+            let file = SnapshotFile::open(&path).unwrap_or_else(|e| panic!("{e}"));
+            Image::from_snapshot(&file, config.clone()).unwrap_or_else(|e| panic!("{e}"))
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, transfer_parsing, snapshot_codec);
+criterion_main!(benches);
