@@ -47,60 +47,68 @@ pub fn write(path: &Path, seconds: &[Second], title: &str) -> Result<(), String>
         .map_err(|e| err(path, e))?;
     let (upper, lower) = root.split_vertically(340);
 
-    let mut chart = ChartBuilder::on(&upper)
-        .caption("throughput (operations per second)", ("sans-serif", 16))
-        .margin(12)
-        .x_label_area_size(32)
-        .y_label_area_size(80)
-        .build_cartesian_2d(0f64..last, 0f64..top_ops)
-        .map_err(|e| err(path, e))?;
-    chart
-        .configure_mesh()
-        .x_desc("second")
-        .y_desc("ops/s")
-        .draw()
-        .map_err(|e| err(path, e))?;
-    chart
-        .draw_series(LineSeries::new(ops, BLUE.stroke_width(2)))
-        .map_err(|e| err(path, e))?
-        .label("ops/s")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(path, e))?;
-
-    let mut chart = ChartBuilder::on(&lower)
-        .caption("latency (ms)", ("sans-serif", 16))
-        .margin(12)
-        .x_label_area_size(32)
-        .y_label_area_size(80)
-        .build_cartesian_2d(0f64..last, 0f64..top_ms)
-        .map_err(|e| err(path, e))?;
-    chart
-        .configure_mesh()
-        .x_desc("second")
-        .y_desc("ms")
-        .draw()
-        .map_err(|e| err(path, e))?;
-    chart
-        .draw_series(LineSeries::new(p50, GREEN.stroke_width(2)))
-        .map_err(|e| err(path, e))?
-        .label("p50")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN));
-    chart
-        .draw_series(LineSeries::new(p99, RED.stroke_width(2)))
-        .map_err(|e| err(path, e))?
-        .label("p99")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(path, e))?;
+    panel(
+        &upper,
+        path,
+        ("throughput (operations per second)", "ops/s"),
+        (last, top_ops),
+        &[("ops/s", ops, BLUE)],
+    )?;
+    panel(
+        &lower,
+        path,
+        ("latency (ms)", "ms"),
+        (last, top_ms),
+        &[("p50", p50, GREEN), ("p99", p99, RED)],
+    )?;
     root.present().map_err(|e| err(path, e))?;
+    Ok(())
+}
+
+/// A named line of (second, value) points, in its colour.
+type Line<'a> = (&'a str, Vec<(f64, f64)>, RGBColor);
+
+/// One chart: per-second lines over `0..x_max` and `0..y_max`, with a
+/// legend. `labels`: the caption and the y axis's description.
+fn panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    path: &Path,
+    (caption, y_desc): (&str, &str),
+    (x_max, y_max): (f64, f64),
+    lines: &[Line<'_>],
+) -> Result<(), String>
+where
+    DB::ErrorType: 'static,
+{
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(32)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0f64..x_max, 0f64..y_max)
+        .map_err(|e| err(path, e))?;
+    chart
+        .configure_mesh()
+        .x_desc("second")
+        .y_desc(y_desc)
+        .draw()
+        .map_err(|e| err(path, e))?;
+    for (name, points, color) in lines {
+        let color = *color;
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(2),
+            ))
+            .map_err(|e| err(path, e))?
+            .label(*name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| err(path, e))?;
     Ok(())
 }
