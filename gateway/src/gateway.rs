@@ -8,7 +8,7 @@ use crate::registry::Slot;
 use crate::runtime::{Admit, Runtime};
 use crate::supervisor::{GatewayActor, GatewayMsg};
 use ractor::{Actor, ActorRef};
-use settle_engine::actor::{Answer, Clock, SystemClock, Then, WalletMsg, WalletShared};
+use settle_engine::actor::{Ack, Answer, Clock, SystemClock, Then, WalletMsg, WalletShared};
 use settle_engine::wallet::{Action, opening};
 use settle_engine::{
     AssetAudit, ClientId, Done, Event, Message, Op, Reject, StateDigest, WalletId, WalletState,
@@ -172,18 +172,24 @@ impl Gateway {
         }
     }
 
-    /// Executes a command at its wallet (the source, for a transfer).
+    /// Executes a command at its wallet (the source, for a transfer); the
+    /// answer comes once its events are durable.
     pub async fn execute(&self, op: Op) -> Result<Answer, GatewayError> {
+        self.execute_with(op, Ack::Durable).await
+    }
+
+    /// `execute`, answered when `ack` says (see `Ack`).
+    pub async fn execute_with(&self, op: Op, ack: Ack) -> Result<Answer, GatewayError> {
         if matches!(op, Op::OpenWallet { .. }) {
             return self.open_wallet(op).await;
         }
-        self.submit(op)?.answer().await
+        self.submit(op, ack)?.answer().await
     }
 
     /// Routes a command now and returns the answer to wait for. Commands
     /// submitted one after another reach their wallet in that order (a batch
     /// relies on it); `execute` is `submit` then wait. Not for `OpenWallet`.
-    pub fn submit(&self, op: Op) -> Result<Submitted, GatewayError> {
+    pub fn submit(&self, op: Op, ack: Ack) -> Result<Submitted, GatewayError> {
         if matches!(op, Op::OpenWallet { .. }) {
             return Err(GatewayError::Rejected(Reject::InvalidRequest(
                 "wallets are opened with open_wallet".to_owned(),
@@ -198,6 +204,7 @@ impl Gateway {
                 op,
                 destination,
                 reply: tx.into(),
+                ack,
             },
             Admit::Client,
         )?;

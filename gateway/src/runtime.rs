@@ -267,7 +267,7 @@ impl Runtime {
         self.coarse_now.store(now, Ordering::Relaxed);
         let idle_ms = i64::try_from(self.config.idle_after.as_millis()).unwrap_or(i64::MAX);
         let mut due = Vec::new();
-        let mut active: Vec<(i64, ActorRef<WalletMsg>)> = Vec::new();
+        let mut active = 0usize;
         for shard in self.registry.shards() {
             let slots = shard.read();
             for slot in slots.values() {
@@ -282,12 +282,18 @@ impl Runtime {
                         // Uncounted: the actor checks the count is zero.
                         let _ = actor.cast(WalletMsg::Passivate);
                     } else {
-                        active.push((used, actor.clone()));
+                        active += 1;
                     }
                 }
             }
         }
-        self.evict_least_recent(active);
+        // Runs every `sweep_every` over every wallet: the common case (under
+        // the cap) allocates nothing and clones no actor reference.
+        if active > self.config.max_active {
+            self.evict_least_recent(now, idle_ms);
+        } else {
+            self.evict_before.store(i64::MIN, Ordering::Relaxed);
+        }
         for wallet in due {
             if let Err(e) = self.route(wallet, WalletMsg::Tick, Admit::Internal) {
                 tracing::warn!(%wallet, %e, "cannot tick wallet");
@@ -297,7 +303,22 @@ impl Runtime {
 
     /// Past `max_active` running actors, asks the least recently used to
     /// passivate, down to `max_active`.
-    fn evict_least_recent(&self, mut active: Vec<(i64, ActorRef<WalletMsg>)>) {
+    fn evict_least_recent(&self, now: i64, idle_ms: i64) {
+        let mut active: Vec<(i64, ActorRef<WalletMsg>)> = Vec::new();
+        for shard in self.registry.shards() {
+            let slots = shard.read();
+            for slot in slots.values() {
+                let s = &slot.shared;
+                let used = s.last_used.load(Ordering::Relaxed);
+                // As `sweep` counted: not due, not asked to passivate already.
+                let due = s.next_due.load(Ordering::Acquire) <= now;
+                let idle =
+                    used.saturating_add(idle_ms) <= now && s.inflight.load(Ordering::Acquire) == 0;
+                if let (Some(actor), false, false) = (&slot.actor, due, idle) {
+                    active.push((used, actor.clone()));
+                }
+            }
+        }
         let cap = self.config.max_active;
         if active.len() <= cap {
             self.evict_before.store(i64::MIN, Ordering::Relaxed);

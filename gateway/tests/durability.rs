@@ -297,6 +297,38 @@ async fn a_failed_fsync_stops_the_log_and_nothing_after_it_is_acknowledged() {
     assert_eq!(json(&audit)["data"]["ok"], true);
 }
 
+/// An idempotent request's commands are answered as soon as they are
+/// applied (`Ack::Applied`); what is acknowledged still waits for the log:
+/// a batch whose group commit fails is answered 503, and after a restart
+/// none of it, or all of it, is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_commit_fails_is_not_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let faulty = Arc::new(FaultyStorage::new());
+    let booted = start(dir.path(), faulty.clone()).await;
+    let app = Arc::clone(&booted.app);
+    let (key, wallet) = client_with_wallet(&app).await;
+    let credit = json!({"op": "credit", "wallet": wallet, "asset": "USD", "amount": "1.00"});
+    let ops: Vec<Value> = (0..50).map(|_| credit.clone()).collect();
+
+    faulty.fail_next_sync();
+    let failed = call(
+        &app,
+        Method::POST,
+        "/v1/batch",
+        &key,
+        json!({"operations": ops}),
+    )
+    .await;
+    assert_eq!(status(&failed), 503, "{:?}", json(&failed));
+
+    crash(booted);
+    drop(app);
+    let again = start(dir.path(), Arc::new(FsStorage)).await;
+    let c = cash(&again.app, &key, &wallet).await;
+    assert!(c == "100.00" || c == "150.00", "cash {c}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_recovers_clients_wallets_money_and_answers() {
     let dir = tempfile::tempdir().unwrap();

@@ -18,4 +18,4 @@ pub use host::{Clock, CommitError, ManualClock, SystemClock, Then, WalletHost};
 pub use shared::{
     HeldState, RESEND_AFTER_MS, StateError, WalletShared, decode_state, encode_state,
 };
-pub use wallet::{Answer, Outcome, WalletActor, WalletMsg};
+pub use wallet::{Ack, Answer, Outcome, WalletActor, WalletMsg};

@@ -25,6 +25,20 @@ pub struct Answer {
 
 pub type Outcome = Result<Answer, Reject>;
 
+/// When a command's answer is sent back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Ack {
+    /// Once its events are durable: the answer may be acknowledged as is.
+    #[default]
+    Durable,
+    /// As soon as it is applied and its events are handed to the log. For
+    /// callers that make a later record durable before acknowledging
+    /// anything (an idempotent request's answer): the log is one ordered
+    /// sequence, so that record's durability covers these events, and the
+    /// request waits for one group commit instead of two.
+    Applied,
+}
+
 #[derive(Debug)]
 pub enum WalletMsg {
     /// A client's command. `destination` is the router's verdict on a
@@ -33,6 +47,7 @@ pub enum WalletMsg {
         op: Op,
         destination: Result<(), Reject>,
         reply: RpcReplyPort<Outcome>,
+        ack: Ack,
     },
     /// A message from another wallet (a transfer's delivery, receipt or return).
     Receive(Message),
@@ -166,6 +181,7 @@ impl Actor for WalletActor {
                 op,
                 destination,
                 reply,
+                ack,
             } => {
                 let config = st.host.config();
                 let (outcome, effects) = st.step(at, |state, out| {
@@ -176,6 +192,12 @@ impl Actor for WalletActor {
                 // Counted out before the answer goes back, so that a caller
                 // who got its answer never sees its command still counted.
                 st.host.finished(&st.shared, true);
+                if ack == Ack::Applied {
+                    st.finish(effects, Box::new(|_| {}));
+                    // The caller may have given up waiting; nothing to do then.
+                    let _ = reply.send(outcome);
+                    return Ok(());
+                }
                 st.finish(
                     effects,
                     Box::new(move |durable| {

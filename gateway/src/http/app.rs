@@ -13,7 +13,7 @@ use crate::journal::{Journal, Record};
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use parking_lot::Mutex;
-use settle_engine::actor::Clock;
+use settle_engine::actor::{Ack, Clock};
 use settle_engine::{ClientId, Timestamp};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -101,6 +101,8 @@ pub struct Cx {
     /// The idempotency key and fingerprint, for the claim.
     tag: Option<(String, Fingerprint)>,
     ids: Mutex<Ids>,
+    /// Set once a command was sent with `Ack::Applied`.
+    applied: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -117,6 +119,7 @@ impl Cx {
             client,
             tag: None,
             ids: Mutex::new(Ids::default()),
+            applied: AtomicBool::new(false),
         }
     }
 
@@ -136,6 +139,7 @@ impl Cx {
                 minted: Vec::new(),
                 covered,
             }),
+            applied: AtomicBool::new(false),
         }
     }
 
@@ -149,6 +153,26 @@ impl Cx {
         };
         ids.minted.push(id.0);
         id
+    }
+
+    /// When this request's commands are answered. An idempotent request
+    /// with a log makes its answer (or a sync point) durable before it is
+    /// acknowledged, which covers its commands' events: they are answered as
+    /// soon as they are applied (`Ack::Applied`), and the request waits for
+    /// one group commit, not two.
+    pub fn ack(&self, app: &App) -> Ack {
+        if self.tag.is_some() && app.journal.is_some() {
+            self.applied.store(true, Ordering::Relaxed);
+            Ack::Applied
+        } else {
+            Ack::Durable
+        }
+    }
+
+    /// Whether a command of this request was answered before its events
+    /// were durable (the request must then wait for them).
+    fn answered_early(&self) -> bool {
+        self.applied.load(Ordering::Relaxed)
     }
 
     /// The ids a claim in the log holds for this request, if one does.
@@ -287,6 +311,25 @@ impl App {
             return Err(ApiError::unavailable(why));
         }
         self.log_always(record).await
+    }
+
+    /// Waits until everything appended to the log so far is durable (a
+    /// no-op without a log, and at once if it already is).
+    pub async fn sync(&self) -> Result<(), ApiError> {
+        let Some(journal) = &self.journal else {
+            return Ok(());
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        journal.sync_point(move |r| {
+            let _ = tx.send(r);
+        });
+        match rx.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(ApiError::unavailable(format!(
+                "the change could not be made durable: {e}"
+            ))),
+            Err(_) => Err(ApiError::unavailable("the log stopped before answering")),
+        }
     }
 
     /// Writes a record even while the disk is full (the log retries until
@@ -486,7 +529,11 @@ impl App {
                             fingerprint: fp,
                             at: app.now().millis(),
                             status: reply.status.as_u16(),
-                            body: String::from_utf8_lossy(&reply.body).into_owned(),
+                            // Our own JSON, so UTF-8: checked, not scanned
+                            // chunk by chunk as a lossy conversion would.
+                            body: String::from_utf8(reply.body.to_vec()).unwrap_or_else(|e| {
+                                String::from_utf8_lossy(e.as_bytes()).into_owned()
+                            }),
                         };
                         match app.log_always(&record).await {
                             Ok(()) => {
@@ -495,6 +542,15 @@ impl App {
                             }
                             Err(e) => reply = Reply::from(e),
                         }
+                    }
+                    // No answer record covers the events of commands
+                    // answered early (see `Cx::ack`): wait for them before
+                    // answering. (A request refused before any command ran
+                    // answers at once, even while the disk is full.)
+                    if cx.answered_early()
+                        && let Err(e) = app.sync().await
+                    {
+                        reply = Reply::from(e);
                     }
                     match cx.logged_claim() {
                         // Nothing ran with a claim in the log: forget the key.
