@@ -8,6 +8,7 @@ use settle_gateway::http::auth::{Keys, generate_key};
 use settle_gateway::http::{self, Server, ServerConfig};
 use settle_gateway::journal::Journal;
 use settle_gateway::snapshotter::SnapshotPolicy;
+use settle_gateway::webhooks::tls;
 use settle_snapshots::snapshot;
 use settle_snapshots::{FsStorage, FsyncPolicy, WalConfig, WalStatus};
 use std::fs::{File, OpenOptions};
@@ -68,6 +69,11 @@ pub struct ServeArgs {
     /// Webhook deliveries on their way at once.
     #[arg(long, default_value_t = 64)]
     pub webhook_concurrency: usize,
+    /// More trusted roots for `https://` webhook receivers: a PEM file of
+    /// one or more CA certificates (a private CA), trusted besides the
+    /// public ones built in.
+    #[arg(long, value_name = "FILE")]
+    pub webhook_ca: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,7 +166,22 @@ fn admin_key(dir: &Path) -> Result<String, ServeError> {
     Ok(key)
 }
 
+/// The webhook client's TLS settings: the public roots, and the
+/// `--webhook-ca` file's if given (a bad file stops the start).
+fn webhook_tls(ca: Option<&Path>) -> Result<tls::ClientConfig, ServeError> {
+    let Some(path) = ca else {
+        return tls::client_config(&[]).map_err(|e| err(format!("webhook TLS: {e}")));
+    };
+    let flag = |e: String| err(format!("--webhook-ca: {e}"));
+    let roots = tls::read_roots(path).map_err(flag)?;
+    let config =
+        tls::client_config(&roots).map_err(|e| flag(format!("{}: {e}", path.display())))?;
+    tracing::info!(file = %path.display(), roots = roots.len(), "webhook TLS: extra trusted roots");
+    Ok(config)
+}
+
 pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
+    let webhook_tls = webhook_tls(args.webhook_ca.as_deref())?;
     let _lock = lock_data_dir(&args.data_dir)?;
     let keys = Keys::new(&admin_key(&args.data_dir)?);
     let mut wal = WalConfig::new(args.data_dir.join("wal"));
@@ -257,7 +278,8 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         }
     });
     // Webhook deliveries, on tasks of their own, from the recovered outbox on.
-    let deliveries = settle_gateway::webhooks::delivery::spawn(Arc::clone(&app.funding));
+    let deliveries =
+        settle_gateway::webhooks::delivery::spawn(Arc::clone(&app.funding), webhook_tls);
     app.set_ready(true);
     let addr = server.local_addr();
     tracing::info!(%addr, data_dir = %args.data_dir.display(), "settle is serving");

@@ -3,6 +3,12 @@
 //! order per wallet; a receiver that fails the first attempts gets them
 //! later; kill -9 of settle during delivery loses none (duplicates allowed,
 //! with the same id); bad registrations get the API's codes.
+//!
+//! Over TLS (`https://`, a receiver with a certificate from a CA made in
+//! the test with rcgen): with `--webhook-ca` the events arrive signed, over
+//! HTTP/2; without it nothing is delivered, the attempts are retried and
+//! `GET /v1/webhooks` says it is the certificate, until a restart that
+//! trusts the CA delivers what waited.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,10 +17,10 @@ mod support;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{Response, StatusCode, Version};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use parking_lot_free::Mutex;
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -25,6 +31,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use support::Server;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
 
 mod parking_lot_free {
     /// std's mutex, unwrapping poison (a test thread that panicked fails the test anyway).
@@ -53,6 +61,7 @@ struct Got {
     signature: String,
     body: Bytes,
     json: Value,
+    version: Version,
 }
 
 #[derive(Debug, Clone)]
@@ -64,10 +73,27 @@ struct Receiver {
     failed: Arc<AtomicUsize>,
     /// Wait this long (ms) before answering each request.
     delay_ms: u64,
+    /// Serves https with this, if set.
+    tls: Option<Arc<rustls::ServerConfig>>,
+    /// TLS handshakes that failed (the client refused our certificate).
+    handshakes_failed: Arc<AtomicUsize>,
 }
 
 impl Receiver {
     async fn start(fail_first: usize, delay_ms: u64) -> Receiver {
+        Self::start_with(fail_first, delay_ms, None).await
+    }
+
+    /// An https receiver (HTTP/2 or HTTP/1.1, by ALPN).
+    async fn start_tls(tls: Arc<rustls::ServerConfig>) -> Receiver {
+        Self::start_with(0, 0, Some(tls)).await
+    }
+
+    async fn start_with(
+        fail_first: usize,
+        delay_ms: u64,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let r = Receiver {
             addr: listener.local_addr().unwrap(),
@@ -75,6 +101,8 @@ impl Receiver {
             fail_first: Arc::new(AtomicUsize::new(fail_first)),
             failed: Arc::default(),
             delay_ms,
+            tls,
+            handshakes_failed: Arc::default(),
         };
         let shared = r.clone();
         tokio::spawn(async move {
@@ -84,56 +112,73 @@ impl Receiver {
                 };
                 let r = shared.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let r = r.clone();
-                        async move {
-                            let signature = req
-                                .headers()
-                                .get("x-signature")
-                                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                                .unwrap_or_default();
-                            let body = req.into_body().collect().await.map(|b| b.to_bytes());
-                            let body = body.unwrap_or_default();
-                            if r.delay_ms > 0 {
-                                tokio::time::sleep(Duration::from_millis(r.delay_ms)).await;
-                            }
-                            let fail = r
-                                .fail_first
-                                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                                    n.checked_sub(1)
-                                })
-                                .is_ok();
-                            let status = if fail {
-                                r.failed.fetch_add(1, Ordering::SeqCst);
-                                StatusCode::INTERNAL_SERVER_ERROR
-                            } else {
-                                let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                                r.got.lock().push(Got {
-                                    signature,
-                                    body,
-                                    json,
-                                });
-                                StatusCode::OK
-                            };
-                            Ok::<_, Infallible>(
-                                Response::builder()
-                                    .status(status)
-                                    .body(Full::new(Bytes::from_static(b"{}")))
-                                    .unwrap(),
-                            )
+                    let Some(tls) = r.tls.clone() else {
+                        return r.serve(stream).await;
+                    };
+                    match TlsAcceptor::from(tls).accept(stream).await {
+                        Ok(stream) => r.serve(stream).await,
+                        Err(_) => {
+                            r.handshakes_failed.fetch_add(1, Ordering::SeqCst);
                         }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    }
                 });
             }
         });
         r
     }
 
+    /// Serves one connection (HTTP/1.1, or HTTP/2 when TLS chose it).
+    async fn serve<S>(self, stream: S)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let r = self.clone();
+            async move {
+                let version = req.version();
+                let signature = req
+                    .headers()
+                    .get("x-signature")
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                    .unwrap_or_default();
+                let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                let body = body.unwrap_or_default();
+                if r.delay_ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(r.delay_ms)).await;
+                }
+                let fail = r
+                    .fail_first
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                let status = if fail {
+                    r.failed.fetch_add(1, Ordering::SeqCst);
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    r.got.lock().push(Got {
+                        signature,
+                        body,
+                        json,
+                        version,
+                    });
+                    StatusCode::OK
+                };
+                Ok::<_, Infallible>(
+                    Response::builder()
+                        .status(status)
+                        .body(Full::new(Bytes::from_static(b"{}")))
+                        .unwrap(),
+                )
+            }
+        });
+        let _ = auto::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    }
+
     fn url(&self) -> String {
-        format!("http://{}/hooks", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}/hooks", self.addr)
     }
 
     fn got(&self) -> Vec<Got> {
@@ -383,6 +428,8 @@ async fn bad_registrations_get_the_api_codes() {
     let too_long = format!("http://example.com/{}", "a".repeat(3000));
     for body in [
         json!({ "url": "ftp://example.com/x", "events": ["transaction.created"] }),
+        json!({ "url": "wss://example.com/x", "events": ["transaction.created"] }),
+        json!({ "url": "https://user:pw@example.com/x", "events": ["transaction.created"] }),
         json!({ "url": "not a url", "events": ["transaction.created"] }),
         json!({ "url": "/relative", "events": ["transaction.created"] }),
         json!({ "url": too_long, "events": ["transaction.created"] }),
@@ -412,8 +459,17 @@ async fn bad_registrations_get_the_api_codes() {
     )
     .await
     .err(404, "not_found");
+    // Both schemes are accepted (https for production receivers).
+    let hook = register(
+        &srv,
+        &key,
+        "https://example.com/hooks",
+        &["transaction.created"],
+    )
+    .await;
+    assert_eq!(hook["url"], "https://example.com/hooks");
     // The limit per client.
-    for _ in 0..16 {
+    for _ in 0..15 {
         register(&srv, &key, "http://127.0.0.1:9/x", &["transaction.created"]).await;
     }
     srv.post_json(
@@ -483,4 +539,153 @@ async fn kill9_during_delivery_loses_no_event() {
         }
     }
     drop(srv);
+}
+
+// ---- https receivers ----
+
+/// A CA made for the test, and the settings of an https receiver whose
+/// certificate (for 127.0.0.1 and localhost) that CA signed. Returns the
+/// CA in PEM.
+fn test_pki() -> (String, Arc<rustls::ServerConfig>) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "settle test CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    leaf.distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let leaf = leaf.signed_by(&leaf_key, &issuer).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone()], key)
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    (ca_pem, Arc::new(config))
+}
+
+/// `FAST` and `--webhook-ca <file>`.
+fn trusting(ca: &std::path::Path) -> Vec<&str> {
+    let mut args = FAST.to_vec();
+    args.extend(["--webhook-ca", ca.to_str().unwrap()]);
+    args
+}
+
+/// The client's only webhook as `GET /v1/webhooks` shows it.
+async fn listed(srv: &Server, key: &str) -> Value {
+    let list = srv.get("/v1/webhooks", key).await.ok(200);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    list[0].clone()
+}
+
+#[tokio::test]
+async fn https_receivers_get_signed_events_when_their_ca_is_trusted() {
+    let (ca_pem, tls) = test_pki();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let srv = Server::start_with(&trusting(&ca)).await;
+    let rx = Receiver::start_tls(tls).await;
+    assert!(rx.url().starts_with("https://127.0.0.1:"), "{}", rx.url());
+    let key = srv.client_key().await;
+    let hook = register(&srv, &key, &rx.url(), ALL).await;
+    let secret = hook["secret"].as_str().unwrap().to_owned();
+    assert_eq!(hook["url"], rx.url().as_str());
+
+    let wallet = srv.create_wallet(&key, "USD").await;
+    let credit = srv.credit(&key, &wallet, "USD", "10.00").await;
+    srv.credit(&key, &wallet, "USD", "2.50").await;
+    srv.put_json(
+        &format!("/v1/wallets/{wallet}/status"),
+        &key,
+        &json!({ "status": "restricted", "reason": "review" }),
+    )
+    .await
+    .ok(200);
+
+    let got = rx
+        .wait_for("three events over https", |g| distinct(g).len() >= 3)
+        .await;
+    for g in &got {
+        verify(&secret, g);
+        // The receiver offered h2 by ALPN, and the client took it.
+        assert_eq!(g.version, Version::HTTP_2, "{:?}", g.json["id"]);
+    }
+    assert_in_order(&got);
+    let first = got
+        .iter()
+        .map(|g| &g.json)
+        .find(|e| e["walletSequence"] == 2);
+    assert_eq!(first.unwrap()["data"]["id"], credit["id"]);
+    assert_eq!(rx.handshakes_failed.load(Ordering::SeqCst), 0);
+    assert!(listed(&srv, &key).await.get("lastError").is_none());
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_gets_nothing_until_its_ca_is_trusted() {
+    let (ca_pem, tls) = test_pki();
+    let data = tempfile::tempdir().unwrap();
+    let ca = data.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let db = data.path().join("db");
+    // No --webhook-ca: the receiver's CA is unknown to settle.
+    let mut srv = Server::start_in_with(&db, FAST).await;
+    let rx = Receiver::start_tls(tls).await;
+    let key = srv.client_key().await;
+    let hook = register(&srv, &key, &rx.url(), &["transaction.created"]).await;
+    let secret = hook["secret"].as_str().unwrap().to_owned();
+    let wallet = srv.create_wallet(&key, "USD").await;
+    srv.credit(&key, &wallet, "USD", "1.00").await;
+    srv.credit(&key, &wallet, "USD", "2.00").await;
+
+    // Attempt after attempt (backing off) is refused at the handshake, and
+    // the webhook says why.
+    let start = Instant::now();
+    let shown = loop {
+        let w = listed(&srv, &key).await;
+        if rx.handshakes_failed.load(Ordering::SeqCst) >= 3 && w.get("lastError").is_some() {
+            break w;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no failed attempts recorded within 30 s: {w}; log:\n{}",
+            srv.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let why = shown["lastError"].as_str().unwrap();
+    assert!(why.contains("TLS certificate error"), "{why}");
+    assert!(why.contains("UnknownIssuer"), "{why}");
+    assert!(support::is_timestamp(&shown["lastErrorAt"]), "{shown}");
+    assert_eq!(shown["status"], "active");
+    assert!(
+        rx.got().is_empty(),
+        "nothing passes an untrusted certificate"
+    );
+    assert!(srv.log().contains("TLS certificate error"), "{}", srv.log());
+
+    // The operator trusts the CA (a restart with --webhook-ca): what waited
+    // arrives, in order, and the error is gone.
+    srv.sigterm();
+    assert!(srv.wait_exit(Duration::from_secs(20)).await.is_some());
+    let srv = Server::start_in_with(&db, &trusting(&ca)).await;
+    let got = rx
+        .wait_for("both credits", |g| distinct(g).len() >= 2)
+        .await;
+    for g in &got {
+        verify(&secret, g);
+    }
+    assert_in_order(&got);
+    assert!(listed(&srv, &key).await.get("lastError").is_none());
 }

@@ -20,7 +20,7 @@ use crate::webhooks::notices::{self, Notice};
 use crate::webhooks::outbox::{Key, Outbox, QueueImage};
 use crate::webhooks::{Webhook, WebhookConfig};
 use addresses::{Addresses, PayinAddress};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use settle_engine::{
     AssetRegistry, ClientId, Event, Ledger, PayinAddressId, Timestamp, WalletId, WalletState,
@@ -68,6 +68,13 @@ pub struct FundingImage {
     pub outbox: Vec<QueueImage>,
 }
 
+/// Why a webhook's latest delivery attempt failed, and when.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct AttemptFailure {
+    pub at: Timestamp,
+    pub error: String,
+}
+
 #[derive(Debug, Default)]
 struct Hooks {
     by_id: HashMap<WebhookId, Webhook>,
@@ -85,6 +92,9 @@ pub struct Funding {
     /// Enabled webhooks in all: zero keeps commits free of any work here.
     enabled: AtomicUsize,
     pub outbox: Arc<Outbox>,
+    /// Each webhook's latest failed attempt, until an attempt succeeds
+    /// (shown as `lastError`; in memory only: a restart starts clean).
+    failures: Mutex<HashMap<WebhookId, AttemptFailure>>,
     /// Set once recovery is done (the log is reopened for writing then).
     journal: OnceLock<Arc<Journal>>,
 }
@@ -98,6 +108,7 @@ impl Funding {
             hooks: RwLock::default(),
             enabled: AtomicUsize::new(0),
             outbox: Arc::new(Outbox::new()),
+            failures: Mutex::default(),
             journal: OnceLock::new(),
         }
     }
@@ -140,6 +151,7 @@ impl Funding {
                 }
                 drop(hooks);
                 self.outbox.drop_hook(*webhook);
+                self.failures.lock().remove(webhook);
             }
             FundingRecord::WebhookDisabled {
                 webhook, reason, ..
@@ -307,8 +319,29 @@ impl Funding {
         }
     }
 
+    /// A delivery attempt failed (`error` says why): kept for `last_failure`.
+    pub fn attempt_failed(&self, webhook: WebhookId, error: &str) {
+        let at = settle_engine::actor::Clock::now(&settle_engine::actor::SystemClock);
+        let failure = AttemptFailure {
+            at,
+            error: error.to_owned(),
+        };
+        // Under the webhooks' lock: a webhook deleted meanwhile (its entry
+        // removed after it left `hooks`) gets none back.
+        let hooks = self.hooks.read();
+        if hooks.by_id.contains_key(&webhook) {
+            self.failures.lock().insert(webhook, failure);
+        }
+    }
+
+    /// The webhook's latest failed attempt, if none succeeded since.
+    pub fn last_failure(&self, webhook: WebhookId) -> Option<AttemptFailure> {
+        self.failures.lock().get(&webhook).cloned()
+    }
+
     /// A delivery got its 2xx: the queue moves on, and the mark is logged.
     pub fn delivered(&self, key: Key, sequence: u64) {
+        self.failures.lock().remove(&key.0);
         self.outbox.succeeded(key, sequence);
         self.append(FundingRecord::Delivered {
             webhook: key.0,

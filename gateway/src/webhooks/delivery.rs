@@ -4,13 +4,19 @@
 //! log's writer: a slow or dead receiver holds a permit and a queue, never
 //! money movement. A failure backs the queue off (exponential, capped); a
 //! 2xx moves it on and logs the mark.
+//!
+//! The client speaks `http://` and `https://` (rustls, see `tls`; HTTP/2
+//! when the receiver offers it through ALPN, else HTTP/1.1). A refused
+//! certificate is a failed attempt like any other: logged with its cause,
+//! shown on the webhook (`lastError`), retried with the same backoff.
 
 use crate::funding::Funding;
 use crate::webhooks::outbox::Job;
-use crate::webhooks::signing;
+use crate::webhooks::{signing, tls};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Request;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -18,19 +24,28 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Semaphore;
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
+type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// Starts delivering (`settle serve` does, once recovery is done). Abort
-/// the handle to stop; what is undelivered stays in the outbox (and the
-/// log), to go after the next start.
-pub fn spawn(funding: Arc<Funding>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(run(funding))
+/// Starts delivering (`settle serve` does, once recovery is done), with
+/// these TLS settings for `https://` receivers (`tls::client_config`).
+/// Abort the handle to stop; what is undelivered stays in the outbox (and
+/// the log), to go after the next start.
+pub fn spawn(funding: Arc<Funding>, tls_config: tls::ClientConfig) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(run(funding, tls_config))
 }
 
-async fn run(funding: Arc<Funding>) {
+async fn run(funding: Arc<Funding>, tls_config: tls::ClientConfig) {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(funding.config.timeout));
     connector.set_nodelay(true);
+    // The TLS layer above it takes the https:// URLs.
+    connector.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls_config)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(connector);
     let client: HttpClient = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .build(connector);
@@ -86,7 +101,7 @@ async fn deliver(funding: &Funding, client: &HttpClient, job: Job) {
         Ok(req) => match tokio::time::timeout(funding.config.timeout, client.request(req)).await {
             Ok(Ok(resp)) if resp.status().is_success() => Ok(()),
             Ok(Ok(resp)) => Err(format!("answered {}", resp.status())),
-            Ok(Err(e)) => Err(format!("request failed: {e}")),
+            Ok(Err(e)) => Err(format!("request failed: {}", tls::describe(&e))),
             Err(_) => Err(format!("no answer within {:?}", funding.config.timeout)),
         },
         Err(e) => Err(format!("cannot build the request: {e}")),
@@ -96,6 +111,7 @@ async fn deliver(funding: &Funding, client: &HttpClient, job: Job) {
         Err(why) => {
             let config = &funding.config;
             let attempts = funding.outbox.failed(job.key, |n| config.backoff(n));
+            funding.attempt_failed(hook.id, &why);
             tracing::warn!(
                 webhook = %hook.id,
                 event = %job.notice.id(),

@@ -5,13 +5,16 @@
 //!
 //! - `notices`: which events make which notice, and the JSON they carry.
 //! - `outbox`: the queues, their bounds, durability gating, scheduling.
-//! - `delivery`: the dispatcher and the HTTP client.
+//! - `delivery`: the dispatcher and the HTTP(S) client.
 //! - `signing`: `X-Signature` (HMAC-SHA256 over "t.body").
+//! - `tls`: the client's TLS settings (roots, `--webhook-ca`), and errors
+//!   said in full.
 
 pub mod delivery;
 pub mod notices;
 pub mod outbox;
 pub mod signing;
+pub mod tls;
 
 use serde::{Deserialize, Serialize};
 use settle_engine::{ClientId, Timestamp, WebhookId};
@@ -119,10 +122,10 @@ impl WebhookConfig {
 /// The longest URL accepted.
 pub const MAX_URL_LEN: usize = 2_048;
 
-/// A delivery URL: absolute `http://` with a host, at most `MAX_URL_LEN`
-/// bytes, no user info (credentials in a URL end up in logs). `https://`
-/// is refused for now: this build has no TLS client, and an endpoint that
-/// can never be reached would only fill the outbox.
+/// A delivery URL: absolute `https://` (production receivers) or `http://`
+/// (development, loopback, or a private hop to a TLS-terminating proxy:
+/// the body is signed, not encrypted), with a host, at most `MAX_URL_LEN`
+/// bytes, no user info (credentials in a URL end up in logs).
 pub fn check_url(url: &str) -> Result<hyper::Uri, String> {
     if url.len() > MAX_URL_LEN {
         return Err(format!("url: at most {MAX_URL_LEN} bytes"));
@@ -130,14 +133,8 @@ pub fn check_url(url: &str) -> Result<hyper::Uri, String> {
     let uri: hyper::Uri = url
         .parse()
         .map_err(|e| format!("url: not a valid URL ({e})"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(
-                "url: https endpoints are not supported yet by this build; use http".into(),
-            );
-        }
-        _ => return Err("url: must be an absolute http:// URL".into()),
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err("url: must be an absolute https:// or http:// URL".into());
     }
     let Some(authority) = uri.authority() else {
         return Err("url: needs a host".into());
@@ -145,8 +142,18 @@ pub fn check_url(url: &str) -> Result<hyper::Uri, String> {
     if authority.as_str().contains('@') {
         return Err("url: must not carry user info".into());
     }
-    if authority.host().is_empty() {
+    let host = authority.host();
+    if host.is_empty() {
         return Err("url: needs a host".into());
+    }
+    // What TLS will check the certificate against: refused now rather than
+    // at every attempt.
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if uri.scheme_str() == Some("https") && rustls::pki_types::ServerName::try_from(bare).is_err() {
+        return Err("url: the host is not a valid name for TLS".into());
     }
     Ok(uri)
 }
@@ -159,17 +166,31 @@ mod tests {
     fn urls_are_checked() {
         assert!(check_url("http://127.0.0.1:9000/hook").is_ok());
         assert!(check_url("http://example.com").is_ok());
+        assert!(check_url("https://example.com/hooks?x=1").is_ok());
+        assert!(check_url("https://127.0.0.1:9443/hook").is_ok());
+        assert!(check_url("https://[::1]:9443/hook").is_ok());
         for bad in [
             "",
             "ftp://x/y",
             "/relative",
             "http://user:pw@host/",
             "not a url",
-            "https://example.com/",
+            "https://user@example.com/",
+            "https:///nohost",
+            "wss://example.com/",
         ] {
             assert!(check_url(bad).is_err(), "{bad}");
         }
         assert!(check_url(&format!("http://h/{}", "a".repeat(MAX_URL_LEN))).is_err());
+        // A host no certificate can be checked against: refused at once.
+        assert_eq!(
+            check_url("https://bad!name/x").unwrap_err(),
+            "url: the host is not a valid name for TLS"
+        );
+        assert!(
+            check_url("http://bad!name/x").is_ok(),
+            "no TLS, no name check"
+        );
     }
 
     #[test]

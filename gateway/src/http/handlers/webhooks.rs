@@ -1,6 +1,6 @@
 //! Webhook endpoints (API.md "Funding rails and notifications").
 
-use crate::funding::FundingRecord;
+use crate::funding::{AttemptFailure, FundingRecord};
 use crate::http::app::{App, Cx};
 use crate::http::auth::generate_key;
 use crate::http::json::{format_time, parse_body};
@@ -31,6 +31,12 @@ struct WebhookView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     disabled_reason: Option<&'a str>,
     created_at: String,
+    /// Why the latest delivery attempt failed, until one succeeds
+    /// (`GET /v1/webhooks` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error_at: Option<String>,
 }
 
 impl<'a> WebhookView<'a> {
@@ -43,16 +49,24 @@ impl<'a> WebhookView<'a> {
             status,
             disabled_reason: w.disabled.as_deref(),
             created_at: format_time(w.created_at),
+            last_error: None,
+            last_error_at: None,
         }
     }
 
-    fn of(w: &'a Webhook) -> Self {
+    /// As listed: the status, and the latest failed attempt if any.
+    fn of(w: &'a Webhook, failure: Option<AttemptFailure>) -> Self {
         let status = if w.disabled.is_some() {
             "disabled"
         } else {
             "active"
         };
-        Self::new(w, false, status)
+        let mut view = Self::new(w, false, status);
+        if let Some(f) = failure {
+            view.last_error_at = Some(format_time(f.at));
+            view.last_error = Some(f.error);
+        }
+        view
     }
 }
 
@@ -122,7 +136,10 @@ pub async fn create(app: &App, cx: &Cx, body: &[u8]) -> Result<Reply, ApiError> 
 
 pub fn list(app: &App, client: ClientId) -> Result<Reply, ApiError> {
     let hooks = app.funding.webhooks_of(client);
-    let views: Vec<WebhookView<'_>> = hooks.iter().map(WebhookView::of).collect();
+    let views: Vec<WebhookView<'_>> = hooks
+        .iter()
+        .map(|w| WebhookView::of(w, app.funding.last_failure(w.id)))
+        .collect();
     Ok(Reply::list(&views, &Count { count: views.len() }))
 }
 
