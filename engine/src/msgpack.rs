@@ -118,6 +118,8 @@ pub struct Reader<'a> {
     pos: usize,
 }
 
+// The small methods are `#[inline]`: they are called from the gateway's
+// crate too, and a call per byte read showed in load profiles.
 impl<'a> Reader<'a> {
     pub fn new(data: &'a [u8]) -> Self {
         Self { data, pos: 0 }
@@ -140,6 +142,7 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         let end = self
             .pos
@@ -151,16 +154,19 @@ impl<'a> Reader<'a> {
         Ok(bytes)
     }
 
+    #[inline]
     fn byte(&mut self) -> Result<u8, DecodeError> {
         Ok(self.take(1)?[0])
     }
 
+    #[inline]
     fn be<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
         let mut a = [0u8; N];
         a.copy_from_slice(self.take(N)?);
         Ok(a)
     }
 
+    #[inline]
     fn peek(&self) -> Option<u8> {
         self.data.get(self.pos).copied()
     }
@@ -173,11 +179,13 @@ impl<'a> Reader<'a> {
     }
 
     /// Whether a binary value is next (fields that are an integer or bin).
+    #[inline]
     pub fn next_is_bin(&self) -> bool {
         matches!(self.peek(), Some(0xc4..=0xc6))
     }
 
     /// Takes a nil if one is next (then `true`): for optional fields.
+    #[inline]
     pub fn nil(&mut self) -> bool {
         if self.peek() == Some(0xc0) {
             self.pos += 1;
@@ -187,6 +195,7 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline]
     pub fn bool(&mut self) -> Result<bool, DecodeError> {
         match self.byte()? {
             0xc2 => Ok(false),
@@ -196,6 +205,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Any integer, widened.
+    #[inline]
     pub fn i128(&mut self) -> Result<i128, DecodeError> {
         let tag = self.byte()?;
         Ok(match tag {
@@ -213,6 +223,7 @@ impl<'a> Reader<'a> {
         })
     }
 
+    #[inline]
     pub fn u64(&mut self) -> Result<u64, DecodeError> {
         let at = self.pos;
         let v = self.i128()?;
@@ -222,6 +233,7 @@ impl<'a> Reader<'a> {
         })
     }
 
+    #[inline]
     pub fn i64(&mut self) -> Result<i64, DecodeError> {
         let at = self.pos;
         let v = self.i128()?;
@@ -231,6 +243,7 @@ impl<'a> Reader<'a> {
         })
     }
 
+    #[inline]
     pub fn u8(&mut self) -> Result<u8, DecodeError> {
         let at = self.pos;
         let v = self.i128()?;
@@ -241,6 +254,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A length: `fix` is the fixed form's (tag base, length mask), if any.
+    #[inline]
     fn len(
         &mut self,
         fix: Option<(u8, u8)>,
@@ -262,6 +276,7 @@ impl<'a> Reader<'a> {
         Ok(n)
     }
 
+    #[inline]
     pub fn str(&mut self) -> Result<&'a str, DecodeError> {
         let n = self.len(Some((0xa0, 0x1f)), [0xd9, 0xda, 0xdb], "a string")?;
         let at = self.pos;
@@ -271,6 +286,7 @@ impl<'a> Reader<'a> {
         })
     }
 
+    #[inline]
     pub fn bin(&mut self) -> Result<&'a [u8], DecodeError> {
         let n = self.len(None, [0xc4, 0xc5, 0xc6], "binary")?;
         self.take(n)
@@ -278,12 +294,14 @@ impl<'a> Reader<'a> {
 
     /// An array's length. Each element takes at least one byte, so a length
     /// beyond the bytes left is refused here, before anyone allocates.
+    #[inline]
     pub fn array_len(&mut self) -> Result<usize, DecodeError> {
         let n = self.len(Some((0x90, 0x0f)), [0, 0xdc, 0xdd], "an array")?;
         self.fits(n)
     }
 
     /// An array that must have exactly `n` elements (a positional record).
+    #[inline]
     pub fn record(&mut self, n: usize, what: &str) -> Result<(), DecodeError> {
         let at = self.pos;
         let got = self.array_len()?;
@@ -302,6 +320,7 @@ impl<'a> Reader<'a> {
         self.fits(n.saturating_mul(2)).map(|_| n)
     }
 
+    #[inline]
     fn fits(&self, n: usize) -> Result<usize, DecodeError> {
         if n > self.remaining() {
             return Err(self.error(format!(

@@ -87,7 +87,7 @@ impl Gateway {
             let shared = match packed {
                 Some(bytes) => Arc::new(WalletShared::packed(&state, bytes)),
                 None => {
-                    let shared = Arc::new(WalletShared::new(state));
+                    let shared = Arc::new(WalletShared::new(*state));
                     shared
                         .pack()
                         .map_err(|e| GatewayError::Unavailable(e.to_string()))?;

@@ -56,6 +56,26 @@ pub struct Image {
     packed: Vec<PackedWallet>,
 }
 
+/// An iterator that knows its length (a flattened one does not), so that
+/// `Ledger::restore` sizes its tables once.
+struct Counted<I> {
+    inner: I,
+    left: usize,
+}
+
+impl<I: Iterator> Iterator for Counted<I> {
+    type Item = I::Item;
+
+    fn next(&mut self) -> Option<I::Item> {
+        self.left = self.left.saturating_sub(1);
+        self.inner.next()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
 /// A wallet's bytes in a snapshot (see `Image::packed`).
 #[derive(Debug)]
 struct PackedWallet {
@@ -66,7 +86,7 @@ struct PackedWallet {
 
 /// A wallet handed to the live engine: its state, and its packed bytes when
 /// they are at hand already (so the actors need not pack it again).
-pub type InstalledWallet = (WalletState, Option<Box<[u8]>>);
+pub type InstalledWallet = (Box<WalletState>, Option<Box<[u8]>>);
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientEntry {
@@ -363,11 +383,7 @@ impl Image {
         let odd = odd.map_err(|_| ImageError("a snapshot decoder thread panicked".into()))??;
         let mut image = Image::empty(config.clone());
         image.position = file.header.position;
-        let expected = usize::try_from(file.header.summary.wallets).unwrap_or(0);
-        // Not trusted for more than a hint: bounded by what the file can hold.
-        let capacity = expected.min(usize::try_from(file.size()).unwrap_or(usize::MAX) / 16);
-        let mut wallets = Vec::with_capacity(capacity);
-        image.packed.reserve(capacity);
+        let mut wallet_sections = Vec::new();
         // Back in file order (even and odd sections interleave), so that the
         // packed bytes stay in id order for `install`.
         let mut odd = odd.into_iter();
@@ -384,15 +400,23 @@ impl Image {
                         .idempotency
                         .extend(list.into_iter().map(|e| ((e.client, e.key.clone()), e))),
                     Decoded::Other(Section::Funding(funding)) => image.funding.import(funding),
-                    Decoded::Wallets(list) => {
-                        for (state, packed) in list {
-                            wallets.push(state);
-                            image.packed.push(packed);
-                        }
-                    }
+                    Decoded::Wallets(list) => wallet_sections.push(list),
                 }
             }
         }
+        // Streamed into the ledger section by section: no vector of every
+        // state in between (each would be ~330 MB of fresh pages at 1M).
+        let total = wallet_sections.iter().map(Vec::len).sum();
+        image.packed.reserve(total);
+        let packed = &mut image.packed;
+        let wallets = wallet_sections.into_iter().flatten().map(|(state, p)| {
+            packed.push(p);
+            state
+        });
+        let wallets = Counted {
+            inner: wallets,
+            left: total,
+        };
         image.ledger = Ledger::restore(config, wallets).map_err(|e| {
             ImageError(format!(
                 "{}: the wallets do not form a consistent state: {e}",
@@ -441,21 +465,20 @@ impl Image {
             };
             idempotency.restore(e.client, &e.key, e.fingerprint, e.at, now_ms, restored);
         }
-        let wallets: Vec<WalletState> = self.ledger.into_wallets().collect();
-        index(directory, &wallets);
-        // Both in id order: a merge, no lookups.
+        // One pass, each state moved once. The ledger and the packed bytes
+        // are both in id order: a merge, no lookups.
         let mut packed = self.packed.into_iter().peekable();
-        wallets
-            .into_iter()
-            .map(|state| {
-                while packed.next_if(|p| p.id < state.id).is_some() {}
-                let bytes = packed
-                    .next_if(|p| p.id == state.id)
-                    .filter(|p| p.sequence == state.sequence)
-                    .map(|p| p.bytes);
-                (state, bytes)
-            })
-            .collect()
+        let mut out = Vec::with_capacity(self.ledger.wallets().len());
+        for state in self.ledger.into_boxed_wallets() {
+            index(directory, &state);
+            while packed.next_if(|p| p.id < state.id).is_some() {}
+            let bytes = packed
+                .next_if(|p| p.id == state.id)
+                .filter(|p| p.sequence == state.sequence)
+                .map(|p| p.bytes);
+            out.push((state, bytes));
+        }
+        out
     }
 }
 
@@ -521,23 +544,21 @@ fn decode_section(file: &SnapshotFile, i: usize) -> Result<Decoded, ImageError> 
     Ok(Decoded::Wallets(wallets))
 }
 
-/// The directory's indexes that the wallets themselves record: each
-/// client's wallets (ids sort in creation order) and where each transaction
-/// was created (not the inbound record of a transfer).
-fn index(directory: &Directory, wallets: &[WalletState]) {
-    for w in wallets {
-        directory.apply(&DirectoryRecord::WalletOpened {
-            wallet: w.id,
-            client: w.spec.client,
-        });
-        for t in w.txns() {
-            let inbound = t.direction == Some(Direction::In) && t.counterparty.is_some();
-            if !inbound {
-                directory.apply(&DirectoryRecord::TxnCreated {
-                    txn: t.id,
-                    wallet: w.id,
-                });
-            }
+/// The directory's indexes that a wallet itself records: its client's
+/// wallets (ids sort in creation order) and where each transaction was
+/// created (not the inbound record of a transfer).
+fn index(directory: &Directory, w: &WalletState) {
+    directory.apply(&DirectoryRecord::WalletOpened {
+        wallet: w.id,
+        client: w.spec.client,
+    });
+    for t in w.txns() {
+        let inbound = t.direction == Some(Direction::In) && t.counterparty.is_some();
+        if !inbound {
+            directory.apply(&DirectoryRecord::TxnCreated {
+                txn: t.id,
+                wallet: w.id,
+            });
         }
     }
 }
