@@ -175,7 +175,10 @@ async fn snapshots_survive_kill_9_and_restore_to_a_snapshot_or_a_position() {
     assert!(out.status.success(), "{}", text(&out));
     let inspected: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(inspected["header"]["position"], p1);
-    assert_eq!(inspected["header"]["formatVersion"], 1);
+    assert_eq!(
+        inspected["header"]["formatVersion"],
+        settle_snapshots::snapshot::FORMAT_VERSION
+    );
     assert_eq!(inspected["header"]["wallets"], 6);
     assert_eq!(inspected["header"]["assets"][0]["asset"], "USD");
     assert_eq!(inspected["header"]["assets"][0]["conserved"], true);

@@ -21,7 +21,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ledger {
     config: EngineConfig,
-    wallets: BTreeMap<WalletId, WalletState>,
+    /// Boxed: a tree node then holds ids and pointers, not 11 states of
+    /// ~330 bytes, so restoring a million wallets moves each state once
+    /// and builds a small tree, and lookups walk less memory.
+    wallets: BTreeMap<WalletId, Box<WalletState>>,
     in_flight: BTreeMap<TxnId, Message>,
     /// The wallet that created each transaction. Ids are unique across the
     /// engine (a transfer's id names it in both wallets); the gateway mints
@@ -49,6 +52,15 @@ impl Ledger {
         wallets: impl IntoIterator<Item = WalletState>,
     ) -> Result<Self, ApplyError> {
         let mut ledger = Self::new(config);
+        let wallets = wallets.into_iter();
+        // At least one transaction per wallet in practice: grow once, not
+        // twenty times, for a million wallets.
+        ledger.creators.reserve(wallets.size_hint().0);
+        // Each state is boxed as it comes (moved once); the tree is then
+        // built in bulk from the sorted boxes (a snapshot's are sorted
+        // already: linear): full nodes, no splits.
+        let mut boxed: Vec<(WalletId, Box<WalletState>)> =
+            Vec::with_capacity(wallets.size_hint().0);
         for wallet in wallets {
             let id = wallet.id;
             for t in wallet.txns() {
@@ -61,12 +73,15 @@ impl Ledger {
                     return Err(ApplyError(format!("{} created by {other} and {id}", t.id)));
                 }
             }
-            if ledger.wallets.insert(id, wallet).is_some() {
-                return Err(ApplyError(format!("{id} appears twice")));
-            }
+            boxed.push((id, Box::new(wallet)));
         }
+        boxed.sort_unstable_by_key(|(id, _)| *id);
+        if let Some(pair) = boxed.windows(2).find(|p| p[0].0 == p[1].0) {
+            return Err(ApplyError(format!("{} appears twice", pair[0].0)));
+        }
+        ledger.wallets = boxed.into_iter().collect();
         let states: BTreeMap<WalletId, &WalletState> =
-            ledger.wallets.iter().map(|(id, w)| (*id, w)).collect();
+            ledger.wallets.iter().map(|(id, w)| (*id, &**w)).collect();
         let implied = crate::message::implied_in_flight(&states);
         for message in implied {
             ledger.send(message)?;
@@ -79,15 +94,21 @@ impl Ledger {
     }
 
     pub fn wallet(&self, id: WalletId) -> Option<&WalletState> {
-        self.wallets.get(&id)
+        self.wallets.get(&id).map(|w| &**w)
     }
 
     pub fn wallets(&self) -> impl ExactSizeIterator<Item = &WalletState> {
-        self.wallets.values()
+        self.wallets.values().map(|w| &**w)
     }
 
     /// Gives the wallets up (recovery hands them to the actors).
     pub fn into_wallets(self) -> impl Iterator<Item = WalletState> {
+        self.wallets.into_values().map(|w| *w)
+    }
+
+    /// Gives the wallets up, in id order, boxed as they are kept (no move
+    /// of each state into a new vector).
+    pub fn into_boxed_wallets(self) -> impl ExactSizeIterator<Item = Box<WalletState>> {
         self.wallets.into_values()
     }
 
@@ -115,7 +136,8 @@ impl Ledger {
             return match self.wallets.get(wallet) {
                 Some(existing) => existing.reopened(&event),
                 None => {
-                    self.wallets.insert(*wallet, WalletState::open(&event)?);
+                    self.wallets
+                        .insert(*wallet, Box::new(WalletState::open(&event)?));
                     out.push(event);
                     Ok(Done::Wallet(*wallet))
                 }
@@ -224,7 +246,8 @@ impl Ledger {
                 if self.wallets.contains_key(wallet) {
                     return Err(ApplyError(format!("{wallet} opened twice")));
                 }
-                self.wallets.insert(*wallet, WalletState::open(event)?);
+                self.wallets
+                    .insert(*wallet, Box::new(WalletState::open(event)?));
             }
             _ => {
                 let wallet = event.wallet();
@@ -289,28 +312,24 @@ impl Ledger {
 
     /// The conservation audit of ENGINE.md, per asset.
     pub fn audit(&self) -> Vec<AssetAudit> {
-        audit::audit(
-            &self.config.assets,
-            self.wallets.values(),
-            self.in_flight.values(),
-        )
+        audit::audit(&self.config.assets, self.wallets(), self.in_flight.values())
     }
 
     /// A stable hash of the whole state.
     pub fn digest(&self) -> Result<StateDigest, DigestError> {
-        digest::digest(self.wallets.values(), self.in_flight.values())
+        digest::digest(self.wallets(), self.in_flight.values())
     }
 
     /// Checks every invariant that spans wallets, and each wallet's own.
     pub fn check_invariants(&self) -> Result<(), String> {
         audit::check(
             &self.config.assets,
-            self.wallets.values(),
+            self.wallets.values().map(|w| &**w),
             self.in_flight.values(),
         )?;
         // The messages tracked event by event are those the states imply.
         let states: BTreeMap<WalletId, &WalletState> =
-            self.wallets.iter().map(|(id, w)| (*id, w)).collect();
+            self.wallets.iter().map(|(id, w)| (*id, &**w)).collect();
         let mut implied = crate::message::implied_in_flight(&states);
         implied.sort_by_key(Message::txn);
         let tracked: Vec<Message> = self.in_flight.values().copied().collect();

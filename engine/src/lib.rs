@@ -22,6 +22,7 @@ pub mod ids;
 pub mod ledger;
 pub mod message;
 pub mod money;
+pub mod msgpack;
 pub mod reject;
 pub mod txn;
 pub mod wallet;

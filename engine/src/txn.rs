@@ -195,6 +195,17 @@ impl Txn {
         self.extra.as_ref().and_then(|e| e.info.as_ref())
     }
 
+    /// The rarely set fields as stored (`Some` once any was filled in, even
+    /// if all were later cleared): for codecs that must round-trip exactly.
+    pub fn extra_fields(&self) -> Option<&TxnExtra> {
+        self.extra.as_deref()
+    }
+
+    /// Replaces the rarely set fields as stored (a codec's decoder).
+    pub fn set_extra_fields(&mut self, extra: Option<Box<TxnExtra>>) {
+        self.extra = extra;
+    }
+
     /// The rarely set fields, for filling in (allocated on first use).
     pub fn extra_mut(&mut self) -> &mut TxnExtra {
         self.extra.get_or_insert_with(Box::default)

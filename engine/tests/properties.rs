@@ -17,6 +17,9 @@
 //! 6. determinism: the same commands and deliveries on a fresh ledger give
 //!    the same answers, events and digest.
 //!
+//! After every step, too, each wallet's packed form (`wallet::pack`: what
+//! passivation and snapshots keep) decodes back to the very same state.
+//!
 //! Where ENGINE.md is silent the model follows the engine's documented
 //! decisions: the status table of `WalletStatus::permit`, the order in which
 //! a command is checked (hence which error code wins), expiry running first
@@ -2300,6 +2303,13 @@ impl Runner {
             }
         }
         self.ledger.check_invariants()?;
+        // The packed form (passivation, snapshots) gives back every wallet
+        // exactly, whatever state the commands left it in.
+        for w in self.ledger.wallets() {
+            let bytes = settle_engine::wallet::pack::to_bytes(w);
+            let back = settle_engine::wallet::pack::decode(&bytes).map_err(|e| e.to_string())?;
+            ensure!(&back == w, "{}: the packed form does not round-trip", w.id);
+        }
         // 1. Conservation, per asset: the audit, and the model's own books.
         let audit = self.ledger.audit();
         for row in &audit {

@@ -76,16 +76,24 @@ impl Gateway {
         config: GatewayConfig,
         clock: Arc<dyn Clock>,
         journal: Arc<Journal>,
-        wallets: impl IntoIterator<Item = WalletState>,
+        wallets: impl IntoIterator<Item = crate::image::InstalledWallet>,
         hook: Option<Arc<dyn CommitHook>>,
     ) -> Result<Gateway, GatewayError> {
         let runtime = Runtime::new(config, clock, None, Some(journal), hook);
-        for state in wallets {
+        for (state, packed) in wallets {
             let wallet = state.id;
-            let shared = Arc::new(WalletShared::new(state));
-            shared
-                .pack()
-                .map_err(|e| GatewayError::Unavailable(e.to_string()))?;
+            // Every wallet starts passivated: its snapshot's bytes if they
+            // are still its state, else packed now.
+            let shared = match packed {
+                Some(bytes) => Arc::new(WalletShared::packed(&state, bytes)),
+                None => {
+                    let shared = Arc::new(WalletShared::new(*state));
+                    shared
+                        .pack()
+                        .map_err(|e| GatewayError::Unavailable(e.to_string()))?;
+                    shared
+                }
+            };
             runtime.registry.shard(wallet).write().insert(
                 wallet,
                 Slot {

@@ -15,6 +15,8 @@ use crate::journal::Record;
 use crate::webhooks::WebhookConfig;
 use serde::{Deserialize, Serialize};
 use settle_engine::message::implied_in_flight;
+use settle_engine::msgpack::{self, Reader};
+use settle_engine::wallet::pack;
 use settle_engine::{
     ClientId, CustomerId, Decimal, Direction, EngineConfig, Ledger, StateDigest, WalletId,
     WalletState, digest,
@@ -46,7 +48,45 @@ pub struct Image {
     /// Pay-in addresses, webhooks and the webhook outbox (derived from the
     /// wallets' events and the delivery marks, as live).
     pub funding: Funding,
+    /// The packed bytes each wallet had in the snapshot this image was
+    /// loaded from, with its event count then, in id order: `install`
+    /// hands them to the actors as they are, instead of packing every
+    /// wallet again, for each wallet whose count is unchanged (every change
+    /// to a wallet is an event, and each event bumps it).
+    packed: Vec<PackedWallet>,
 }
+
+/// An iterator that knows its length (a flattened one does not), so that
+/// `Ledger::restore` sizes its tables once.
+struct Counted<I> {
+    inner: I,
+    left: usize,
+}
+
+impl<I: Iterator> Iterator for Counted<I> {
+    type Item = I::Item;
+
+    fn next(&mut self) -> Option<I::Item> {
+        self.left = self.left.saturating_sub(1);
+        self.inner.next()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+/// A wallet's bytes in a snapshot (see `Image::packed`).
+#[derive(Debug)]
+struct PackedWallet {
+    id: WalletId,
+    sequence: u64,
+    bytes: Box<[u8]>,
+}
+
+/// A wallet handed to the live engine: its state, and its packed bytes when
+/// they are at hand already (so the actors need not pack it again).
+pub type InstalledWallet = (Box<WalletState>, Option<Box<[u8]>>);
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientEntry {
@@ -86,7 +126,17 @@ enum Section {
     Customers(Vec<Customer>),
     Idempotency(Vec<IdempotencyEntry>),
     Funding(FundingImage),
-    Wallets(Vec<WalletState>),
+}
+
+/// The key of a wallet section: `{"packed_wallets": [bin, ...]}`, each
+/// element one wallet in the packed form of `settle_engine::wallet::pack`
+/// (see ARCHITECTURE.md, "Snapshots", for why not named fields there).
+const PACKED_WALLETS: &str = "packed_wallets";
+
+/// A section, decoded.
+enum Decoded {
+    Other(Section),
+    Wallets(Vec<(WalletState, PackedWallet)>),
 }
 
 /// Why an image could not be built, read or written.
@@ -120,6 +170,7 @@ impl Image {
             customers: BTreeMap::new(),
             idempotency: HashMap::new(),
             funding,
+            packed: Vec::new(),
         }
     }
 
@@ -222,13 +273,16 @@ impl Image {
             wallets: self.ledger.wallets().len() as u64,
             ..Summary::default()
         };
+        // Counted by status first: no string per wallet.
+        let mut statuses: BTreeMap<&'static str, u64> = BTreeMap::new();
         for w in self.ledger.wallets() {
-            summary.transactions += w.txns().count() as u64;
-            *summary
-                .wallet_statuses
-                .entry(w.status.as_str().to_owned())
-                .or_default() += 1;
+            summary.transactions += w.txns().len() as u64;
+            *statuses.entry(w.status.as_str()).or_default() += 1;
         }
+        summary.wallet_statuses = statuses
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
         summary
             .counts
             .insert("clients".into(), self.clients.len() as u64);
@@ -301,11 +355,10 @@ impl Image {
                 let mine = encode_wallets(a);
                 (mine, other.join())
             });
-            writer.section(&a?)?;
+            writer.section(&a)?;
             match b {
-                Ok(Ok(bytes)) if !bytes.is_empty() => writer.section(&bytes)?,
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(e),
+                Ok(bytes) if !bytes.is_empty() => writer.section(&bytes)?,
+                Ok(_) => {}
                 Err(_) => return Err(ImageError("a snapshot encoder thread panicked".into())),
             }
         }
@@ -313,13 +366,14 @@ impl Image {
     }
 
     /// The image a checked snapshot file holds. Sections are decoded on
-    /// two threads; the wallets must restore a consistent ledger.
+    /// two threads; the wallets must restore a consistent ledger, and the
+    /// content must match the header's counts and totals.
     pub fn from_snapshot(file: &SnapshotFile, config: EngineConfig) -> Result<Self, ImageError> {
         let n = file.sections();
-        let decode_part = |part: usize| -> Result<Vec<Section>, ImageError> {
+        let decode_part = |part: usize| -> Result<Vec<Decoded>, ImageError> {
             (part..n)
                 .step_by(2)
-                .map(|i| file.section::<Section>(i).map_err(ImageError::from))
+                .map(|i| decode_section(file, i))
                 .collect()
         };
         let (even, odd) = std::thread::scope(|s| {
@@ -329,25 +383,40 @@ impl Image {
         let odd = odd.map_err(|_| ImageError("a snapshot decoder thread panicked".into()))??;
         let mut image = Image::empty(config.clone());
         image.position = file.header.position;
-        let mut wallets =
-            Vec::with_capacity(usize::try_from(file.header.summary.wallets).unwrap_or(0));
-        for section in even?.into_iter().chain(odd) {
-            match section {
-                Section::Clients(list) => {
-                    image
+        let mut wallet_sections = Vec::new();
+        // Back in file order (even and odd sections interleave), so that the
+        // packed bytes stay in id order for `install`.
+        let mut odd = odd.into_iter();
+        for even in even? {
+            for section in std::iter::once(even).chain(odd.next()) {
+                match section {
+                    Decoded::Other(Section::Clients(list)) => image
                         .clients
-                        .extend(list.into_iter().map(|c| (c.client.id, c)));
+                        .extend(list.into_iter().map(|c| (c.client.id, c))),
+                    Decoded::Other(Section::Customers(list)) => {
+                        image.customers.extend(list.into_iter().map(|c| (c.id, c)));
+                    }
+                    Decoded::Other(Section::Idempotency(list)) => image
+                        .idempotency
+                        .extend(list.into_iter().map(|e| ((e.client, e.key.clone()), e))),
+                    Decoded::Other(Section::Funding(funding)) => image.funding.import(funding),
+                    Decoded::Wallets(list) => wallet_sections.push(list),
                 }
-                Section::Customers(list) => {
-                    image.customers.extend(list.into_iter().map(|c| (c.id, c)));
-                }
-                Section::Idempotency(list) => image
-                    .idempotency
-                    .extend(list.into_iter().map(|e| ((e.client, e.key.clone()), e))),
-                Section::Funding(funding) => image.funding.import(funding),
-                Section::Wallets(list) => wallets.extend(list),
             }
         }
+        // Streamed into the ledger section by section: no vector of every
+        // state in between (each would be ~330 MB of fresh pages at 1M).
+        let total = wallet_sections.iter().map(Vec::len).sum();
+        image.packed.reserve(total);
+        let packed = &mut image.packed;
+        let wallets = wallet_sections.into_iter().flatten().map(|(state, p)| {
+            packed.push(p);
+            state
+        });
+        let wallets = Counted {
+            inner: wallets,
+            left: total,
+        };
         image.ledger = Ledger::restore(config, wallets).map_err(|e| {
             ImageError(format!(
                 "{}: the wallets do not form a consistent state: {e}",
@@ -376,7 +445,7 @@ impl Image {
         idempotency: &IdempotencyStore,
         funding: &Funding,
         now_ms: i64,
-    ) -> Vec<WalletState> {
+    ) -> Vec<InstalledWallet> {
         funding.import(self.funding.export());
         for ClientEntry { client, key_hash } in self.clients.into_values() {
             directory.apply(&DirectoryRecord::ClientCreated { client, key_hash });
@@ -396,9 +465,20 @@ impl Image {
             };
             idempotency.restore(e.client, &e.key, e.fingerprint, e.at, now_ms, restored);
         }
-        let wallets: Vec<WalletState> = self.ledger.into_wallets().collect();
-        index(directory, &wallets);
-        wallets
+        // One pass, each state moved once. The ledger and the packed bytes
+        // are both in id order: a merge, no lookups.
+        let mut packed = self.packed.into_iter().peekable();
+        let mut out = Vec::with_capacity(self.ledger.wallets().len());
+        for state in self.ledger.into_boxed_wallets() {
+            index(directory, &state);
+            while packed.next_if(|p| p.id < state.id).is_some() {}
+            let bytes = packed
+                .next_if(|p| p.id == state.id)
+                .filter(|p| p.sequence == state.sequence)
+                .map(|p| p.bytes);
+            out.push((state, bytes));
+        }
+        out
     }
 }
 
@@ -407,37 +487,81 @@ fn encode(section: &Section) -> Result<Vec<u8>, ImageError> {
         .map_err(|e| ImageError(format!("cannot encode a snapshot section: {e}")))
 }
 
-/// One section of wallets (empty bytes for no wallets).
-fn encode_wallets(wallets: &[&WalletState]) -> Result<Vec<u8>, ImageError> {
+/// One section of wallets (empty bytes for no wallets): a named-field map
+/// whose one entry holds each wallet's packed bytes.
+fn encode_wallets(wallets: &[&WalletState]) -> Vec<u8> {
     if wallets.is_empty() {
-        return Ok(Vec::new());
+        return Vec::new();
     }
-    #[derive(Serialize)]
-    #[serde(rename_all = "snake_case")]
-    enum SectionRef<'a> {
-        Wallets(&'a [&'a WalletState]),
+    let mut out = Vec::with_capacity(wallets.len() * 192);
+    msgpack::write_map_len(&mut out, 1);
+    msgpack::write_str(&mut out, PACKED_WALLETS);
+    msgpack::write_array_len(&mut out, wallets.len());
+    let mut one = Vec::with_capacity(256);
+    for w in wallets {
+        one.clear();
+        pack::encode(w, &mut one);
+        msgpack::write_bin(&mut out, &one);
     }
-    rmp_serde::to_vec_named(&SectionRef::Wallets(wallets))
-        .map_err(|e| ImageError(format!("cannot encode a snapshot section: {e}")))
+    out
 }
 
-/// The directory's indexes that the wallets themselves record: each
-/// client's wallets (ids sort in creation order) and where each transaction
-/// was created (not the inbound record of a transfer).
-fn index(directory: &Directory, wallets: &[WalletState]) {
-    for w in wallets {
-        directory.apply(&DirectoryRecord::WalletOpened {
-            wallet: w.id,
-            client: w.spec.client,
-        });
-        for t in w.txns() {
-            let inbound = t.direction == Some(Direction::In) && t.counterparty.is_some();
-            if !inbound {
-                directory.apply(&DirectoryRecord::TxnCreated {
-                    txn: t.id,
-                    wallet: w.id,
-                });
-            }
+/// Decodes section `i` of `file`: packed wallets by hand, anything else
+/// through serde. Errors name the file, the section and the byte.
+fn decode_section(file: &SnapshotFile, i: usize) -> Result<Decoded, ImageError> {
+    let bytes = file
+        .section_bytes(i)
+        .ok_or_else(|| ImageError(format!("{}: no section {i}", file.path.display())))?;
+    let mut r = Reader::new(bytes);
+    let is_wallets = r.map_len().ok() == Some(1) && r.str().ok() == Some(PACKED_WALLETS);
+    if !is_wallets {
+        return Ok(Decoded::Other(file.section::<Section>(i)?));
+    }
+    let bad = |what: String| {
+        ImageError(format!(
+            "{}: section {i} (at byte {}): {what}",
+            file.path.display(),
+            file.section_offset(i).unwrap_or(0)
+        ))
+    };
+    let n = r.array_len().map_err(|e| bad(e.to_string()))?;
+    let mut wallets = Vec::with_capacity(n);
+    for k in 0..n {
+        let one = r
+            .bin()
+            .map_err(|e| bad(format!("wallet {k} is not framed: {e}")))?;
+        let state =
+            pack::decode(one).map_err(|e| bad(format!("wallet {k} does not decode: {e}")))?;
+        let packed = PackedWallet {
+            id: state.id,
+            sequence: state.sequence,
+            bytes: one.into(),
+        };
+        wallets.push((state, packed));
+    }
+    r.finish()
+        .map_err(|e| bad(format!("after its {n} wallets: {e}")))?;
+    Ok(Decoded::Wallets(wallets))
+}
+
+/// The directory's indexes that a wallet itself records: its client's
+/// wallets (ids sort in creation order) and where each transaction was
+/// created (not the inbound record of a transfer).
+fn index(directory: &Directory, w: &WalletState) {
+    directory.apply(&DirectoryRecord::WalletOpened {
+        wallet: w.id,
+        client: w.spec.client,
+    });
+    for t in w.txns() {
+        let inbound = t.direction == Some(Direction::In) && t.counterparty.is_some();
+        if !inbound {
+            directory.apply(&DirectoryRecord::TxnCreated {
+                txn: t.id,
+                wallet: w.id,
+            });
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

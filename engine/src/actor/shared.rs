@@ -15,14 +15,15 @@ enum Cell {
     Packed(Box<[u8]>),
 }
 
-/// Encodes a wallet's state compactly (positional MessagePack: only this
-/// binary reads it back, in memory).
-pub fn encode_state(state: &WalletState) -> Result<Vec<u8>, rmp_serde::encode::Error> {
-    rmp_serde::to_vec(state)
+/// Encodes a wallet's state compactly: the packed form of `wallet::pack`,
+/// the same bytes a snapshot holds for the wallet, so a snapshot's bytes
+/// can be installed here as they are.
+pub fn encode_state(state: &WalletState) -> Vec<u8> {
+    crate::wallet::pack::to_bytes(state)
 }
 
-pub fn decode_state(bytes: &[u8]) -> Result<WalletState, rmp_serde::decode::Error> {
-    rmp_serde::from_slice(bytes)
+pub fn decode_state(bytes: &[u8]) -> Result<WalletState, crate::msgpack::DecodeError> {
+    crate::wallet::pack::decode(bytes)
 }
 
 /// One wallet as the actor and the registry share it.
@@ -90,6 +91,28 @@ impl WalletShared {
         shared
     }
 
+    /// A passivated wallet whose packed bytes (`encode_state` of `state`)
+    /// are at hand already: recovery installs a snapshot's bytes this way
+    /// instead of packing every wallet again.
+    pub fn packed(state: &WalletState, bytes: Box<[u8]>) -> Self {
+        let shared = Self {
+            id: state.id,
+            client: state.spec.client,
+            assets: state.spec.assets.iter().map(|a| a.code).collect(),
+            first_asset: state.spec.assets.first().map(|a| a.code),
+            status: AtomicU8::new(status_code(state.status)),
+            cell: Mutex::new(Cell::Packed(bytes)),
+            inflight: AtomicU32::new(0),
+            client_inflight: AtomicU32::new(0),
+            last_used: AtomicI64::new(0),
+            next_due: AtomicI64::new(i64::MAX),
+            receipts: Mutex::new(Vec::new()),
+            uncommitted: Mutex::new(Vec::new()),
+        };
+        shared.publish(state);
+        shared
+    }
+
     /// The wallet's status as last published by its actor.
     pub fn status(&self) -> WalletStatus {
         match self.status.load(Ordering::Acquire) {
@@ -134,8 +157,7 @@ impl WalletShared {
     pub fn pack(&self) -> Result<(), StateError> {
         let mut cell = self.cell.lock();
         if let Cell::Live(state) = &*cell {
-            let bytes = encode_state(state).map_err(|e| StateError(e.to_string()))?;
-            *cell = Cell::Packed(bytes.into_boxed_slice());
+            *cell = Cell::Packed(encode_state(state).into_boxed_slice());
         }
         Ok(())
     }

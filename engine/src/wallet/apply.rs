@@ -5,7 +5,7 @@
 //! so a refused event leaves the wallet untouched. Live execution and replay
 //! both come through here.
 
-use super::{AssetBook, Flows, QueuedItem, WalletState, WalletStatus};
+use super::{AssetBook, AssetMap, Flows, QueuedItem, WalletState, WalletStatus};
 use crate::asset::AssetCode;
 use crate::event::Event;
 use crate::ids::{Timestamp, TxnId, WalletId};
@@ -36,7 +36,7 @@ fn plus(a: i128, units: i128) -> Result<i128, ApplyError> {
 /// A free function over the books alone, so that a handler may hold a
 /// transaction record mutably meanwhile (one lookup per record).
 fn checked_book(
-    books: &BTreeMap<AssetCode, AssetBook>,
+    books: &AssetMap<AssetBook>,
     wallet: WalletId,
     asset: AssetCode,
     amount: Decimal,
@@ -53,7 +53,7 @@ fn checked_book(
 }
 
 fn checked_book_mut(
-    books: &mut BTreeMap<AssetCode, AssetBook>,
+    books: &mut AssetMap<AssetBook>,
     wallet: WalletId,
     asset: AssetCode,
 ) -> Result<&mut AssetBook, ApplyError> {
@@ -62,7 +62,7 @@ fn checked_book_mut(
         .ok_or_else(|| bad(format!("{wallet} holds no {asset}")))
 }
 
-fn flow_of(flows: &BTreeMap<AssetCode, Flows>, asset: AssetCode) -> Flows {
+fn flow_of(flows: &AssetMap<Flows>, asset: AssetCode) -> Flows {
     flows.get(&asset).copied().unwrap_or_default()
 }
 
@@ -125,7 +125,7 @@ impl WalletState {
         else {
             return Err(bad("a wallet begins with WalletOpened"));
         };
-        let mut books = BTreeMap::new();
+        let mut books = AssetMap::new();
         for &asset in &spec.assets {
             if books.insert(asset.code, AssetBook::new(asset)).is_some() {
                 return Err(bad(format!("{wallet}: asset {} listed twice", asset.code)));
@@ -144,7 +144,7 @@ impl WalletState {
             created_at: *at,
             updated_at: *at,
             books,
-            flows: BTreeMap::new(),
+            flows: AssetMap::new(),
             txns: BTreeMap::new(),
             expiries: BTreeSet::new(),
             awaiting_receipt: BTreeMap::new(),

@@ -5,10 +5,13 @@
 //! what crosses between wallets travels as a `Message` (see `message`).
 
 mod apply;
+mod asset_map;
 mod decide;
 mod execute;
 mod open;
+pub mod pack;
 
+pub use asset_map::AssetMap;
 pub use decide::Done;
 pub use open::opening;
 
@@ -250,8 +253,9 @@ pub struct WalletState {
     pub sequence: u64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
-    books: BTreeMap<AssetCode, AssetBook>,
-    flows: BTreeMap<AssetCode, Flows>,
+    /// Per asset: one or a few entries (see `asset_map` for why not a tree).
+    books: AssetMap<AssetBook>,
+    flows: AssetMap<Flows>,
     /// Boxed: a node of the map then holds only ids and pointers, so that
     /// inserting shifts and splits little, and a half-full node wastes little
     /// memory (a wallet keeps every record it ever had).
@@ -290,7 +294,7 @@ impl WalletState {
     }
 
     /// All transactions, oldest id first.
-    pub fn txns(&self) -> impl DoubleEndedIterator<Item = &Txn> {
+    pub fn txns(&self) -> impl DoubleEndedIterator<Item = &Txn> + ExactSizeIterator {
         self.txns.values().map(|t| &**t)
     }
 

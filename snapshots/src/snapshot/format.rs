@@ -8,8 +8,10 @@ use std::collections::BTreeMap;
 /// The first bytes of every snapshot file.
 pub(crate) const MAGIC: [u8; 8] = *b"SETLSNAP";
 
-/// The version this build writes; it reads every version up to this one.
-pub const FORMAT_VERSION: u16 = 1;
+/// The version this build writes and the only one it reads. 2: wallet
+/// sections hold each wallet's packed bytes (positional MessagePack, see
+/// `settle_engine::wallet::pack`) instead of named-field `WalletState`s.
+pub const FORMAT_VERSION: u16 = 2;
 
 /// Frames are at most 1 GiB: a section is a chunk of wallets, and one hot
 /// wallet's history can be large, but a length beyond this is corruption.

@@ -209,6 +209,11 @@ impl SnapshotFile {
         self.sections.get(i).map(|r| &self.bytes[r.clone()])
     }
 
+    /// Where section `i`'s body starts in the file (for error messages).
+    pub fn section_offset(&self, i: usize) -> Option<u64> {
+        self.sections.get(i).map(|r| r.start as u64)
+    }
+
     /// Decodes section `i` as `T`.
     pub fn section<T: DeserializeOwned>(&self, i: usize) -> Result<T, SnapshotError> {
         let range = self
@@ -228,12 +233,20 @@ impl SnapshotFile {
 fn decode_header(path: &Path, body: &[u8]) -> Result<SnapshotHeader, SnapshotError> {
     let header: SnapshotHeader = rmp_serde::from_slice(body)
         .map_err(|e| SnapshotError::invalid(path, 8, format!("the header does not decode: {e}")))?;
-    if header.version == 0 || header.version > FORMAT_VERSION {
+    // One version at a time: nothing older was ever deployed. A refused
+    // snapshot is passed over by recovery, which falls back to an older
+    // one or to the log.
+    if header.version != FORMAT_VERSION {
+        let who = if header.version > FORMAT_VERSION {
+            "a newer settle wrote it; upgrade"
+        } else {
+            "an older settle wrote it; take a new snapshot, or replay the log"
+        };
         return Err(SnapshotError::invalid(
             path,
             8,
             format!(
-                "format version {} (this settle reads 1..={FORMAT_VERSION}; a newer settle wrote it?)",
+                "format version {} is not the version this settle reads ({FORMAT_VERSION}): {who}",
                 header.version
             ),
         ));
