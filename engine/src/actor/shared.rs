@@ -73,20 +73,8 @@ pub const RESEND_AFTER_MS: i64 = 1_000;
 
 impl WalletShared {
     pub fn new(state: WalletState) -> Self {
-        let shared = Self {
-            id: state.id,
-            client: state.spec.client,
-            assets: state.spec.assets.iter().map(|a| a.code).collect(),
-            first_asset: state.spec.assets.first().map(|a| a.code),
-            status: AtomicU8::new(status_code(state.status)),
-            cell: Mutex::new(Cell::Live(Box::new(state))),
-            inflight: AtomicU32::new(0),
-            client_inflight: AtomicU32::new(0),
-            last_used: AtomicI64::new(0),
-            next_due: AtomicI64::new(i64::MAX),
-            receipts: Mutex::new(Vec::new()),
-            uncommitted: Mutex::new(Vec::new()),
-        };
+        let mut shared = Self::with_cell(&state, Cell::Packed(Box::default()));
+        *shared.cell.get_mut() = Cell::Live(Box::new(state));
         shared.refresh_from_live();
         shared
     }
@@ -95,22 +83,28 @@ impl WalletShared {
     /// are at hand already: recovery installs a snapshot's bytes this way
     /// instead of packing every wallet again.
     pub fn packed(state: &WalletState, bytes: Box<[u8]>) -> Self {
-        let shared = Self {
+        let shared = Self::with_cell(state, Cell::Packed(bytes));
+        shared.publish(state);
+        shared
+    }
+
+    /// The fixed facts of `state` and fresh counters around `cell`; the
+    /// caller publishes the state's status and timers.
+    fn with_cell(state: &WalletState, cell: Cell) -> Self {
+        Self {
             id: state.id,
             client: state.spec.client,
             assets: state.spec.assets.iter().map(|a| a.code).collect(),
             first_asset: state.spec.assets.first().map(|a| a.code),
             status: AtomicU8::new(status_code(state.status)),
-            cell: Mutex::new(Cell::Packed(bytes)),
+            cell: Mutex::new(cell),
             inflight: AtomicU32::new(0),
             client_inflight: AtomicU32::new(0),
             last_used: AtomicI64::new(0),
             next_due: AtomicI64::new(i64::MAX),
             receipts: Mutex::new(Vec::new()),
             uncommitted: Mutex::new(Vec::new()),
-        };
-        shared.publish(state);
-        shared
+        }
     }
 
     /// The wallet's status as last published by its actor.
