@@ -183,15 +183,10 @@ impl Gateway {
     /// Executes a command at its wallet (the source, for a transfer); the
     /// answer comes once its events are durable.
     pub async fn execute(&self, op: Op) -> Result<Answer, GatewayError> {
-        self.execute_with(op, Ack::Durable).await
-    }
-
-    /// `execute`, answered when `ack` says (see `Ack`).
-    pub async fn execute_with(&self, op: Op, ack: Ack) -> Result<Answer, GatewayError> {
         if matches!(op, Op::OpenWallet { .. }) {
             return self.open_wallet(op).await;
         }
-        self.submit(op, ack)?.answer().await
+        self.submit(op, Ack::Durable)?.answer().await
     }
 
     /// Routes a command now and returns the answer to wait for. Commands

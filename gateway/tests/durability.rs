@@ -158,10 +158,32 @@ async fn a_full_disk_refuses_new_writes_and_loses_nothing_acknowledged() {
     let app = Arc::clone(&booted.app);
     let (key, wallet) = client_with_wallet(&app).await;
 
-    // The disk fills up: the next write cannot land. A debit already
-    // applied in memory waits for its record (it is not refused: its
-    // change must reach the log in order), and is not acknowledged.
-    faulty.disk_full_after(0);
+    // The disk fills up while a debit is applied in memory but not yet in
+    // the log. To make that moment certain, the writer is first held inside
+    // the sync of an earlier credit; the debit (its claim and its events)
+    // queues behind it; the disk fills; the writer goes on and cannot write.
+    // The debit is not refused (its change must reach the log in order), and
+    // it is not acknowledged.
+    let credits = format!("/v1/wallets/{wallet}/credits");
+    faulty.pause_syncs();
+    let holder = {
+        let (app, key, credits) = (Arc::clone(&app), key.clone(), credits.clone());
+        tokio::spawn(async move {
+            call(
+                &app,
+                Method::POST,
+                &credits,
+                &key,
+                json!({"asset": "USD", "amount": "5.00"}),
+            )
+            .await
+        })
+    };
+    let paused = {
+        let faulty = Arc::clone(&faulty);
+        tokio::task::spawn_blocking(move || faulty.wait_for_paused_sync(Duration::from_secs(10)))
+    };
+    assert!(paused.await.unwrap(), "the writer reached the held sync");
     let debits = format!("/v1/wallets/{wallet}/debits");
     let waiting = {
         let (app, key, debits) = (Arc::clone(&app), key.clone(), debits.clone());
@@ -177,7 +199,20 @@ async fn a_full_disk_refuses_new_writes_and_loses_nothing_acknowledged() {
             .await
         })
     };
-    for _ in 0..200 {
+    for _ in 0..500 {
+        if cash(&app, &key, &wallet).await == "75.00" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        cash(&app, &key, &wallet).await,
+        "75.00",
+        "credit and debit applied"
+    );
+    faulty.disk_full_after(0);
+    faulty.resume_syncs();
+    for _ in 0..500 {
         if booted.journal.wal().status() == WalStatus::DiskFull {
             break;
         }
@@ -193,14 +228,14 @@ async fn a_full_disk_refuses_new_writes_and_loses_nothing_acknowledged() {
     let refused = call(
         &app,
         Method::POST,
-        &format!("/v1/wallets/{wallet}/credits"),
+        &credits,
         &key,
         json!({"asset": "USD", "amount": "5.00"}),
     )
     .await;
     assert_eq!(status(&refused), 503, "{:?}", json(&refused));
     assert_eq!(json(&refused)["error"]["code"], "unavailable");
-    assert_eq!(cash(&app, &key, &wallet).await, "70.00");
+    assert_eq!(cash(&app, &key, &wallet).await, "75.00");
 
     // Space is freed: the waiting debit lands and is acknowledged.
     faulty.free_space();
@@ -210,10 +245,15 @@ async fn a_full_disk_refuses_new_writes_and_loses_nothing_acknowledged() {
         .unwrap();
     assert_eq!(status(&debit), 201, "{:?}", json(&debit));
     assert_eq!(json(&debit)["data"]["status"], "settled");
+    let held = tokio::time::timeout(Duration::from_secs(10), holder)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status(&held), 201, "{:?}", json(&held));
     let later = call(
         &app,
         Method::POST,
-        &format!("/v1/wallets/{wallet}/credits"),
+        &credits,
         &key,
         json!({"asset": "USD", "amount": "1.00"}),
     )
@@ -225,7 +265,7 @@ async fn a_full_disk_refuses_new_writes_and_loses_nothing_acknowledged() {
     crash(booted);
     drop(app);
     let again = start(dir.path(), Arc::new(FsStorage)).await;
-    assert_eq!(cash(&again.app, &key, &wallet).await, "71.00");
+    assert_eq!(cash(&again.app, &key, &wallet).await, "76.00");
     let retry = call_with(
         &again.app,
         Method::POST,
@@ -237,7 +277,7 @@ async fn a_full_disk_refuses_new_writes_and_loses_nothing_acknowledged() {
     .await;
     assert!(retry.replayed);
     assert_eq!(retry.reply.body, debit.reply.body);
-    assert_eq!(cash(&again.app, &key, &wallet).await, "71.00");
+    assert_eq!(cash(&again.app, &key, &wallet).await, "76.00");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,6 @@
 //! content type, idempotency, then the handler. No sockets here (see
 //! `server`), so that the whole path is testable without a listener.
 
-use crate::Gateway;
 use crate::directory::Directory;
 use crate::http::auth::{Keys, Principal};
 use crate::http::handlers;
@@ -10,11 +9,12 @@ use crate::http::idempotency::{self, Begin, Fingerprint, IdempotencyStore};
 use crate::http::reply::{ApiError, Reply};
 use crate::http::router::{Matched, Route, Router};
 use crate::journal::{Journal, Record};
+use crate::{Gateway, GatewayError, Submitted};
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use parking_lot::Mutex;
 use settle_engine::actor::{Ack, Clock};
-use settle_engine::{ClientId, Timestamp};
+use settle_engine::{ClientId, Op, Timestamp};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
@@ -155,18 +155,20 @@ impl Cx {
         id
     }
 
-    /// When this request's commands are answered. An idempotent request
-    /// with a log makes its answer (or a sync point) durable before it is
+    /// Routes one command of this request. An idempotent request with a
+    /// log makes its answer (or a sync point) durable before it is
     /// acknowledged, which covers its commands' events: they are answered as
     /// soon as they are applied (`Ack::Applied`), and the request waits for
-    /// one group commit, not two.
-    pub fn ack(&self, app: &App) -> Ack {
-        if self.tag.is_some() && app.journal.is_some() {
+    /// one group commit, not two. A command refused at the door (full disk,
+    /// overload) ran nothing and does not count as answered early.
+    pub fn submit(&self, app: &App, op: Op) -> Result<Submitted, GatewayError> {
+        let early = self.tag.is_some() && app.journal.is_some();
+        let ack = if early { Ack::Applied } else { Ack::Durable };
+        let submitted = app.gateway.submit(op, ack)?;
+        if early {
             self.applied.store(true, Ordering::Relaxed);
-            Ack::Applied
-        } else {
-            Ack::Durable
         }
+        Ok(submitted)
     }
 
     /// Whether a command of this request was answered before its events
@@ -544,7 +546,7 @@ impl App {
                         }
                     }
                     // No answer record covers the events of commands
-                    // answered early (see `Cx::ack`): wait for them before
+                    // answered early (see `Cx::submit`): wait for them before
                     // answering. (A request refused before any command ran
                     // answers at once, even while the disk is full.)
                     if cx.answered_early()

@@ -89,10 +89,7 @@ pub async fn run(app: &App, cx: &Cx, body: &[u8]) -> Result<Reply, ApiError> {
         let routed = op.and_then(|(op, created)| {
             let wallet = op.wallet();
             let name = op.name();
-            let submitted = app
-                .gateway
-                .submit(op, cx.ack(app))
-                .map_err(ApiError::from)?;
+            let submitted = cx.submit(app, op).map_err(ApiError::from)?;
             Ok(InFlight {
                 index,
                 op: name,

@@ -279,7 +279,10 @@ async fn run(app: &App, cx: &Cx, op: Op, created: bool) -> Result<Reply, ApiErro
     let wallet = op.wallet();
     let name = op.name();
     cx.claim(app)?;
-    let result = app.gateway.execute_with(op, cx.ack(app)).await;
+    let result = match cx.submit(app, op) {
+        Ok(submitted) => submitted.answer().await,
+        Err(e) => Err(e),
+    };
     let answer = txn_answer(app, wallet, created, result);
     count_operation(name, &answer);
     let (status, view) = answer?;
