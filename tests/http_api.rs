@@ -156,6 +156,8 @@ async fn admin_creates_clients_and_reads_snapshots_and_audit() {
         "settle_snapshot_size_bytes",
         "settle_wal_fsync_seconds",
         "settle_wal_batch_records",
+        "settle_wal_records_total",
+        "settle_wal_bytes_total",
     ] {
         assert!(m.contains(name), "no {name} in /metrics");
     }

@@ -1662,12 +1662,37 @@ async fn batch_sizes_are_bounded() {
         {"op": "settle", "transactionId": w.pending, "amount": "1"},
         {"op": "transfer", "fromWalletId": w.wallet, "asset": "USD", "amount": "1"},
         {"op": "CREDIT", "walletId": w.wallet, "asset": "USD", "amount": "1"},
+        {"op": "transfer", "walletId": w.wallet, "fromWalletId": w.wallet,
+         "toWalletId": w.wallet, "asset": "USD", "amount": "1"},
+        {"op": "settle", "transactionId": w.pending, "walletId": w.wallet},
+        {"op": "credit", "walletId": null, "asset": "USD", "amount": "1"},
         {"op": "credit", "walletId": w.wallet, "asset": "USD", "amount": "1"},
     ]});
-    let res = srv.post_json("/v1/batch", &w.key, &ops).await.ok(200);
+    // A field given twice (serde_json's `json!` cannot write one).
+    let twice = |field: &str, value: &str| {
+        format!(
+            r#"{{"op":"credit","walletId":"{}","asset":"USD","amount":"1",{field}:{value}}}"#,
+            w.wallet
+        )
+    };
+    let ops = ops.to_string();
+    let ops = format!(
+        "{},{},{},{}]}}",
+        ops.strip_suffix("]}")
+            .expect("an object ending in its list"),
+        twice(r#""op""#, r#""debit""#),
+        twice(r#""walletId""#, &format!(r#""{}""#, w.wallet)),
+        twice(r#""asset""#, r#""EUR""#)
+    );
+    let res = srv
+        .post("/v1/batch", &w.key, "batch-shapes", &ops)
+        .await
+        .ok(200);
     let res = res["results"].as_array().expect("results");
-    assert_eq!(res.len(), 17);
-    for (i, r) in res[..16].iter().enumerate() {
+    assert_eq!(res.len(), 23);
+    let bad: Vec<_> = res[..19].iter().chain(&res[20..]).collect();
+    for (i, r) in bad.into_iter().enumerate() {
+        let i = if i < 19 { i } else { i + 1 };
         assert_eq!(r["status"], 400, "op {i}: {r}");
         assert_eq!(r["error"]["code"], "invalid_request", "op {i}: {r}");
         assert!(
@@ -1675,7 +1700,14 @@ async fn batch_sizes_are_bounded() {
             "op {i}: {r}"
         );
     }
-    assert_eq!(res[16]["status"], 201);
+    assert_eq!(res[19]["status"], 201, "{}", res[19]);
+    for (i, what) in [(20, "`op`"), (21, "`walletId`"), (22, "`asset`")] {
+        let message = s(&res[i]["error"]["message"]);
+        assert!(
+            message.contains(&format!("duplicate field {what}")),
+            "{message}"
+        );
+    }
     assert_eq!(
         srv.balance(&w.key, &w.wallet, "USD").await["cash"],
         "101.00"

@@ -87,11 +87,29 @@ impl std::fmt::Display for CodecError {
 impl std::error::Error for CodecError {}
 
 pub fn encode(record: &Record) -> Result<Vec<u8>, CodecError> {
-    rmp_serde::to_vec_named(&EnvelopeRef {
-        v: FORMAT_VERSION,
-        record,
-    })
-    .map_err(|e| CodecError(format!("cannot encode a log record: {e}")))
+    // Sized up front: growing the buffer by doubling copies a batch's
+    // answer (hundreds of KB) several times over.
+    let mut buf = Vec::with_capacity(encoded_size_hint(record));
+    rmp_serde::encode::write_named(
+        &mut buf,
+        &EnvelopeRef {
+            v: FORMAT_VERSION,
+            record,
+        },
+    )
+    .map_err(|e| CodecError(format!("cannot encode a log record: {e}")))?;
+    Ok(buf)
+}
+
+/// About what `record` takes encoded (a guess, not a bound: the buffer
+/// still grows if it is short).
+fn encoded_size_hint(record: &Record) -> usize {
+    match record {
+        Record::Events { events, .. } => 64 + 256 * events.len(),
+        Record::Answer { key, body, .. } => 192 + key.len() + body.len(),
+        Record::Claim { key, ids, .. } => 160 + key.len() + 18 * ids.len(),
+        _ => 256,
+    }
 }
 
 pub fn decode(bytes: &[u8]) -> Result<Record, CodecError> {

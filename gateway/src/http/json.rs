@@ -140,6 +140,23 @@ pub fn format_amount(amount: Decimal, scale: u32) -> String {
 
 /// RFC 3339 UTC with milliseconds: `2026-11-21T10:00:00.123Z`.
 pub fn format_time(at: Timestamp) -> String {
+    // The answers of one request (a batch, a page of history) mostly carry
+    // the same few milliseconds: the last one formatted on this thread is
+    // kept, and cloning it is far cheaper than formatting again.
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(i64, String)>> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some((ms, text)) if *ms == at.millis() => text.clone(),
+        _ => {
+            let text = format_time_uncached(at);
+            *last = Some((at.millis(), text.clone()));
+            text
+        }
+    })
+}
+
+fn format_time_uncached(at: Timestamp) -> String {
     let nanos = i128::from(at.millis()) * 1_000_000;
     match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
         Ok(t) => {
@@ -318,5 +335,21 @@ mod tests {
         let t = parse_time("t", "2026-11-21T10:00:00.123+01:00").unwrap();
         assert_eq!(format_time(t), "2026-11-21T09:00:00.123Z");
         assert!(parse_time("t", "yesterday").is_err());
+    }
+
+    #[test]
+    fn the_cached_time_is_the_one_asked_for() {
+        let a = Timestamp::from_millis(1_795_291_214_146);
+        let b = Timestamp::from_millis(1_795_291_214_147);
+        for (t, want) in [
+            (a, "2026-11-21T20:00:14.146Z"),
+            (a, "2026-11-21T20:00:14.146Z"),
+            (b, "2026-11-21T20:00:14.147Z"),
+            (a, "2026-11-21T20:00:14.146Z"),
+            (Timestamp::from_millis(0), "1970-01-01T00:00:00.000Z"),
+        ] {
+            assert_eq!(format_time(t), want);
+            assert_eq!(format_time(t), format_time_uncached(t));
+        }
     }
 }

@@ -5,13 +5,15 @@
 //! - `router`: the route table (`ROUTES`, which `openapi.yaml` must match).
 //! - `auth`: API keys (generated, hashed, compared).
 //! - `idempotency`: the store of answers by idempotency key.
-//! - `json`: exact amounts, timestamps, bodies; `views`: response shapes.
+//! - `json`: exact amounts, timestamps, bodies; `views`: response shapes;
+//!   `body_without`: a batch operation read as its endpoint's body.
 //! - `search`: the wallet search language; `history`: transaction lists.
 //! - `handlers`: one module per section of API.md.
 //! - `reply`: the JSON envelopes and `ApiError`.
 
 pub mod app;
 pub mod auth;
+pub mod body_without;
 pub mod handlers;
 pub mod history;
 pub mod idempotency;

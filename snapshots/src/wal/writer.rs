@@ -328,6 +328,8 @@ impl Writer {
         metrics::histogram!("settle_wal_fsync_seconds").record(fsync_time.as_secs_f64());
         #[allow(clippy::cast_precision_loss)] // a batch is at most a few thousand records
         metrics::histogram!("settle_wal_batch_records").record(records as f64);
+        metrics::counter!("settle_wal_records_total").increment(records);
+        metrics::counter!("settle_wal_bytes_total").increment(bytes);
         Ok(first)
     }
 

@@ -8,6 +8,7 @@
 
 use crate::Submitted;
 use crate::http::app::{App, Cx};
+use crate::http::body_without::parse_without;
 use crate::http::handlers::money::{self, Action};
 use crate::http::handlers::{owned_txn, owned_wallet_field};
 use crate::http::json::parse_body;
@@ -17,7 +18,7 @@ use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use settle_engine::{Op, WalletId};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,7 +85,8 @@ pub async fn run(app: &App, cx: &Cx, body: &[u8]) -> Result<Reply, ApiError> {
         .collect();
     cx.claim(app)?;
     let mut results: Vec<Option<OpResult>> = (0..n).map(|_| None).collect();
-    let mut window: VecDeque<InFlight> = VecDeque::new();
+    let mut window: VecDeque<InFlight> =
+        VecDeque::with_capacity(app.limits.batch_window.clamp(1, n));
     for (index, op) in built.into_iter().enumerate() {
         let routed = op.and_then(|(op, created)| {
             let wallet = op.wallet();
@@ -152,42 +154,52 @@ fn operation(app: &App, cx: &Cx, index: usize, raw: &RawValue) -> Result<(Op, bo
         message: format!("operations[{index}]: {}", e.message),
         ..e
     };
-    if !raw.get().starts_with('{') {
+    let object = raw.get();
+    if !object.starts_with('{') {
         return Err(at(ApiError::invalid_request(
             "an operation must be a JSON object",
         )));
     }
-    let Fields(mut fields) = serde_json::from_str(raw.get())
+    let head: Head<'_> = serde_json::from_str(object)
         .map_err(|e| at(ApiError::invalid_request(format!("not an object: {e}"))))?;
-    let op: String = take_string(&mut fields, "op")
+    let op = head
+        .op
+        .map(|raw| string_field("op", raw))
+        .transpose()
         .map_err(at)?
         .ok_or_else(|| at(ApiError::invalid_request("missing field `op`")))?;
-    let mut build = || match op.as_str() {
+    let build = || match op.as_str() {
         "credit" | "debit" | "reserve" => {
-            let id = take_string(&mut fields, "walletId")?
+            let id = head
+                .wallet_id
+                .map(|raw| string_field("walletId", raw))
+                .transpose()?
                 .ok_or_else(|| ApiError::invalid_request("missing field `walletId`"))?;
             let wallet = owned_wallet_field(app, client, "walletId", &id)?;
-            let rest = rest_of(&fields)?;
+            const HIDDEN: &[&str] = &["op", "walletId"];
             let txn = money::mint_txn(app, cx);
             let op = match op.as_str() {
-                "credit" => money::credit_op(wallet, txn, parse_body(rest.as_bytes())?)?,
-                "debit" => money::debit_op(app, wallet, txn, parse_body(rest.as_bytes())?)?,
-                _ => money::reserve_op(app, wallet, txn, parse_body(rest.as_bytes())?)?,
+                "credit" => money::credit_op(wallet, txn, parse_without(object, HIDDEN)?)?,
+                "debit" => money::debit_op(app, wallet, txn, parse_without(object, HIDDEN)?)?,
+                _ => money::reserve_op(app, wallet, txn, parse_without(object, HIDDEN)?)?,
             };
             Ok((op, true))
         }
         "transfer" => {
-            let rest = rest_of(&fields)?;
+            let body = parse_without(object, &["op"])?;
             let txn = money::mint_txn(app, cx);
-            money::transfer_op(app, client, txn, parse_body(rest.as_bytes())?).map(|o| (o, true))
+            money::transfer_op(app, client, txn, body).map(|o| (o, true))
         }
         "convert" => {
-            let rest = rest_of(&fields)?;
+            let body = parse_without(object, &["op"])?;
             let txn = money::mint_txn(app, cx);
-            money::convert_op(app, client, txn, parse_body(rest.as_bytes())?).map(|o| (o, true))
+            money::convert_op(app, client, txn, body).map(|o| (o, true))
         }
         "capture" | "release" | "settle" | "reject" | "cancel" => {
-            let id = take_string(&mut fields, "transactionId")?
+            let id = head
+                .transaction_id
+                .map(|raw| string_field("transactionId", raw))
+                .transpose()?
                 .ok_or_else(|| ApiError::invalid_request("missing field `transactionId`"))?;
             let action = match op.as_str() {
                 "capture" => Action::Capture,
@@ -196,11 +208,11 @@ fn operation(app: &App, cx: &Cx, index: usize, raw: &RawValue) -> Result<(Op, bo
                 "reject" => Action::Reject,
                 _ => Action::Cancel,
             };
-            let rest = rest_of(&fields)?;
+            const HIDDEN: &[&str] = &["op", "transactionId"];
             let capture = if action == Action::Capture {
-                parse_body(rest.as_bytes())?
+                parse_without(object, HIDDEN)?
             } else {
-                parse_body::<money::NoBody>(rest.as_bytes())?;
+                parse_without::<money::NoBody>(object, HIDDEN)?;
                 money::CaptureBody::default()
             };
             let (txn, wallet) = owned_txn(app, client, &id)?;
@@ -216,50 +228,27 @@ fn operation(app: &App, cx: &Cx, index: usize, raw: &RawValue) -> Result<(Op, bo
     build().map_err(at)
 }
 
-/// An operation's fields, each value verbatim. A field given twice is
-/// refused (as the endpoints' own bodies refuse it), never last-one-wins.
-struct Fields(BTreeMap<String, Box<RawValue>>);
-
-impl<'de> Deserialize<'de> for Fields {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Fields;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Fields, A::Error> {
-                let mut fields = BTreeMap::new();
-                while let Some((k, v)) = map.next_entry::<String, Box<RawValue>>()? {
-                    if fields.contains_key(&k) {
-                        return Err(serde::de::Error::custom(format!("duplicate field `{k}`")));
-                    }
-                    fields.insert(k, v);
-                }
-                Ok(Fields(fields))
-            }
-        }
-        d.deserialize_map(Visit)
-    }
+/// The batch's own fields of an operation, read in place; every other field
+/// belongs to the endpoint's body (`parse_without`). A field given twice is
+/// refused (here for these, by the body for the rest), never last-one-wins.
+/// A `null` is kept (not read as absent), so that it is refused as "must be
+/// a string" like any other non-string.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Head<'a> {
+    #[serde(borrow, default, deserialize_with = "present")]
+    op: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    wallet_id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    transaction_id: Option<&'a RawValue>,
 }
 
-fn take_string(
-    fields: &mut BTreeMap<String, Box<RawValue>>,
-    name: &str,
-) -> Result<Option<String>, ApiError> {
-    fields
-        .remove(name)
-        .map(|raw| {
-            serde_json::from_str::<String>(raw.get())
-                .map_err(|_| ApiError::invalid_request(format!("{name}: must be a string")))
-        })
-        .transpose()
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
-/// The operation's remaining fields as a JSON object, each value verbatim.
-fn rest_of(fields: &BTreeMap<String, Box<RawValue>>) -> Result<String, ApiError> {
-    serde_json::to_string(fields).map_err(|e| ApiError::internal(format!("batch re-encode: {e}")))
+fn string_field(name: &str, raw: &RawValue) -> Result<String, ApiError> {
+    serde_json::from_str::<String>(raw.get())
+        .map_err(|_| ApiError::invalid_request(format!("{name}: must be a string")))
 }
