@@ -6,7 +6,8 @@
 //!
 //! `cargo bench --bench throughput` runs both; `SETTLE_BENCH=transfers` or
 //! `memory` runs one. `SETTLE_CALLERS` (default 64) and `SETTLE_TRANSFERS`
-//! (default 1,000,000) tune the first.
+//! (default 1,000,000) tune the first; `SETTLE_WORKERS`,
+//! `SETTLE_EVENT_INTERVAL` and `SETTLE_GLOBAL_QUEUE_INTERVAL` the runtime.
 #![allow(clippy::float_arithmetic, clippy::cast_possible_truncation)]
 
 mod support;
@@ -131,11 +132,26 @@ async fn memory() {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+    // Tokio's scheduler settings, to compare them without a rebuild
+    // (BENCHMARKS.md): `SETTLE_WORKERS` (default 2), and tokio's
+    // `event_interval` and `global_queue_interval` when given.
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder
+        .worker_threads(usize::try_from(env("SETTLE_WORKERS", 2)).unwrap_or(2))
+        .enable_all();
+    if let Some(n) = std::env::var("SETTLE_EVENT_INTERVAL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        builder.event_interval(n);
+    }
+    if let Some(n) = std::env::var("SETTLE_GLOBAL_QUEUE_INTERVAL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        builder.global_queue_interval(n);
+    }
+    let rt = builder.build().unwrap_or_else(|e| panic!("{e}"));
     let which = std::env::var("SETTLE_BENCH").unwrap_or_else(|_| "all".to_owned());
     if which == "all" || which == "transfers" {
         rt.block_on(transfers());

@@ -16,7 +16,7 @@ use crate::registry::{Registry, Slot};
 use parking_lot::Mutex;
 use ractor::{ActorCell, ActorId, ActorRef, ActorRuntime, MessagingErr};
 use settle_engine::actor::{
-    Clock, CommitError, Then, WalletActor, WalletHost, WalletMsg, WalletShared,
+    Clock, CommitError, ReceiptsWaiting, Then, WalletActor, WalletHost, WalletMsg, WalletShared,
 };
 use settle_engine::{EngineConfig, Event, Message, Reject, Timestamp, WalletId};
 use std::collections::HashMap;
@@ -272,12 +272,16 @@ impl Runtime {
             let slots = shard.read();
             for slot in slots.values() {
                 let s = &slot.shared;
-                if s.next_due.load(Ordering::Acquire) <= now {
+                let receipts = s.sweep_receipts();
+                if s.next_due.load(Ordering::Acquire) <= now || receipts == ReceiptsWaiting::Overdue
+                {
                     due.push(s.id);
                 } else if let Some(actor) = &slot.actor {
                     let used = s.last_used.load(Ordering::Relaxed);
+                    // Receipts waiting: not idle (the next sweep may tick it).
                     if used.saturating_add(idle_ms) <= now
                         && s.inflight.load(Ordering::Acquire) == 0
+                        && receipts == ReceiptsWaiting::None
                     {
                         // Uncounted: the actor checks the count is zero.
                         let _ = actor.cast(WalletMsg::Passivate);
@@ -359,8 +363,7 @@ impl WalletHost for Runtime {
         if let Message::Receipt { txn, .. } = message {
             let slots = self.registry.shard(to).read();
             if let Some(slot) = slots.get(&to) {
-                slot.shared
-                    .leave_receipt(txn, self.coarse_now.load(Ordering::Relaxed));
+                slot.shared.leave_receipt(txn);
             }
             return;
         }

@@ -7,6 +7,25 @@ use parking_lot::{MappedMutexGuard, Mutex, MutexGuard};
 use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU32, Ordering};
 
+/// `WalletShared::receipts_age`: no receipt waits in the inbox.
+const RECEIPTS_NONE: u8 = 0;
+/// Receipts wait; no sweep has seen them yet.
+const RECEIPTS_WAITING: u8 = 1;
+/// Receipts wait and a sweep has seen them: the next sweep ticks the wallet.
+const RECEIPTS_SEEN: u8 = 2;
+
+/// What a sweep finds in a wallet's receipt inbox (`WalletShared::sweep_receipts`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReceiptsWaiting {
+    None,
+    /// Left since the last sweep: the wallet may well apply them with its
+    /// next message, so it is not ticked for them yet.
+    Fresh,
+    /// Seen by the previous sweep too: the wallet has handled no message
+    /// since, so it needs a tick to apply them.
+    Overdue,
+}
+
 /// A wallet's state: live while its actor runs, packed (MessagePack) while
 /// passivated, so that a million idle wallets fit in little memory.
 #[derive(Debug)]
@@ -58,8 +77,12 @@ pub struct WalletShared {
     /// destinations rather than sent as actor messages: a receipt moves no
     /// money and nothing waits on it, so it need not wake the actor. The
     /// actor applies them before whatever it handles next (and a tick comes
-    /// if nothing else does).
+    /// if nothing else does within two sweeps).
     receipts: Mutex<Vec<TxnId>>,
+    /// `RECEIPTS_*`: whether receipts wait, and whether a sweep saw them.
+    /// Written under `receipts`' lock when receipts are left or taken, so
+    /// it never says "none" while some wait; read without it.
+    receipts_age: AtomicU8,
     /// Events applied to the state and not yet handed to the host to
     /// commit. Kept here, not in the actor, so that the events of a command
     /// cut short by a panic are not lost: they are applied, so they must be
@@ -103,6 +126,7 @@ impl WalletShared {
             last_used: AtomicI64::new(0),
             next_due: AtomicI64::new(i64::MAX),
             receipts: Mutex::new(Vec::new()),
+            receipts_age: AtomicU8::new(RECEIPTS_NONE),
             uncommitted: Mutex::new(Vec::new()),
         }
     }
@@ -161,11 +185,39 @@ impl WalletShared {
         HeldState(self.cell.lock())
     }
 
-    /// Leaves a receipt for this wallet, and asks for a tick by `now` (ms)
-    /// in case no other message comes to apply it.
-    pub fn leave_receipt(&self, txn: TxnId, now: i64) {
-        self.receipts.lock().push(txn);
-        self.next_due.fetch_min(now, Ordering::AcqRel);
+    /// Leaves a receipt for this wallet. It is applied with the wallet's
+    /// next message, or by a tick from the second sweep that finds it
+    /// still waiting (`sweep_receipts`). Not a tick at the next sweep: a
+    /// busy wallet applies its receipts long before, and ticking every
+    /// wallet that got one since the last sweep cost a message per wallet
+    /// per sweep (BENCHMARKS.md).
+    pub fn leave_receipt(&self, txn: TxnId) {
+        let mut receipts = self.receipts.lock();
+        receipts.push(txn);
+        if self.receipts_age.load(Ordering::Relaxed) == RECEIPTS_NONE {
+            self.receipts_age.store(RECEIPTS_WAITING, Ordering::Release);
+        }
+    }
+
+    /// For the sweep: whether receipts wait, and whether the previous sweep
+    /// saw them waiting already (then the wallet needs a tick). Marks them
+    /// seen.
+    pub fn sweep_receipts(&self) -> ReceiptsWaiting {
+        match self.receipts_age.load(Ordering::Acquire) {
+            RECEIPTS_NONE => ReceiptsWaiting::None,
+            RECEIPTS_WAITING => {
+                // Lost to a concurrent take (then none wait) or a concurrent
+                // leave (then they are still fresh): both fine.
+                let _ = self.receipts_age.compare_exchange(
+                    RECEIPTS_WAITING,
+                    RECEIPTS_SEEN,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                );
+                ReceiptsWaiting::Fresh
+            }
+            _ => ReceiptsWaiting::Overdue,
+        }
     }
 
     /// The buffer a message's events are applied into (see `uncommitted`).
@@ -173,9 +225,17 @@ impl WalletShared {
         self.uncommitted.lock()
     }
 
-    /// Takes the receipts left so far.
+    /// Takes the receipts left so far. Most messages find none: then the
+    /// inbox's lock is not taken.
     pub fn take_receipts(&self) -> Vec<TxnId> {
-        std::mem::take(&mut *self.receipts.lock())
+        if self.receipts_age.load(Ordering::Acquire) == RECEIPTS_NONE {
+            // A receipt being left right now is applied with the next
+            // message or tick, as if it had come a moment later.
+            return Vec::new();
+        }
+        let mut receipts = self.receipts.lock();
+        self.receipts_age.store(RECEIPTS_NONE, Ordering::Release);
+        std::mem::take(&mut *receipts)
     }
 
     /// Publishes what the router and the sweeper read without locking: the
@@ -191,9 +251,8 @@ impl WalletShared {
         } else {
             i64::MAX
         };
-        // A plain store may overwrite the bump of a receipt left since the
-        // actor took its inbox; harmless: that transfer still awaits its
-        // receipt, so `resend` asks for a tick, which applies the inbox.
+        // Receipts left in the inbox are not timers: the sweep ticks for
+        // them on its own (`sweep_receipts`).
         self.next_due.store(expiry.min(resend), Ordering::Release);
     }
 
