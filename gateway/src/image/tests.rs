@@ -456,7 +456,6 @@ proptest! {
     }
 }
 
-
 /// A snapshot file whose frames are all sound but whose content is not.
 fn file_with_sections(dir: &Path, version: u16, sections: &[Vec<u8>]) -> PathBuf {
     let header = SnapshotHeader {
