@@ -67,8 +67,7 @@ fn transfer_parsing(c: &mut Criterion) {
 
 fn snapshot_codec(c: &mut Criterion) {
     let config = EngineConfig::default();
-    let mut image = Image::empty(config.clone());
-    image.ledger = funded_ledger(WALLETS, ClientId::from_u128(1));
+    let image = Image::from_ledger(funded_ledger(WALLETS, ClientId::from_u128(1)));
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let mut g = c.benchmark_group("snapshot");
     g.sample_size(10);

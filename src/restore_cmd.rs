@@ -75,8 +75,8 @@ fn restore(args: &RestoreArgs) -> Result<String, String> {
         rolled = settle_gateway::recovery::replay(&log, &mut image, until, None)
             .map_err(|e| e.to_string())?;
     }
+    // Every wallet decoded and checked (the load kept them packed).
     image
-        .ledger
         .check_invariants()
         .map_err(|e| format!("the restored state breaks an invariant: {e}"))?;
     let digest = image.digest().map_err(|e| e.to_string())?;
@@ -100,7 +100,7 @@ fn restore(args: &RestoreArgs) -> Result<String, String> {
     };
     let (wal, _) = Wal::open(Arc::new(FsStorage), wal).map_err(|e| e.to_string())?;
     wal.close().map_err(|e| e.to_string())?;
-    let wallets = image.ledger.wallets().len();
+    let wallets = image.wallet_count();
     let forward = if args.wal.is_some() {
         format!(
             ", rolled forward {rolled} log records to position {}",

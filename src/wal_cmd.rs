@@ -65,7 +65,7 @@ pub fn run(command: WalCommand) -> ExitCode {
                     println!(
                         "replay: {} records, {} wallets, state digest {digest}, position {}, from {start}",
                         r.records,
-                        r.image.ledger.wallets().len(),
+                        r.image.wallet_count(),
                         r.image.position,
                     );
                     if report.is_clean() {

@@ -6,10 +6,12 @@
 //! in flight, the right-hand side from the wallets' flow counters: three
 //! independent records that must agree. Sums are `i128` minor units.
 
-use crate::asset::{AssetCode, AssetRegistry};
+use crate::asset::{Asset, AssetCode, AssetRegistry};
 use crate::message::Message;
 use crate::money;
-use crate::wallet::WalletState;
+use crate::wallet::pack as wallet_pack;
+use crate::wallet::{Flows, WalletState};
+use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -61,36 +63,119 @@ pub fn audit<'a>(
     wallets: impl IntoIterator<Item = &'a WalletState>,
     in_flight: impl IntoIterator<Item = &'a Message>,
 ) -> Vec<AssetAudit> {
-    let mut rows: BTreeMap<AssetCode, AssetAudit> = assets
-        .iter()
-        .map(|a| (a.code, AssetAudit::new(a.code, a.scale)))
-        .collect();
-    // Saturating: an overflow would need 10^10 maximal balances; it then
-    // shows as a failed audit rather than a panic.
+    let mut tally = Tally::new(assets);
     for w in wallets {
-        for b in w.books() {
-            let row = rows
-                .entry(b.asset.code)
-                .or_insert_with(|| AssetAudit::new(b.asset.code, b.asset.scale));
-            row.cash = row.cash.saturating_add(money::units(b.cash));
-        }
-        for (code, f) in w.flows() {
-            let row = rows.entry(code).or_insert_with(|| AssetAudit::new(code, 0));
-            row.credited = row.credited.saturating_add(f.credited);
-            row.debited = row.debited.saturating_add(f.debited);
-            row.converted_in = row.converted_in.saturating_add(f.converted_in);
-            row.converted_out = row.converted_out.saturating_add(f.converted_out);
-            row.sent = row.sent.saturating_add(f.sent);
-            row.received = row.received.saturating_add(f.received);
-        }
+        tally.wallet(w);
     }
     for m in in_flight {
+        tally.message(m);
+    }
+    tally.finish()
+}
+
+/// The audit's sums, fed value by value: from whole states (`wallet`), or
+/// from a packed wallet's books and flows as a scan reads them (snapshot
+/// loads do not build the states), and merged across threads.
+#[derive(Clone, Debug)]
+pub struct Tally {
+    rows: BTreeMap<AssetCode, AssetAudit>,
+}
+
+impl Tally {
+    /// Rows for every asset of the registry, all zero.
+    pub fn new(assets: &AssetRegistry) -> Self {
+        Tally {
+            rows: assets
+                .iter()
+                .map(|a| (a.code, AssetAudit::new(a.code, a.scale)))
+                .collect(),
+        }
+    }
+
+    // Saturating: an overflow would need 10^10 maximal balances; it then
+    // shows as a failed audit rather than a panic.
+
+    /// One book's cash.
+    pub fn book(&mut self, asset: Asset, cash: Decimal) {
+        let row = self
+            .rows
+            .entry(asset.code)
+            .or_insert_with(|| AssetAudit::new(asset.code, asset.scale));
+        row.cash = row.cash.saturating_add(money::units(cash));
+    }
+
+    /// One (wallet, asset)'s flow counters.
+    pub fn flows(&mut self, code: AssetCode, f: &Flows) {
+        let row = self
+            .rows
+            .entry(code)
+            .or_insert_with(|| AssetAudit::new(code, 0));
+        row.credited = row.credited.saturating_add(f.credited);
+        row.debited = row.debited.saturating_add(f.debited);
+        row.converted_in = row.converted_in.saturating_add(f.converted_in);
+        row.converted_out = row.converted_out.saturating_add(f.converted_out);
+        row.sent = row.sent.saturating_add(f.sent);
+        row.received = row.received.saturating_add(f.received);
+    }
+
+    /// A whole wallet: its books, then its flows.
+    pub fn wallet(&mut self, w: &WalletState) {
+        for b in w.books() {
+            self.book(b.asset, b.cash);
+        }
+        for (code, f) in w.flows() {
+            self.flows(code, f);
+        }
+    }
+
+    /// The money a message in flight carries.
+    pub fn message(&mut self, m: &Message) {
         if let Some((code, amount)) = m.money() {
-            let row = rows.entry(code).or_insert_with(|| AssetAudit::new(code, 0));
+            let row = self
+                .rows
+                .entry(code)
+                .or_insert_with(|| AssetAudit::new(code, 0));
             row.in_flight = row.in_flight.saturating_add(money::units(amount));
         }
     }
-    rows.into_values().collect()
+
+    /// Adds another tally's sums (of other wallets) to this one's. A row's
+    /// scale comes from the registry or a book (every wallet holds a book of
+    /// each asset it has flows in), so the order of merging does not matter.
+    pub fn merge(&mut self, other: Tally) {
+        for (code, o) in other.rows {
+            let row = self
+                .rows
+                .entry(code)
+                .or_insert_with(|| AssetAudit::new(code, o.scale));
+            if row.scale == 0 {
+                row.scale = o.scale;
+            }
+            row.cash = row.cash.saturating_add(o.cash);
+            row.in_flight = row.in_flight.saturating_add(o.in_flight);
+            row.credited = row.credited.saturating_add(o.credited);
+            row.debited = row.debited.saturating_add(o.debited);
+            row.converted_in = row.converted_in.saturating_add(o.converted_in);
+            row.converted_out = row.converted_out.saturating_add(o.converted_out);
+            row.sent = row.sent.saturating_add(o.sent);
+            row.received = row.received.saturating_add(o.received);
+        }
+    }
+
+    /// The rows, by asset code.
+    pub fn finish(self) -> Vec<AssetAudit> {
+        self.rows.into_values().collect()
+    }
+}
+
+impl wallet_pack::Sink for Tally {
+    fn book(&mut self, asset: Asset, cash: Decimal) {
+        Tally::book(self, asset, cash);
+    }
+
+    fn flows(&mut self, code: AssetCode, f: &Flows) {
+        Tally::flows(self, code, f);
+    }
 }
 
 /// Checks every wallet's own invariants and, across them, conservation per

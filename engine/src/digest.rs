@@ -43,11 +43,7 @@ pub fn digest<'a>(
 ) -> Result<StateDigest, DigestError> {
     let mut wallets: Vec<&WalletState> = wallets.into_iter().collect();
     wallets.sort_unstable_by_key(|w| w.id);
-    let mut messages: Vec<&Message> = in_flight.into_iter().collect();
-    messages.sort_unstable_by_key(|m| m.txn());
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(b"settle-state-v1");
-    hasher.update(&(wallets.len() as u64).to_le_bytes());
+    let mut hasher = Digester::new(wallets.len());
     // Each value is encoded into a buffer, then hashed in one update: the
     // same bytes in the same order (so the same digest) as writing into the
     // hasher, without an update call per field (which cost more than the
@@ -55,14 +51,53 @@ pub fn digest<'a>(
     let mut buf = Vec::with_capacity(1024);
     for w in wallets {
         buf.clear();
-        rmp_serde::encode::write_named(&mut buf, w).map_err(DigestError)?;
-        hasher.update(&buf);
+        encode_wallet(w, &mut buf)?;
+        hasher.encoded_wallets(&buf);
     }
-    hasher.update(&(messages.len() as u64).to_le_bytes());
-    for m in messages {
-        buf.clear();
-        rmp_serde::encode::write_named(&mut buf, m).map_err(DigestError)?;
-        hasher.update(&buf);
+    hasher.finish(in_flight)
+}
+
+/// Appends a wallet's encoding as the digest hashes it. Encoding is the
+/// costly part of a digest: callers may encode on several threads and hand
+/// the bytes to one `Digester` in id order.
+pub fn encode_wallet(w: &WalletState, out: &mut Vec<u8>) -> Result<(), DigestError> {
+    rmp_serde::encode::write_named(out, w).map_err(DigestError)
+}
+
+/// The digest, fed wallet by wallet in id order (`digest` sorts first).
+#[derive(Clone, Debug)]
+pub struct Digester {
+    hasher: blake3::Hasher,
+}
+
+impl Digester {
+    /// For `wallets` wallets, to be given in id order.
+    pub fn new(wallets: usize) -> Self {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"settle-state-v1");
+        hasher.update(&(wallets as u64).to_le_bytes());
+        Digester { hasher }
     }
-    Ok(StateDigest(*hasher.finalize().as_bytes()))
+
+    /// The encodings (`encode_wallet`) of the next wallets in id order.
+    pub fn encoded_wallets(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+    }
+
+    /// After every wallet: the messages in flight (any order), and the digest.
+    pub fn finish<'a>(
+        mut self,
+        in_flight: impl IntoIterator<Item = &'a Message>,
+    ) -> Result<StateDigest, DigestError> {
+        let mut messages: Vec<&Message> = in_flight.into_iter().collect();
+        messages.sort_unstable_by_key(|m| m.txn());
+        self.hasher.update(&(messages.len() as u64).to_le_bytes());
+        let mut buf = Vec::with_capacity(256);
+        for m in messages {
+            buf.clear();
+            rmp_serde::encode::write_named(&mut buf, m).map_err(DigestError)?;
+            self.hasher.update(&buf);
+        }
+        Ok(StateDigest(*self.hasher.finalize().as_bytes()))
+    }
 }

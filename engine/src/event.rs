@@ -133,6 +133,18 @@ pub enum Event {
 }
 
 impl Event {
+    /// The transaction this event creates at its wallet, if it creates one
+    /// (that wallet is then the transaction's creator; ids are unique
+    /// across the engine, which the ledger checks with this).
+    pub fn created_txn(&self) -> Option<TxnId> {
+        match self {
+            Event::CreditAccepted { txn, .. }
+            | Event::OutboundQueued { txn, .. }
+            | Event::ReservationHeld { txn, .. } => Some(*txn),
+            _ => None,
+        }
+    }
+
     /// The wallet this event changes.
     pub fn wallet(&self) -> WalletId {
         match self {

@@ -64,9 +64,7 @@ impl Ledger {
         for wallet in wallets {
             let id = wallet.id;
             for t in wallet.txns() {
-                let inbound =
-                    t.direction == Some(crate::txn::Direction::In) && t.counterparty.is_some();
-                if inbound {
+                if t.is_inbound_record() {
                     continue;
                 }
                 if let Some(other) = ledger.creators.insert(t.id, id) {
@@ -87,6 +85,41 @@ impl Ledger {
             ledger.send(message)?;
         }
         Ok(ledger)
+    }
+
+    /// Takes in one wallet restored on its own (a snapshot's wallet that
+    /// the log's tail touches, decoded only then): its transactions'
+    /// creators are recorded, as `restore` does. The messages in flight
+    /// are not changed: the caller restores those the snapshot implies
+    /// (`restore_in_flight`). Refuses a wallet already here, or a
+    /// transaction another wallet created.
+    pub fn adopt(&mut self, wallet: Box<WalletState>) -> Result<(), ApplyError> {
+        let id = wallet.id;
+        if self.wallets.contains_key(&id) {
+            return Err(ApplyError(format!("{id} appears twice")));
+        }
+        for t in wallet.txns() {
+            if t.is_inbound_record() {
+                continue;
+            }
+            if let Some(other) = self.creators.insert(t.id, id) {
+                return Err(ApplyError(format!("{} created by {other} and {id}", t.id)));
+            }
+        }
+        self.wallets.insert(id, wallet);
+        Ok(())
+    }
+
+    /// Puts messages in flight, as restored wallet states imply them
+    /// (`message::implied_in_flight`); refuses two for one transaction.
+    pub fn restore_in_flight(
+        &mut self,
+        messages: impl IntoIterator<Item = Message>,
+    ) -> Result<(), ApplyError> {
+        for message in messages {
+            self.send(message)?;
+        }
+        Ok(())
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -263,14 +296,13 @@ impl Ledger {
     /// Keeps the messages in flight in step with an applied event: the
     /// message it consumes leaves, the message it sends arrives.
     fn track(&mut self, event: &Event) -> Result<(), ApplyError> {
-        match event {
-            Event::CreditAccepted { wallet, txn, .. }
-            | Event::OutboundQueued { wallet, txn, .. }
-            | Event::ReservationHeld { wallet, txn, .. } => {
-                if let Some(other) = self.creators.insert(*txn, *wallet) {
-                    return Err(ApplyError(format!("{txn} created by {other} and {wallet}")));
-                }
+        if let Some(txn) = event.created_txn() {
+            let wallet = event.wallet();
+            if let Some(other) = self.creators.insert(txn, wallet) {
+                return Err(ApplyError(format!("{txn} created by {other} and {wallet}")));
             }
+        }
+        match event {
             Event::TransferReceived { leg, .. } | Event::TransferBounced { leg, .. } => {
                 self.take(leg.txn, |m| matches!(m, Message::Deliver(_)))?
             }

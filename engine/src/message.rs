@@ -20,7 +20,7 @@ use crate::asset::AssetCode;
 use crate::event::Event;
 use crate::ids::{TxnId, WalletId};
 use crate::reject::ApplyError;
-use crate::txn::{ConversionTerms, Outbound};
+use crate::txn::{ConversionTerms, Outbound, TxnStatus};
 use crate::wallet::WalletState;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -143,19 +143,38 @@ fn delivery_of(wallet: &WalletState, t: &crate::txn::Txn) -> Option<Message> {
 /// runtime, whose messages sit in mailboxes, reconstructs it from a
 /// consistent cut of the states (audit) or after recovery (what to send).
 pub fn implied_in_flight(wallets: &BTreeMap<WalletId, &WalletState>) -> Vec<Message> {
+    let at_destination = |to: WalletId, txn: TxnId| {
+        Ok::<_, std::convert::Infallible>(
+            wallets.get(&to).and_then(|d| d.txn(txn)).map(|r| r.status),
+        )
+    };
+    match implied_by(wallets.values().copied(), at_destination) {
+        Ok(messages) => messages,
+        Err(never) => match never {},
+    }
+}
+
+/// `implied_in_flight` for sources given one by one, with the destination's
+/// side looked up by `at_destination(wallet, txn)`: the status of `txn`'s
+/// record at `wallet`, if it holds one. For a snapshot's load, whose wallets
+/// stay packed: only the few sources awaiting a receipt, and their
+/// destinations, are decoded.
+pub fn implied_by<'a, E>(
+    sources: impl IntoIterator<Item = &'a WalletState>,
+    mut at_destination: impl FnMut(WalletId, TxnId) -> Result<Option<TxnStatus>, E>,
+) -> Result<Vec<Message>, E> {
     let mut messages = Vec::new();
-    for source in wallets.values() {
+    for source in sources {
         for txn in source.awaiting_receipt() {
             let Some(Message::Deliver(leg)) = delivery(source, txn) else {
                 continue;
             };
-            let at_destination = wallets.get(&leg.to).and_then(|d| d.txn(txn));
-            messages.push(match at_destination {
+            messages.push(match at_destination(leg.to, txn)? {
                 None => Message::Deliver(leg),
-                Some(r) if r.status == crate::txn::TxnStatus::Returned => Message::Return(leg),
+                Some(TxnStatus::Returned) => Message::Return(leg),
                 Some(_) => Message::Receipt { txn, to: leg.from },
             });
         }
     }
-    messages
+    Ok(messages)
 }

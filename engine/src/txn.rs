@@ -211,6 +211,12 @@ impl Txn {
         self.extra.get_or_insert_with(Box::default)
     }
 
+    /// A transfer's or conversion's record at its destination: the one
+    /// record of a transaction that its wallet did not create.
+    pub fn is_inbound_record(&self) -> bool {
+        self.direction == Some(Direction::In) && self.counterparty.is_some()
+    }
+
     /// Where an outbound item's money goes, if this is one (as its source
     /// sees it).
     pub fn outbound(&self) -> Option<Outbound> {

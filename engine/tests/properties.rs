@@ -2309,6 +2309,38 @@ impl Runner {
             let bytes = settle_engine::wallet::pack::to_bytes(w);
             let back = settle_engine::wallet::pack::decode(&bytes).map_err(|e| e.to_string())?;
             ensure!(&back == w, "{}: the packed form does not round-trip", w.id);
+            // A snapshot's load checks the bytes without decoding them: the
+            // scan tells the same outline, and refuses what decode refuses
+            // (one byte changed, at a place that varies with the state).
+            let outline = settle_engine::wallet::pack::scan(&bytes, &mut ())
+                .map_err(|e| format!("{}: the scan refuses its packed form: {e}", w.id))?;
+            ensure!(
+                outline == settle_engine::wallet::pack::Outline::of(w),
+                "{}: the scan's outline differs",
+                w.id
+            );
+            let at = usize::try_from(w.sequence.wrapping_mul(7_919))
+                .unwrap_or(0)
+                .checked_rem(bytes.len())
+                .unwrap_or(0);
+            for value in [
+                0xc1,
+                0x00,
+                0x93,
+                bytes[at] ^ 0x01,
+                bytes[at].wrapping_add(0x10),
+            ] {
+                let mut bad = bytes.clone();
+                bad[at] = value;
+                let scanned = settle_engine::wallet::pack::scan(&bad, &mut ());
+                let decoded = settle_engine::wallet::pack::decode(&bad);
+                ensure!(
+                    scanned.is_ok() == decoded.is_ok(),
+                    "{}: byte {at} set to {value:#04x}: scan {scanned:?}, decode {:?}",
+                    w.id,
+                    decoded.map(|_| ())
+                );
+            }
         }
         // 1. Conservation, per asset: the audit, and the model's own books.
         let audit = self.ledger.audit();

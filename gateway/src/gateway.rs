@@ -3,6 +3,7 @@
 
 use crate::config::GatewayConfig;
 use crate::error::GatewayError;
+use crate::image::InstalledWallet;
 use crate::journal::Journal;
 use crate::registry::Slot;
 use crate::runtime::{Admit, Runtime};
@@ -76,17 +77,18 @@ impl Gateway {
         config: GatewayConfig,
         clock: Arc<dyn Clock>,
         journal: Arc<Journal>,
-        wallets: impl IntoIterator<Item = crate::image::InstalledWallet>,
+        wallets: impl IntoIterator<Item = InstalledWallet>,
         hook: Option<Arc<dyn CommitHook>>,
     ) -> Result<Gateway, GatewayError> {
         let runtime = Runtime::new(config, clock, None, Some(journal), hook);
-        for (state, packed) in wallets {
-            let wallet = state.id;
-            // Every wallet starts passivated: its snapshot's bytes if they
-            // are still its state, else packed now.
-            let shared = match packed {
-                Some(bytes) => Arc::new(WalletShared::packed(&state, bytes)),
-                None => {
+        for installed in wallets {
+            // Every wallet starts passivated: a snapshot's bytes as they
+            // are, else its state packed now.
+            let shared = match installed {
+                InstalledWallet::Packed(outline, bytes) => {
+                    Arc::new(WalletShared::packed(outline, bytes))
+                }
+                InstalledWallet::Live(state) => {
                     let shared = Arc::new(WalletShared::new(*state));
                     shared
                         .pack()
@@ -94,6 +96,7 @@ impl Gateway {
                     shared
                 }
             };
+            let wallet = shared.id;
             runtime.registry.shard(wallet).write().insert(
                 wallet,
                 Slot {

@@ -7,6 +7,13 @@
 //! starts from: an empty image or a snapshot's, then the log after it.
 //! `install` hands the result to the live directory, idempotency store and
 //! wallet actors.
+//!
+//! An image loaded from a snapshot keeps the snapshot's wallets packed
+//! (`stored`): checked, not decoded. Its ledger holds only the wallets
+//! decoded since (those the log's tail touched, and any it opened), plus
+//! the messages in flight and the creators of every transaction; reads of
+//! the whole state (`summary`, `digest`, `write_snapshot`, `install`) go
+//! through both, in id order, and `decode_all` gives the eager form.
 
 use crate::directory::{Client, Customer, Directory, DirectoryRecord, KeyHash};
 use crate::funding::{Funding, FundingImage};
@@ -14,20 +21,24 @@ use crate::http::idempotency::{Fingerprint, IdempotencyStore, Restored, StoredAn
 use crate::journal::Record;
 use crate::webhooks::WebhookConfig;
 use serde::{Deserialize, Serialize};
-use settle_engine::message::implied_in_flight;
-use settle_engine::msgpack::{self, Reader};
-use settle_engine::wallet::pack;
+use settle_engine::audit::{AssetAudit, Tally};
+use settle_engine::wallet::pack::Outline;
 use settle_engine::{
-    ClientId, CustomerId, Decimal, Direction, EngineConfig, Ledger, StateDigest, WalletId,
-    WalletState, digest,
+    ClientId, CustomerId, Decimal, EngineConfig, Ledger, StateDigest, WalletState,
 };
 use settle_snapshots::Lsn;
 use settle_snapshots::snapshot::{
-    AssetTotals, FORMAT_VERSION, SnapshotError, SnapshotFile, SnapshotHeader, SnapshotWriter,
-    Summary,
+    AssetTotals, FORMAT_VERSION, SnapshotError, SnapshotHeader, SnapshotWriter, Summary,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+
+mod encode;
+mod load;
+mod stored;
+
+use encode::{WalletRef, encode_wallets};
+use stored::Stored;
 
 /// Wallets per snapshot section: sections are encoded and decoded in
 /// parallel, and a section is the unit a bad checksum names.
@@ -41,52 +52,30 @@ const RECORDS_PER_SECTION: usize = 16_384;
 pub struct Image {
     /// The LSN of the last record applied (0: none).
     pub position: Lsn,
-    pub ledger: Ledger,
+    /// The wallets decoded (all of them, unless loaded from a snapshot:
+    /// see `stored`), the messages in flight, every transaction's creator.
+    ledger: Ledger,
     pub clients: BTreeMap<ClientId, ClientEntry>,
     pub customers: BTreeMap<CustomerId, Customer>,
     pub idempotency: HashMap<(ClientId, String), IdempotencyEntry>,
     /// Pay-in addresses, webhooks and the webhook outbox (derived from the
     /// wallets' events and the delivery marks, as live).
     pub funding: Funding,
-    /// The packed bytes each wallet had in the snapshot this image was
-    /// loaded from, with its event count then, in id order: `install`
-    /// hands them to the actors as they are, instead of packing every
-    /// wallet again, for each wallet whose count is unchanged (every change
-    /// to a wallet is an event, and each event bumps it).
-    packed: Vec<PackedWallet>,
+    /// The snapshot's wallets not decoded: their checked packed bytes, in
+    /// id order. `install` hands them to the actors as they are (every
+    /// change to a wallet is an event, and a wallet with an event in the
+    /// log's tail was taken out and decoded first).
+    stored: Stored,
 }
 
-/// An iterator that knows its length (a flattened one does not), so that
-/// `Ledger::restore` sizes its tables once.
-struct Counted<I> {
-    inner: I,
-    left: usize,
-}
-
-impl<I: Iterator> Iterator for Counted<I> {
-    type Item = I::Item;
-
-    fn next(&mut self) -> Option<I::Item> {
-        self.left = self.left.saturating_sub(1);
-        self.inner.next()
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.left, Some(self.left))
-    }
-}
-
-/// A wallet's bytes in a snapshot (see `Image::packed`).
+/// A wallet handed to the live engine: its state (decoded, because the
+/// log's tail changed it or it is new), or a snapshot's packed bytes with
+/// their outline, never decoded.
 #[derive(Debug)]
-struct PackedWallet {
-    id: WalletId,
-    sequence: u64,
-    bytes: Box<[u8]>,
+pub enum InstalledWallet {
+    Live(Box<WalletState>),
+    Packed(Outline, Box<[u8]>),
 }
-
-/// A wallet handed to the live engine: its state, and its packed bytes when
-/// they are at hand already (so the actors need not pack it again).
-pub type InstalledWallet = (Box<WalletState>, Option<Box<[u8]>>);
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientEntry {
@@ -133,12 +122,6 @@ enum Section {
 /// (see ARCHITECTURE.md, "Snapshots", for why not named fields there).
 const PACKED_WALLETS: &str = "packed_wallets";
 
-/// A section, decoded.
-enum Decoded {
-    Other(Section),
-    Wallets(Vec<(WalletState, PackedWallet)>),
-}
-
 /// Why an image could not be built, read or written.
 #[derive(Debug)]
 pub struct ImageError(pub String);
@@ -170,8 +153,71 @@ impl Image {
             customers: BTreeMap::new(),
             idempotency: HashMap::new(),
             funding,
-            packed: Vec::new(),
+            stored: Stored::default(),
         }
+    }
+
+    /// The state `ledger` holds, before any record (a ledger built in
+    /// memory: benches, tests).
+    pub fn from_ledger(ledger: Ledger) -> Self {
+        let mut image = Image::empty(ledger.config().clone());
+        image.ledger = ledger;
+        image
+    }
+
+    /// The ledger: the messages in flight, and the wallets decoded so far
+    /// (all of them only after `decode_all`).
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// How many wallets the state holds.
+    pub fn wallet_count(&self) -> usize {
+        self.ledger.wallets().len() + self.stored.len()
+    }
+
+    /// Decodes every wallet still packed into the ledger (the eager form:
+    /// offline checks, tests). Messages in flight are kept as tracked.
+    pub fn decode_all(&mut self) -> Result<(), ImageError> {
+        let ids: Vec<_> = self.stored.iter().map(|(o, _)| o.id).collect();
+        for id in ids {
+            self.take(id)?;
+        }
+        Ok(())
+    }
+
+    /// Every invariant of the engine (`Ledger::check_invariants`), on the
+    /// whole state: decodes every wallet first.
+    pub fn check_invariants(&mut self) -> Result<(), String> {
+        self.decode_all().map_err(|e| e.to_string())?;
+        self.ledger.check_invariants()
+    }
+
+    /// Moves a stored wallet into the ledger, decoded (if it is stored).
+    fn take(&mut self, wallet: settle_engine::WalletId) -> Result<(), ImageError> {
+        match self.stored.take(wallet) {
+            None => Ok(()),
+            Some(Err(e)) => Err(ImageError(format!(
+                "the snapshot's wallet {wallet} does not decode: {e}"
+            ))),
+            Some(Ok(state)) => self
+                .ledger
+                .adopt(Box::new(state))
+                .map_err(|e| ImageError(e.to_string())),
+        }
+    }
+
+    /// Every wallet, decoded or stored, in id order.
+    fn wallets(&self) -> impl Iterator<Item = WalletRef<'_>> {
+        let mut live = self.ledger.wallets().peekable();
+        let mut stored = self.stored.iter().peekable();
+        std::iter::from_fn(move || match (live.peek(), stored.peek()) {
+            (Some(l), Some((s, _))) if s.id < l.id => {
+                stored.next().map(|(o, b)| WalletRef::Packed(o, b))
+            }
+            (Some(_), _) => live.next().map(WalletRef::Live),
+            (None, _) => stored.next().map(|(o, b)| WalletRef::Packed(o, b)),
+        })
     }
 
     /// Applies the record at `lsn`. Records must come in log order, each
@@ -185,12 +231,22 @@ impl Image {
         }
         match record {
             Record::Events { wallet, events } => {
+                // A snapshot's wallet is decoded when the log first touches
+                // it (an opening of it then fails as a second opening).
+                self.take(wallet).map_err(|e| e.to_string())?;
                 for e in &events {
                     if e.wallet() != wallet {
                         return Err(format!(
                             "an event of {} in a record of {wallet}",
                             e.wallet()
                         ));
+                    }
+                    // The ledger knows the creators of the wallets it holds;
+                    // those of the wallets still packed are the snapshot's.
+                    if let Some(txn) = e.created_txn()
+                        && let Some(other) = self.stored.creator(txn)
+                    {
+                        return Err(format!("{txn} created by {other} and {wallet}"));
                     }
                     self.ledger.apply(e).map_err(|e| e.to_string())?;
                 }
@@ -258,19 +314,17 @@ impl Image {
     }
 
     /// The state digest (wallets and the messages in flight between them),
-    /// as `GET /v1/admin/digest` computes it on a live engine.
+    /// as `GET /v1/admin/digest` computes it on a live engine. Stored
+    /// wallets are decoded for it one at a time, on two threads.
     pub fn digest(&self) -> Result<StateDigest, ImageError> {
-        let by_id: BTreeMap<WalletId, &WalletState> =
-            self.ledger.wallets().map(|w| (w.id, w)).collect();
-        let in_flight = implied_in_flight(&by_id);
-        digest::digest(by_id.values().copied(), in_flight.iter())
-            .map_err(|e| ImageError(format!("digest of the state: {e}")))
+        let wallets: Vec<WalletRef<'_>> = self.wallets().collect();
+        encode::digest(&wallets, self.ledger.in_flight())
     }
 
     /// Counts and the conservation audit, for a snapshot's header.
-    pub fn summary(&self) -> Summary {
+    pub fn summary(&self) -> Result<Summary, ImageError> {
         let mut summary = Summary {
-            wallets: self.ledger.wallets().len() as u64,
+            wallets: self.wallet_count() as u64,
             ..Summary::default()
         };
         // Counted by status first: no string per wallet.
@@ -278,6 +332,10 @@ impl Image {
         for w in self.ledger.wallets() {
             summary.transactions += w.txns().len() as u64;
             *statuses.entry(w.status.as_str()).or_default() += 1;
+        }
+        for (o, _) in self.stored.iter() {
+            summary.transactions += o.txns as u64;
+            *statuses.entry(o.status.as_str()).or_default() += 1;
         }
         summary.wallet_statuses = statuses
             .into_iter()
@@ -296,26 +354,21 @@ impl Image {
             "messages_in_flight".into(),
             self.ledger.in_flight().len() as u64,
         );
-        let units = |v: i128, scale: u32| {
-            Decimal::try_from_i128_with_scale(v, scale).unwrap_or(Decimal::MAX)
-        };
-        summary.assets = self
-            .ledger
-            .audit()
-            .into_iter()
-            .filter(|a| a.credited != 0 || a.cash != 0 || a.in_flight != 0 || a.converted_in != 0)
-            .map(|a| AssetTotals {
-                asset: a.asset.to_string(),
-                cash: units(a.cash, a.scale),
-                in_flight: units(a.in_flight, a.scale),
-                external_credits: units(a.credited, a.scale),
-                external_debits: units(a.debited, a.scale),
-                converted_in: units(a.converted_in, a.scale),
-                converted_out: units(a.converted_out, a.scale),
-                conserved: a.ok(),
-            })
-            .collect();
-        summary
+        let assets = &self.ledger.config().assets;
+        let mut tally = self
+            .stored
+            .tally(assets)
+            .map_err(|e| ImageError(format!("a stored wallet does not scan: {e}")))?;
+        let mut live = Tally::new(assets);
+        for w in self.ledger.wallets() {
+            live.wallet(w);
+        }
+        for m in self.ledger.in_flight() {
+            live.message(m);
+        }
+        tally.merge(live);
+        summary.assets = asset_totals(tally.finish());
+        Ok(summary)
     }
 
     /// Writes the image as snapshot `id` into `dir` (atomically: see
@@ -331,7 +384,7 @@ impl Image {
             id: id.to_owned(),
             position: self.position,
             created_at_ms,
-            summary: self.summary(),
+            summary: self.summary()?,
         };
         let mut writer = SnapshotWriter::create(dir, &header)?;
         let clients: Vec<ClientEntry> = self.clients.values().cloned().collect();
@@ -346,7 +399,7 @@ impl Image {
             writer.section(&encode(&Section::Idempotency(chunk))?)?;
         }
         writer.section(&encode(&Section::Funding(self.funding.export()))?)?;
-        let wallets: Vec<&WalletState> = self.ledger.wallets().collect();
+        let wallets: Vec<WalletRef<'_>> = self.wallets().collect();
         // Rounds of two sections, one per core, written in order.
         for round in wallets.chunks(WALLETS_PER_SECTION * 2) {
             let (a, b) = round.split_at(round.len().min(WALLETS_PER_SECTION));
@@ -363,76 +416,6 @@ impl Image {
             }
         }
         Ok(writer.finish()?)
-    }
-
-    /// The image a checked snapshot file holds. Sections are decoded on
-    /// two threads; the wallets must restore a consistent ledger, and the
-    /// content must match the header's counts and totals.
-    pub fn from_snapshot(file: &SnapshotFile, config: EngineConfig) -> Result<Self, ImageError> {
-        let n = file.sections();
-        let decode_part = |part: usize| -> Result<Vec<Decoded>, ImageError> {
-            (part..n)
-                .step_by(2)
-                .map(|i| decode_section(file, i))
-                .collect()
-        };
-        let (even, odd) = std::thread::scope(|s| {
-            let odd = s.spawn(|| decode_part(1));
-            (decode_part(0), odd.join())
-        });
-        let odd = odd.map_err(|_| ImageError("a snapshot decoder thread panicked".into()))??;
-        let mut image = Image::empty(config.clone());
-        image.position = file.header.position;
-        let mut wallet_sections = Vec::new();
-        // Back in file order (even and odd sections interleave), so that the
-        // packed bytes stay in id order for `install`.
-        let mut odd = odd.into_iter();
-        for even in even? {
-            for section in std::iter::once(even).chain(odd.next()) {
-                match section {
-                    Decoded::Other(Section::Clients(list)) => image
-                        .clients
-                        .extend(list.into_iter().map(|c| (c.client.id, c))),
-                    Decoded::Other(Section::Customers(list)) => {
-                        image.customers.extend(list.into_iter().map(|c| (c.id, c)));
-                    }
-                    Decoded::Other(Section::Idempotency(list)) => image
-                        .idempotency
-                        .extend(list.into_iter().map(|e| ((e.client, e.key.clone()), e))),
-                    Decoded::Other(Section::Funding(funding)) => image.funding.import(funding),
-                    Decoded::Wallets(list) => wallet_sections.push(list),
-                }
-            }
-        }
-        // Streamed into the ledger section by section: no vector of every
-        // state in between (each would be ~330 MB of fresh pages at 1M).
-        let total = wallet_sections.iter().map(Vec::len).sum();
-        image.packed.reserve(total);
-        let packed = &mut image.packed;
-        let wallets = wallet_sections.into_iter().flatten().map(|(state, p)| {
-            packed.push(p);
-            state
-        });
-        let wallets = Counted {
-            inner: wallets,
-            left: total,
-        };
-        image.ledger = Ledger::restore(config, wallets).map_err(|e| {
-            ImageError(format!(
-                "{}: the wallets do not form a consistent state: {e}",
-                file.path.display()
-            ))
-        })?;
-        let summary = image.summary();
-        if summary.wallets != file.header.summary.wallets
-            || summary.assets != file.header.summary.assets
-        {
-            return Err(ImageError(format!(
-                "{}: the content does not match the header's counts and totals",
-                file.path.display()
-            )));
-        }
-        Ok(image)
     }
 
     /// Hands the state to the live engine: the directory (clients, keys,
@@ -465,83 +448,60 @@ impl Image {
             };
             idempotency.restore(e.client, &e.key, e.fingerprint, e.at, now_ms, restored);
         }
-        // One pass, each state moved once. The ledger and the packed bytes
-        // are both in id order: a merge, no lookups.
-        let mut packed = self.packed.into_iter().peekable();
-        let mut out = Vec::with_capacity(self.ledger.wallets().len());
+        // The creators of the snapshot's transactions, then each decoded
+        // wallet's (a taken wallet's twice: the same entries).
+        for &(txn, wallet) in self.stored.creators() {
+            directory.apply(&DirectoryRecord::TxnCreated { txn, wallet });
+        }
+        // One pass in id order, each state moved once: a merge of the
+        // decoded wallets and the stored ones, no lookups.
+        let mut out = Vec::with_capacity(self.ledger.wallets().len() + self.stored.len());
+        let mut stored = self.stored.into_wallets().peekable();
         for state in self.ledger.into_boxed_wallets() {
+            while let Some((outline, bytes)) = stored.next_if(|(o, _)| o.id < state.id) {
+                directory.apply(&DirectoryRecord::WalletOpened {
+                    wallet: outline.id,
+                    client: outline.client,
+                });
+                out.push(InstalledWallet::Packed(outline, bytes));
+            }
             index(directory, &state);
-            while packed.next_if(|p| p.id < state.id).is_some() {}
-            let bytes = packed
-                .next_if(|p| p.id == state.id)
-                .filter(|p| p.sequence == state.sequence)
-                .map(|p| p.bytes);
-            out.push((state, bytes));
+            out.push(InstalledWallet::Live(state));
+        }
+        for (outline, bytes) in stored {
+            directory.apply(&DirectoryRecord::WalletOpened {
+                wallet: outline.id,
+                client: outline.client,
+            });
+            out.push(InstalledWallet::Packed(outline, bytes));
         }
         out
     }
 }
 
+/// The header's per-asset totals, from the audit's rows (assets with any
+/// money or flow).
+fn asset_totals(rows: Vec<AssetAudit>) -> Vec<AssetTotals> {
+    let units =
+        |v: i128, scale: u32| Decimal::try_from_i128_with_scale(v, scale).unwrap_or(Decimal::MAX);
+    rows.into_iter()
+        .filter(|a| a.credited != 0 || a.cash != 0 || a.in_flight != 0 || a.converted_in != 0)
+        .map(|a| AssetTotals {
+            asset: a.asset.to_string(),
+            cash: units(a.cash, a.scale),
+            in_flight: units(a.in_flight, a.scale),
+            external_credits: units(a.credited, a.scale),
+            external_debits: units(a.debited, a.scale),
+            converted_in: units(a.converted_in, a.scale),
+            converted_out: units(a.converted_out, a.scale),
+            conserved: a.ok(),
+        })
+        .collect()
+}
+
 fn encode(section: &Section) -> Result<Vec<u8>, ImageError> {
     rmp_serde::to_vec_named(section)
         .map_err(|e| ImageError(format!("cannot encode a snapshot section: {e}")))
-}
-
-/// One section of wallets (empty bytes for no wallets): a named-field map
-/// whose one entry holds each wallet's packed bytes.
-fn encode_wallets(wallets: &[&WalletState]) -> Vec<u8> {
-    if wallets.is_empty() {
-        return Vec::new();
-    }
-    let mut out = Vec::with_capacity(wallets.len() * 192);
-    msgpack::write_map_len(&mut out, 1);
-    msgpack::write_str(&mut out, PACKED_WALLETS);
-    msgpack::write_array_len(&mut out, wallets.len());
-    let mut one = Vec::with_capacity(256);
-    for w in wallets {
-        one.clear();
-        pack::encode(w, &mut one);
-        msgpack::write_bin(&mut out, &one);
-    }
-    out
-}
-
-/// Decodes section `i` of `file`: packed wallets by hand, anything else
-/// through serde. Errors name the file, the section and the byte.
-fn decode_section(file: &SnapshotFile, i: usize) -> Result<Decoded, ImageError> {
-    let bytes = file
-        .section_bytes(i)
-        .ok_or_else(|| ImageError(format!("{}: no section {i}", file.path.display())))?;
-    let mut r = Reader::new(bytes);
-    let is_wallets = r.map_len().ok() == Some(1) && r.str().ok() == Some(PACKED_WALLETS);
-    if !is_wallets {
-        return Ok(Decoded::Other(file.section::<Section>(i)?));
-    }
-    let bad = |what: String| {
-        ImageError(format!(
-            "{}: section {i} (at byte {}): {what}",
-            file.path.display(),
-            file.section_offset(i).unwrap_or(0)
-        ))
-    };
-    let n = r.array_len().map_err(|e| bad(e.to_string()))?;
-    let mut wallets = Vec::with_capacity(n);
-    for k in 0..n {
-        let one = r
-            .bin()
-            .map_err(|e| bad(format!("wallet {k} is not framed: {e}")))?;
-        let state =
-            pack::decode(one).map_err(|e| bad(format!("wallet {k} does not decode: {e}")))?;
-        let packed = PackedWallet {
-            id: state.id,
-            sequence: state.sequence,
-            bytes: one.into(),
-        };
-        wallets.push((state, packed));
-    }
-    r.finish()
-        .map_err(|e| bad(format!("after its {n} wallets: {e}")))?;
-    Ok(Decoded::Wallets(wallets))
 }
 
 /// The directory's indexes that a wallet itself records: its client's
@@ -553,8 +513,7 @@ fn index(directory: &Directory, w: &WalletState) {
         client: w.spec.client,
     });
     for t in w.txns() {
-        let inbound = t.direction == Some(Direction::In) && t.counterparty.is_some();
-        if !inbound {
+        if !t.is_inbound_record() {
             directory.apply(&DirectoryRecord::TxnCreated {
                 txn: t.id,
                 wallet: w.id,

@@ -252,7 +252,7 @@ impl Worker {
         let (path, size) = image
             .write_snapshot(&self.policy.dir, &id, now)
             .map_err(|e| e.to_string())?;
-        let wallets = image.ledger.wallets().len() as u64;
+        let wallets = image.wallet_count() as u64;
         drop(image);
         tracing::info!(
             snapshot = %id,

@@ -2,6 +2,7 @@
 
 use crate::asset::AssetCode;
 use crate::ids::{ClientId, Timestamp, TxnId, WalletId};
+use crate::wallet::pack::Outline;
 use crate::wallet::{WalletState, WalletStatus};
 use parking_lot::{MappedMutexGuard, Mutex, MutexGuard};
 use std::fmt;
@@ -96,30 +97,32 @@ pub const RESEND_AFTER_MS: i64 = 1_000;
 
 impl WalletShared {
     pub fn new(state: WalletState) -> Self {
-        let mut shared = Self::with_cell(&state, Cell::Packed(Box::default()));
+        let mut shared = Self::with_cell(Outline::of(&state), Cell::Packed(Box::default()));
         *shared.cell.get_mut() = Cell::Live(Box::new(state));
         shared.refresh_from_live();
         shared
     }
 
-    /// A passivated wallet whose packed bytes (`encode_state` of `state`)
-    /// are at hand already: recovery installs a snapshot's bytes this way
-    /// instead of packing every wallet again.
-    pub fn packed(state: &WalletState, bytes: Box<[u8]>) -> Self {
-        let shared = Self::with_cell(state, Cell::Packed(bytes));
-        shared.publish(state);
+    /// A passivated wallet from its packed bytes and their outline
+    /// (`pack::scan` of them, or `Outline::of` the state they encode): a
+    /// snapshot's wallet starts this way at recovery, never decoded until
+    /// first used, instead of being decoded and packed again.
+    pub fn packed(outline: Outline, bytes: Box<[u8]>) -> Self {
+        let (next_expiry, awaits_receipt) = (outline.next_expiry, outline.awaits_receipt);
+        let shared = Self::with_cell(outline, Cell::Packed(bytes));
+        shared.publish_timers(next_expiry, awaits_receipt);
         shared
     }
 
-    /// The fixed facts of `state` and fresh counters around `cell`; the
-    /// caller publishes the state's status and timers.
-    fn with_cell(state: &WalletState, cell: Cell) -> Self {
+    /// The fixed facts of a wallet and fresh counters around `cell`; the
+    /// caller publishes the wallet's timers.
+    fn with_cell(outline: Outline, cell: Cell) -> Self {
         Self {
-            id: state.id,
-            client: state.spec.client,
-            assets: state.spec.assets.iter().map(|a| a.code).collect(),
-            first_asset: state.spec.assets.first().map(|a| a.code),
-            status: AtomicU8::new(status_code(state.status)),
+            id: outline.id,
+            client: outline.client,
+            first_asset: outline.assets.first().copied(),
+            assets: outline.assets,
+            status: AtomicU8::new(status_code(outline.status)),
             cell: Mutex::new(cell),
             inflight: AtomicU32::new(0),
             client_inflight: AtomicU32::new(0),
@@ -243,8 +246,17 @@ impl WalletShared {
     pub fn publish(&self, state: &WalletState) {
         self.status
             .store(status_code(state.status), Ordering::Release);
-        let expiry = state.next_expiry().map_or(i64::MAX, Timestamp::millis);
-        let resend = if state.awaiting_receipt().next().is_some() {
+        self.publish_timers(
+            state.next_expiry(),
+            state.awaiting_receipt().next().is_some(),
+        );
+    }
+
+    /// When the wallet next needs a tick: its next expiry, or a resend if a
+    /// transfer it sent awaits its receipt.
+    fn publish_timers(&self, next_expiry: Option<Timestamp>, awaits_receipt: bool) {
+        let expiry = next_expiry.map_or(i64::MAX, Timestamp::millis);
+        let resend = if awaits_receipt {
             self.last_used
                 .load(Ordering::Relaxed)
                 .saturating_add(RESEND_AFTER_MS)

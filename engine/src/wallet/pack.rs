@@ -143,12 +143,7 @@ pub fn read(r: &mut Reader<'_>) -> Result<WalletState, DecodeError> {
     let n = r.array_len()?;
     let mut assets = Vec::with_capacity(n);
     for _ in 0..n {
-        r.record(2, "an asset")?;
-        let code = read_code(r)?;
-        assets.push(Asset {
-            code,
-            scale: read_scale(r)?,
-        });
+        assets.push(read_asset(r)?);
     }
     let spec = WalletSpec {
         client,
@@ -171,58 +166,13 @@ pub fn read(r: &mut Reader<'_>) -> Result<WalletState, DecodeError> {
     let n = r.array_len()?;
     let mut books = Vec::with_capacity(n);
     for _ in 0..n {
-        r.record(8, "a book")?;
-        let code = read_code(r)?;
-        let asset = Asset {
-            code,
-            scale: read_scale(r)?,
-        };
-        let [cash, reserved, pending, queued, unconfirmed_out] = [
-            read_decimal(r)?,
-            read_decimal(r)?,
-            read_decimal(r)?,
-            read_decimal(r)?,
-            read_decimal(r)?,
-        ];
-        let q = r.array_len()?;
-        let mut queue = VecDeque::with_capacity(q);
-        for _ in 0..q {
-            r.record(2, "a queued item")?;
-            queue.push_back(QueuedItem {
-                txn: TxnId::from_u128(read_id(r)?),
-                amount: read_decimal(r)?,
-            });
-        }
-        books.push((
-            code,
-            AssetBook {
-                asset,
-                cash,
-                reserved,
-                pending,
-                queued,
-                unconfirmed_out,
-                queue,
-            },
-        ));
+        books.push(read_book(r)?);
     }
     let books = AssetMap::from_sorted(books).ok_or_else(|| r.error("books out of order"))?;
     let n = r.array_len()?;
     let mut flows = Vec::with_capacity(n);
     for _ in 0..n {
-        r.record(7, "flows")?;
-        let code = read_code(r)?;
-        flows.push((
-            code,
-            Flows {
-                credited: read_i128(r)?,
-                debited: read_i128(r)?,
-                sent: read_i128(r)?,
-                received: read_i128(r)?,
-                converted_in: read_i128(r)?,
-                converted_out: read_i128(r)?,
-            },
-        ));
+        flows.push(read_flows(r)?);
     }
     let flows = AssetMap::from_sorted(flows).ok_or_else(|| r.error("flows out of order"))?;
     let n = r.array_len()?;
@@ -235,9 +185,7 @@ pub fn read(r: &mut Reader<'_>) -> Result<WalletState, DecodeError> {
     let n = r.array_len()?;
     let mut expiries = Vec::with_capacity(n);
     for _ in 0..n {
-        r.record(2, "an expiry")?;
-        let at = Timestamp::from_millis(r.i64()?);
-        expiries.push((at, TxnId::from_u128(read_id(r)?)));
+        expiries.push(read_expiry(r)?);
     }
     if !expiries.windows(2).all(|w| w[0] < w[1]) {
         return Err(r.error("expiries out of order"));
@@ -246,10 +194,7 @@ pub fn read(r: &mut Reader<'_>) -> Result<WalletState, DecodeError> {
     let n = r.array_len()?;
     let mut awaiting = Vec::with_capacity(n);
     for _ in 0..n {
-        r.record(3, "a transfer awaiting its receipt")?;
-        let txn = TxnId::from_u128(read_id(r)?);
-        let asset = read_code(r)?;
-        awaiting.push((txn, (asset, read_decimal(r)?)));
+        awaiting.push(read_receipt(r)?);
     }
     let awaiting_receipt = sorted_map(awaiting).ok_or_else(|| r.error("receipts out of order"))?;
     Ok(WalletState {
@@ -267,6 +212,228 @@ pub fn read(r: &mut Reader<'_>) -> Result<WalletState, DecodeError> {
         expiries,
         awaiting_receipt,
     })
+}
+
+/// What a packed wallet is, without its state: the facts a passivated
+/// wallet's `WalletShared` publishes, and a snapshot's load keeps beside
+/// the bytes (see `scan`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outline {
+    pub id: WalletId,
+    pub client: ClientId,
+    /// The enabled assets' codes, in the spec's order.
+    pub assets: Box<[AssetCode]>,
+    pub status: WalletStatus,
+    pub sequence: u64,
+    /// How many transaction records the wallet holds.
+    pub txns: usize,
+    /// When its timer must next fire (`WalletState::next_expiry`).
+    pub next_expiry: Option<Timestamp>,
+    /// Whether a transfer it sent awaits its receipt.
+    pub awaits_receipt: bool,
+}
+
+impl Outline {
+    /// The outline of a state (what `scan` of its packed bytes gives).
+    pub fn of(state: &WalletState) -> Self {
+        Outline {
+            id: state.id,
+            client: state.spec.client,
+            assets: state.spec.assets.iter().map(|a| a.code).collect(),
+            status: state.status,
+            sequence: state.sequence,
+            txns: state.txns.len(),
+            next_expiry: state.next_expiry(),
+            awaits_receipt: !state.awaiting_receipt.is_empty(),
+        }
+    }
+}
+
+/// Told what a scanned wallet holds, value by value (nothing is kept).
+pub trait Sink {
+    /// One book: its asset and cash.
+    fn book(&mut self, _asset: Asset, _cash: Decimal) {}
+    /// One asset's flow counters.
+    fn flows(&mut self, _asset: AssetCode, _flows: &Flows) {}
+    /// One transaction record.
+    fn txn(&mut self, _txn: &Txn) {}
+}
+
+/// A sink that keeps nothing.
+impl Sink for () {}
+
+/// Checks bytes that hold exactly one packed wallet as `decode` does (every
+/// field, code, scale, length and key order: what `decode` refuses, this
+/// refuses), without building the state: books, flows
+/// and transactions pass through `sink` one at a time, on the stack. Why:
+/// loading a snapshot of a million wallets need not build a million states
+/// (~1 KB each of fresh memory) only to check and then drop them.
+pub fn scan(bytes: &[u8], sink: &mut impl Sink) -> Result<Outline, DecodeError> {
+    let mut r = Reader::new(bytes);
+    let outline = walk(&mut r, sink)?;
+    r.finish()?;
+    Ok(outline)
+}
+
+/// `read`'s walk, keeping only the outline. Keep the two in step: the
+/// property test `scan_refuses_what_decode_refuses` holds them to it.
+fn walk(r: &mut Reader<'_>, sink: &mut impl Sink) -> Result<Outline, DecodeError> {
+    r.record(13, "a wallet")?;
+    let id = WalletId::from_u128(read_id(r)?);
+    r.record(5, "a wallet's spec")?;
+    let client = ClientId::from_u128(read_id(r)?);
+    wallet_kind(r)?;
+    read_opt(r, read_id)?;
+    let n = r.array_len()?;
+    let mut assets = Vec::with_capacity(n);
+    for _ in 0..n {
+        assets.push(read_asset(r)?.code);
+    }
+    r.bool()?;
+    r.record(3, "a wallet's settings")?;
+    read_opt(r, |r| r.str())?;
+    read_opt(r, |r| r.str())?;
+    r.bool()?;
+    let status = wallet_status(r)?;
+    read_opt(r, |r| r.str())?;
+    let sequence = r.u64()?;
+    r.i64()?;
+    r.i64()?;
+    let n = r.array_len()?;
+    let mut last: Option<AssetCode> = None;
+    for _ in 0..n {
+        let (code, book) = read_book(r)?;
+        if last.is_some_and(|l| l >= code) {
+            return Err(r.error("books out of order"));
+        }
+        last = Some(code);
+        sink.book(book.asset, book.cash);
+    }
+    let n = r.array_len()?;
+    let mut last: Option<AssetCode> = None;
+    for _ in 0..n {
+        let (code, flows) = read_flows(r)?;
+        if last.is_some_and(|l| l >= code) {
+            return Err(r.error("flows out of order"));
+        }
+        last = Some(code);
+        sink.flows(code, &flows);
+    }
+    let txns = r.array_len()?;
+    let mut last: Option<TxnId> = None;
+    for _ in 0..txns {
+        let t = read_txn(r)?;
+        if last.is_some_and(|l| l >= t.id) {
+            return Err(r.error("transactions out of order"));
+        }
+        last = Some(t.id);
+        sink.txn(&t);
+    }
+    let n = r.array_len()?;
+    let mut first = None;
+    let mut last = None;
+    for _ in 0..n {
+        let e = read_expiry(r)?;
+        if last.is_some_and(|l| l >= e) {
+            return Err(r.error("expiries out of order"));
+        }
+        first = first.or(Some(e.0));
+        last = Some(e);
+    }
+    let awaiting = r.array_len()?;
+    let mut last: Option<TxnId> = None;
+    for _ in 0..awaiting {
+        let (txn, _) = read_receipt(r)?;
+        if last.is_some_and(|l| l >= txn) {
+            return Err(r.error("receipts out of order"));
+        }
+        last = Some(txn);
+    }
+    Ok(Outline {
+        id,
+        client,
+        assets: assets.into_boxed_slice(),
+        status,
+        sequence,
+        txns,
+        next_expiry: first,
+        awaits_receipt: awaiting > 0,
+    })
+}
+
+fn read_asset(r: &mut Reader<'_>) -> Result<Asset, DecodeError> {
+    r.record(2, "an asset")?;
+    let code = read_code(r)?;
+    Ok(Asset {
+        code,
+        scale: read_scale(r)?,
+    })
+}
+
+fn read_book(r: &mut Reader<'_>) -> Result<(AssetCode, AssetBook), DecodeError> {
+    r.record(8, "a book")?;
+    let code = read_code(r)?;
+    let asset = Asset {
+        code,
+        scale: read_scale(r)?,
+    };
+    let [cash, reserved, pending, queued, unconfirmed_out] = [
+        read_decimal(r)?,
+        read_decimal(r)?,
+        read_decimal(r)?,
+        read_decimal(r)?,
+        read_decimal(r)?,
+    ];
+    let q = r.array_len()?;
+    let mut queue = VecDeque::with_capacity(q);
+    for _ in 0..q {
+        r.record(2, "a queued item")?;
+        queue.push_back(QueuedItem {
+            txn: TxnId::from_u128(read_id(r)?),
+            amount: read_decimal(r)?,
+        });
+    }
+    Ok((
+        code,
+        AssetBook {
+            asset,
+            cash,
+            reserved,
+            pending,
+            queued,
+            unconfirmed_out,
+            queue,
+        },
+    ))
+}
+
+fn read_flows(r: &mut Reader<'_>) -> Result<(AssetCode, Flows), DecodeError> {
+    r.record(7, "flows")?;
+    let code = read_code(r)?;
+    Ok((
+        code,
+        Flows {
+            credited: read_i128(r)?,
+            debited: read_i128(r)?,
+            sent: read_i128(r)?,
+            received: read_i128(r)?,
+            converted_in: read_i128(r)?,
+            converted_out: read_i128(r)?,
+        },
+    ))
+}
+
+fn read_expiry(r: &mut Reader<'_>) -> Result<(Timestamp, TxnId), DecodeError> {
+    r.record(2, "an expiry")?;
+    let at = Timestamp::from_millis(r.i64()?);
+    Ok((at, TxnId::from_u128(read_id(r)?)))
+}
+
+fn read_receipt(r: &mut Reader<'_>) -> Result<(TxnId, (AssetCode, Decimal)), DecodeError> {
+    r.record(3, "a transfer awaiting its receipt")?;
+    let txn = TxnId::from_u128(read_id(r)?);
+    let asset = read_code(r)?;
+    Ok((txn, (asset, read_decimal(r)?)))
 }
 
 /// A map from entries in strictly ascending key order (bulk-built: no
@@ -612,6 +779,143 @@ mod tests {
                 write_i128(&mut out, v);
                 prop_assert_eq!(read_i128(&mut Reader::new(&out)).ok(), Some(v));
             }
+        }
+    }
+
+    /// A wallet with something in every part of the layout: two assets,
+    /// settings, a pending credit, a held reservation and a queued transfer
+    /// with expiries, a transfer awaiting its receipt.
+    fn rich_wallet() -> WalletState {
+        use crate::{Command, EngineConfig, IfInsufficient, Ledger, Op};
+        let mut ledger = Ledger::new(EngineConfig::default());
+        let mut events = Vec::new();
+        let at = Timestamp::from_millis(1_700_000_000_000);
+        let code = |c: &str| AssetCode::new(c).unwrap_or_else(|e| panic!("{e}"));
+        let w = |i: u128| WalletId::from_u128(i);
+        let t = |i: u128| TxnId::from_u128(i);
+        let ops = [
+            Op::OpenWallet {
+                wallet: w(1),
+                client: ClientId::from_u128(1),
+                kind: WalletKind::General,
+                customer: Some(CustomerId::from_u128(4)),
+                assets: vec![code("USD"), code("EUR")],
+                single_asset: false,
+                settings: WalletSettings {
+                    name: Some("ops".into()),
+                    description: Some("a wallet with everything".into()),
+                    is_favourite: true,
+                },
+            },
+            Op::OpenWallet {
+                wallet: w(2),
+                client: ClientId::from_u128(1),
+                kind: WalletKind::Customer,
+                customer: None,
+                assets: vec![code("USD")],
+                single_asset: true,
+                settings: WalletSettings::default(),
+            },
+            Op::Credit {
+                wallet: w(1),
+                txn: t(1),
+                asset: code("USD"),
+                amount: Decimal::new(100_000, 2),
+                pending: false,
+                info: TxnInfo {
+                    reference: Some("ref".into()),
+                    metadata: None,
+                },
+            },
+            Op::Credit {
+                wallet: w(1),
+                txn: t(2),
+                asset: code("EUR"),
+                amount: Decimal::new(5_000, 2),
+                pending: true,
+                info: TxnInfo::default(),
+            },
+            Op::Reserve {
+                wallet: w(1),
+                txn: t(3),
+                asset: code("USD"),
+                amount: Decimal::new(2_500, 2),
+                expires_at: Some(Timestamp::from_millis(1_800_000_000_000)),
+                info: TxnInfo::default(),
+            },
+            Op::Transfer {
+                from: w(1),
+                to: w(2),
+                txn: t(4),
+                asset: code("USD"),
+                amount: Decimal::new(1_000, 2),
+                if_insufficient: IfInsufficient::Queue,
+                expires_at: None,
+                info: TxnInfo::default(),
+            },
+            Op::Transfer {
+                from: w(1),
+                to: w(2),
+                txn: t(5),
+                asset: code("USD"),
+                amount: Decimal::new(900_000, 2),
+                if_insufficient: IfInsufficient::Queue,
+                expires_at: Some(Timestamp::from_millis(1_900_000_000_000)),
+                info: TxnInfo::default(),
+            },
+        ];
+        for op in ops {
+            ledger
+                .execute(&Command { at, op }, &mut events)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        ledger
+            .wallet(w(1))
+            .cloned()
+            .unwrap_or_else(|| panic!("no wallet"))
+    }
+
+    #[test]
+    fn the_scan_refuses_exactly_what_decode_refuses() {
+        let state = rich_wallet();
+        assert!(state.awaiting_receipt().next().is_some());
+        assert!(state.next_expiry().is_some());
+        let bytes = to_bytes(&state);
+        assert_eq!(scan(&bytes, &mut ()), Ok(Outline::of(&state)));
+        // Every byte, set to values that break tags, lengths, codes,
+        // scales and orders, or change nothing structural.
+        for at in 0..bytes.len() {
+            let b = bytes[at];
+            for value in [
+                0x00,
+                0x01,
+                0x7f,
+                0x90,
+                0xc0,
+                0xc1,
+                0xcc,
+                0xff,
+                b ^ 0x01,
+                b ^ 0x80,
+            ] {
+                let mut bad = bytes.clone();
+                bad[at] = value;
+                let decoded = decode(&bad);
+                let scanned = scan(&bad, &mut ());
+                assert_eq!(
+                    scanned.is_ok(),
+                    decoded.is_ok(),
+                    "byte {at} set to {value:#04x}: scan {scanned:?}, decode {:?}",
+                    decoded.as_ref().map(|_| ())
+                );
+                if let Ok(state) = decoded {
+                    assert_eq!(scanned, Ok(Outline::of(&state)));
+                }
+            }
+        }
+        // Cut short anywhere: refused by both.
+        for end in 0..bytes.len() {
+            assert!(scan(&bytes[..end], &mut ()).is_err());
         }
     }
 

@@ -1,12 +1,16 @@
 //! Snapshots of an image: exact round trips, the packed bytes reused at
-//! install, and refusals that name the file.
+//! install, the lazy load against the eager state, and refusals that name
+//! the file.
 
 use super::*;
+use proptest::prelude::*;
+use settle_engine::msgpack::Reader;
 use settle_engine::{
-    AssetCode, Command, IfInsufficient, Op, Timestamp, TxnId, TxnInfo, WalletKind,
+    AssetCode, Command, Event, IfInsufficient, Message, Op, Timestamp, TxnId, TxnInfo, WalletId,
+    WalletKind,
 };
 use settle_engine::{WalletSettings, wallet::pack};
-use settle_snapshots::snapshot::{SnapshotWriter, snapshot_dir};
+use settle_snapshots::snapshot::{SnapshotFile, SnapshotWriter, snapshot_dir};
 
 fn usd() -> AssetCode {
     AssetCode::new("USD").unwrap_or_else(|e| panic!("{e}"))
@@ -76,42 +80,12 @@ fn write(image: &Image, dir: &Path) -> PathBuf {
         .0
 }
 
-#[test]
-fn a_snapshot_restores_the_image_and_install_reuses_its_bytes() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    // More than one section of wallets, and an odd number of them.
-    let image = image(WALLETS_PER_SECTION as u128 * 2 + 5);
-    let path = write(&image, &snapshot_dir(dir.path()));
-    let file = SnapshotFile::open(&path).unwrap_or_else(|e| panic!("{e}"));
-    let mut loaded =
-        Image::from_snapshot(&file, EngineConfig::default()).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(loaded.ledger, image.ledger, "the very same wallets");
-    assert!(
-        loaded.ledger.in_flight().next().is_some(),
-        "messages in flight restored"
-    );
-    assert_eq!(loaded.digest().ok(), image.digest().ok());
-    // A wallet changed after the load is packed again; the rest reuse the
-    // snapshot's bytes, which are what packing them would give.
-    let changed = WalletId::from_u128(3);
-    let mut events = Vec::new();
-    loaded
-        .ledger
-        .execute(
-            &Command {
-                at: Timestamp::from_millis(1_700_000_000_001),
-                op: Op::Credit {
-                    wallet: changed,
-                    txn: TxnId::from_u128(1 << 100),
-                    asset: usd(),
-                    amount: Decimal::new(1, 2),
-                    pending: false,
-                    info: TxnInfo::default(),
-                },
-            },
-            &mut events,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+fn load(path: &Path) -> Image {
+    let file = SnapshotFile::open(path).unwrap_or_else(|e| panic!("{e}"));
+    Image::from_snapshot(&file, EngineConfig::default()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn stores() -> (Directory, std::sync::Arc<IdempotencyStore>, Funding) {
     let directory = Directory::new();
     let idempotency = IdempotencyStore::new(
         std::time::Duration::from_secs(60),
@@ -119,19 +93,366 @@ fn a_snapshot_restores_the_image_and_install_reuses_its_bytes() {
         std::time::Duration::from_secs(1),
     );
     let funding = Funding::new(WebhookConfig::default(), EngineConfig::default().assets);
+    (directory, idempotency, funding)
+}
+
+/// Runs `op` on a copy of `ledger` and returns the record of its events
+/// (what the live engine would have logged).
+fn logged(ledger: &mut Ledger, op: Op) -> Record {
+    let wallet = op.wallet();
+    let mut events = Vec::new();
+    let at = Timestamp::from_millis(1_700_000_000_001);
+    ledger
+        .execute(&Command { at, op }, &mut events)
+        .unwrap_or_else(|e| panic!("{e}"));
+    Record::Events { wallet, events }
+}
+
+#[test]
+fn a_snapshot_restores_the_image_and_install_reuses_its_bytes() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // More than one section of wallets, and an odd number of them.
+    let image = image(WALLETS_PER_SECTION as u128 * 2 + 5);
+    let path = write(&image, &snapshot_dir(dir.path()));
+    let mut loaded = load(&path);
+    assert_eq!(loaded.wallet_count(), image.wallet_count());
+    assert_eq!(loaded.ledger.wallets().len(), 0, "no wallet decoded");
+    assert!(
+        loaded.ledger.in_flight().next().is_some(),
+        "messages in flight restored"
+    );
+    assert_eq!(loaded.digest().ok(), image.digest().ok());
+    assert_eq!(loaded.summary().ok(), image.summary().ok());
+    // The log's tail touches one wallet: it alone is decoded, changed, and
+    // packed again at install; the rest hand on the snapshot's bytes,
+    // which are what packing them would give.
+    let changed = WalletId::from_u128(3);
+    let mut eager = image.ledger.clone();
+    let record = logged(
+        &mut eager,
+        Op::Credit {
+            wallet: changed,
+            txn: TxnId::from_u128(1 << 100),
+            asset: usd(),
+            amount: Decimal::new(1, 2),
+            pending: false,
+            info: TxnInfo::default(),
+        },
+    );
+    loaded.apply(43, record).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.ledger.wallets().len(), 1);
+    let mut eager = Image::from_ledger(eager);
+    eager.position = 43;
+    assert_eq!(loaded.digest().ok(), eager.digest().ok());
+    assert_eq!(loaded.summary().ok(), eager.summary().ok());
+    let (directory, idempotency, funding) = stores();
     let installed = loaded.install(&directory, &idempotency, &funding, 0);
-    assert_eq!(installed.len(), image.ledger.wallets().len());
-    for (state, bytes) in &installed {
-        match bytes {
-            Some(bytes) => {
+    assert_eq!(installed.len(), image.wallet_count());
+    for w in &installed {
+        match w {
+            InstalledWallet::Packed(outline, bytes) => {
                 assert_ne!(
-                    state.id, changed,
+                    outline.id, changed,
                     "a changed wallet's old bytes are not reused"
                 );
-                assert_eq!(&bytes[..], &pack::to_bytes(state)[..]);
+                let state = pack::decode(bytes).unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(
+                    &state,
+                    eager.ledger.wallet(outline.id).unwrap_or_else(|| panic!())
+                );
+                assert_eq!(&pack::Outline::of(&state), outline);
+                assert_eq!(&bytes[..], &pack::to_bytes(&state)[..]);
             }
-            None => assert_eq!(state.id, changed),
+            InstalledWallet::Live(state) => {
+                assert_eq!(state.id, changed);
+                assert_eq!(Some(&**state), eager.ledger.wallet(changed));
+            }
         }
+    }
+    // The directory knows every wallet and where each transaction was made.
+    assert_eq!(
+        directory.wallets_of(ClientId::from_u128(1)).len(),
+        installed.len()
+    );
+    assert_eq!(
+        directory.wallet_of_txn(TxnId::from_u128(1 << 100)),
+        Some(changed)
+    );
+    assert_eq!(
+        directory.wallet_of_txn(TxnId::from_u128((7 << 64) + 1)),
+        Some(WalletId::from_u128(7))
+    );
+}
+
+#[test]
+fn the_log_tail_is_checked_against_the_snapshots_wallets() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let image = image(6);
+    let path = write(&image, &snapshot_dir(dir.path()));
+    // A transaction id that a wallet still packed created already.
+    let mut other = image.ledger.clone();
+    let reused = logged(
+        &mut Ledger::new(EngineConfig::default()),
+        Op::OpenWallet {
+            wallet: WalletId::from_u128(99),
+            client: ClientId::from_u128(1),
+            kind: WalletKind::General,
+            customer: None,
+            assets: vec![usd()],
+            single_asset: true,
+            settings: WalletSettings::default(),
+        },
+    );
+    let mut loaded = load(&path);
+    loaded.apply(43, reused).unwrap_or_else(|e| panic!("{e}"));
+    let mut fresh = Ledger::new(EngineConfig::default());
+    let _ = logged(
+        &mut fresh,
+        Op::OpenWallet {
+            wallet: WalletId::from_u128(99),
+            client: ClientId::from_u128(1),
+            kind: WalletKind::General,
+            customer: None,
+            assets: vec![usd()],
+            single_asset: true,
+            settings: WalletSettings::default(),
+        },
+    );
+    let twice = logged(
+        &mut fresh,
+        Op::Credit {
+            wallet: WalletId::from_u128(99),
+            txn: TxnId::from_u128(5 << 64),
+            asset: usd(),
+            amount: Decimal::new(1, 2),
+            pending: false,
+            info: TxnInfo::default(),
+        },
+    );
+    let Err(err) = loaded.apply(44, twice) else {
+        panic!("a transaction created twice was accepted")
+    };
+    assert!(err.contains("created by"), "{err}");
+    // Opening a wallet the snapshot holds is a second opening.
+    let mut loaded = load(&path);
+    let again = logged(
+        &mut Ledger::new(EngineConfig::default()),
+        Op::OpenWallet {
+            wallet: WalletId::from_u128(2),
+            client: ClientId::from_u128(1),
+            kind: WalletKind::General,
+            customer: None,
+            assets: vec![usd()],
+            single_asset: true,
+            settings: WalletSettings::default(),
+        },
+    );
+    let Err(err) = loaded.apply(43, again) else {
+        panic!("a wallet opened twice was accepted")
+    };
+    assert!(err.contains("twice"), "{err}");
+    // A delivery to a wallet still packed takes its message from flight.
+    let mut loaded = load(&path);
+    let mut events = Vec::new();
+    let txn = TxnId::from_u128((1 << 64) + 1);
+    other
+        .deliver(txn, Timestamp::from_millis(1_700_000_000_002), &mut events)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut position = 42;
+    for e in events {
+        position += 1;
+        let record = Record::Events {
+            wallet: e.wallet(),
+            events: vec![e],
+        };
+        loaded
+            .apply(position, record)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let mut eager = Image::from_ledger(other);
+    eager.position = position;
+    assert_eq!(loaded.digest().ok(), eager.digest().ok());
+    loaded.decode_all().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.ledger, eager.ledger);
+}
+
+/// One step of a random history: an operation, or the delivery of the
+/// oldest message in flight.
+#[derive(Clone, Debug)]
+enum Step {
+    Credit(u8, i64),
+    Transfer(u8, u8, i64, bool),
+    Reserve(u8, i64),
+    Deliver,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        (0u8..5, 1i64..5_000).prop_map(|(w, a)| Step::Credit(w, a)),
+        (0u8..5, 0u8..5, 1i64..5_000, any::<bool>())
+            .prop_map(|(f, t, a, q)| Step::Transfer(f, t, a, q)),
+        (0u8..5, 1i64..2_000).prop_map(|(w, a)| Step::Reserve(w, a)),
+        Just(Step::Deliver),
+    ]
+}
+
+/// Runs `steps` on `ledger`, returning one record per wallet's events in
+/// order (refused operations log nothing but what they applied).
+fn history(ledger: &mut Ledger, steps: &[Step], first_txn: u128) -> Vec<Record> {
+    let at = Timestamp::from_millis(1_700_000_000_000);
+    let wallet = |i: u8| WalletId::from_u128(u128::from(i) + 1);
+    let mut records = Vec::new();
+    for (k, s) in steps.iter().enumerate() {
+        let txn = TxnId::from_u128(first_txn + k as u128);
+        let mut events = Vec::new();
+        let _ = match *s {
+            Step::Credit(w, a) => ledger
+                .execute(
+                    &Command {
+                        at,
+                        op: Op::Credit {
+                            wallet: wallet(w),
+                            txn,
+                            asset: usd(),
+                            amount: Decimal::new(a, 2),
+                            pending: false,
+                            info: TxnInfo::default(),
+                        },
+                    },
+                    &mut events,
+                )
+                .map(|_| ()),
+            Step::Transfer(f, t, a, queue) => ledger
+                .execute(
+                    &Command {
+                        at,
+                        op: Op::Transfer {
+                            from: wallet(f),
+                            to: wallet(t),
+                            txn,
+                            asset: usd(),
+                            amount: Decimal::new(a, 2),
+                            if_insufficient: if queue {
+                                IfInsufficient::Queue
+                            } else {
+                                IfInsufficient::Reject
+                            },
+                            expires_at: None,
+                            info: TxnInfo::default(),
+                        },
+                    },
+                    &mut events,
+                )
+                .map(|_| ()),
+            Step::Reserve(w, a) => ledger
+                .execute(
+                    &Command {
+                        at,
+                        op: Op::Reserve {
+                            wallet: wallet(w),
+                            txn,
+                            asset: usd(),
+                            amount: Decimal::new(a, 2),
+                            expires_at: Some(Timestamp::from_millis(1_800_000_000_000)),
+                            info: TxnInfo::default(),
+                        },
+                    },
+                    &mut events,
+                )
+                .map(|_| ()),
+            Step::Deliver => {
+                let first = ledger.in_flight().next().map(Message::txn);
+                match first {
+                    Some(t) => ledger.deliver(t, at, &mut events),
+                    None => Ok(()),
+                }
+            }
+        };
+        // One record per run of one wallet's events, as the actors log them.
+        let mut run: Vec<Event> = Vec::new();
+        for e in events {
+            if run.last().is_some_and(|l: &Event| l.wallet() != e.wallet()) {
+                let done = std::mem::take(&mut run);
+                records.push(Record::Events {
+                    wallet: done[0].wallet(),
+                    events: done,
+                });
+            }
+            run.push(e);
+        }
+        if let Some(first) = run.first() {
+            records.push(Record::Events {
+                wallet: first.wallet(),
+                events: run,
+            });
+        }
+    }
+    records
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Recovery through the lazy load (wallets kept packed, decoded when
+    /// the tail touches them) reaches the state of the eager one (every
+    /// wallet decoded before the tail): the same digest, summary, ledger
+    /// and installed wallets.
+    #[test]
+    fn the_lazy_load_recovers_the_eager_state(
+        before in prop::collection::vec(step(), 0..40),
+        after in prop::collection::vec(step(), 0..40),
+    ) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut ledger = Ledger::new(EngineConfig::default());
+        let mut opening = Image::from_ledger(Ledger::new(EngineConfig::default()));
+        for i in 0..5u8 {
+            let record = logged(&mut ledger, Op::OpenWallet {
+                wallet: WalletId::from_u128(u128::from(i) + 1),
+                client: ClientId::from_u128(1),
+                kind: WalletKind::General,
+                customer: None,
+                assets: vec![usd()],
+                single_asset: true,
+                settings: WalletSettings::default(),
+            });
+            opening.apply(u64::from(i) + 1, record).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let _ = history(&mut ledger, &before, 1 << 64);
+        let mut snapshot = Image::from_ledger(ledger.clone());
+        snapshot.position = 100;
+        let path = write(&snapshot, &snapshot_dir(dir.path()));
+        let tail = history(&mut ledger, &after, 2 << 64);
+        // Eager: the snapshot decoded whole, then the tail.
+        let mut eager = load(&path);
+        eager.decode_all().unwrap_or_else(|e| panic!("{e}"));
+        let mut lazy = load(&path);
+        for (k, record) in tail.into_iter().enumerate() {
+            let lsn = 101 + k as u64;
+            eager.apply(lsn, record.clone()).unwrap_or_else(|e| panic!("{e}"));
+            lazy.apply(lsn, record).unwrap_or_else(|e| panic!("{e}"));
+        }
+        prop_assert_eq!(lazy.digest().ok(), eager.digest().ok());
+        prop_assert_eq!(lazy.digest().ok(), Image::from_ledger(ledger.clone()).digest().ok());
+        prop_assert_eq!(lazy.summary().ok(), eager.summary().ok());
+        // Written again, the lazy image reads back as the eager one.
+        let again = write(&lazy, &snapshot_dir(dir.path()).join("again"));
+        let mut reread = load(&again);
+        reread.decode_all().unwrap_or_else(|e| panic!("{e}"));
+        prop_assert_eq!(&reread.ledger, &ledger);
+        let (d, i, f) = stores();
+        let from_lazy: Vec<WalletState> = lazy
+            .install(&d, &i, &f, 0)
+            .into_iter()
+            .map(|w| match w {
+                InstalledWallet::Live(state) => *state,
+                InstalledWallet::Packed(_, bytes) => {
+                    pack::decode(&bytes).unwrap_or_else(|e| panic!("{e}"))
+                }
+            })
+            .collect();
+        let from_eager: Vec<WalletState> = ledger.wallets().cloned().collect();
+        prop_assert_eq!(from_lazy, from_eager);
+        reread.check_invariants().map_err(TestCaseError::fail)?;
     }
 }
 
@@ -155,7 +476,7 @@ fn file_with_sections(dir: &Path, version: u16, sections: &[Vec<u8>]) -> PathBuf
 fn a_wallet_that_does_not_decode_is_refused_and_named() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let good = image(3);
-    let wallets: Vec<&WalletState> = good.ledger.wallets().collect();
+    let wallets: Vec<WalletRef<'_>> = good.ledger.wallets().map(WalletRef::Live).collect();
     let section = encode_wallets(&wallets);
     // Damage inside the second wallet's bytes, under sound checksums (as a
     // bug, not the disk, would): the section is refused, naming the file,
@@ -200,4 +521,109 @@ fn a_snapshot_of_an_older_format_is_refused_with_the_reason() {
             && text.contains("older settle"),
         "{text}"
     );
+}
+
+#[test]
+fn every_damaged_byte_of_a_wallet_is_refused_where_decode_would_refuse_it() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let good = image(3);
+    let states: Vec<&WalletState> = good.ledger.wallets().collect();
+    let target = pack::to_bytes(states[1]);
+    for at in 0..target.len() {
+        for value in [0xc1, 0x00, 0x93, target[at] ^ 0x01] {
+            let mut bad = target.clone();
+            bad[at] = value;
+            if pack::decode(&bad).is_ok() {
+                continue;
+            }
+            // The section as the writer frames it, wallet 1 damaged.
+            let mut section = Vec::new();
+            settle_engine::msgpack::write_map_len(&mut section, 1);
+            settle_engine::msgpack::write_str(&mut section, PACKED_WALLETS);
+            settle_engine::msgpack::write_array_len(&mut section, 3);
+            for (k, w) in states.iter().enumerate() {
+                let bytes = if k == 1 {
+                    bad.clone()
+                } else {
+                    pack::to_bytes(w)
+                };
+                settle_engine::msgpack::write_bin(&mut section, &bytes);
+            }
+            let path = file_with_sections(dir.path(), FORMAT_VERSION, &[section]);
+            let file = SnapshotFile::open(&path).unwrap_or_else(|e| panic!("{e}"));
+            let Err(err) = Image::from_snapshot(&file, EngineConfig::default()) else {
+                panic!("byte {at} set to {value:#04x} was accepted")
+            };
+            assert!(
+                err.0.contains(&path.display().to_string())
+                    && err.0.contains("section 0 (at byte ")
+                    && err.0.contains("wallet 1 does not decode"),
+                "{err}"
+            );
+            std::fs::remove_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}
+
+#[test]
+fn wallets_that_decode_but_contradict_each_other_are_refused() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let good = image(4);
+    let states: Vec<WalletState> = good.ledger.wallets().cloned().collect();
+    let live = |list: &[&WalletState]| -> Vec<u8> {
+        let refs: Vec<WalletRef<'_>> = list.iter().map(|w| WalletRef::Live(w)).collect();
+        encode_wallets(&refs)
+    };
+    // One wallet twice (in two sections: each section alone is sound); one
+    // that created nothing, so that only its id repeats.
+    let mut fresh = Ledger::new(EngineConfig::default());
+    let _ = logged(
+        &mut fresh,
+        Op::OpenWallet {
+            wallet: WalletId::from_u128(50),
+            client: ClientId::from_u128(1),
+            kind: WalletKind::General,
+            customer: None,
+            assets: vec![usd()],
+            single_asset: true,
+            settings: WalletSettings::default(),
+        },
+    );
+    let empty = fresh
+        .wallet(WalletId::from_u128(50))
+        .unwrap_or_else(|| panic!("not opened"));
+    let twice = [live(&[&states[0], empty]), live(&[empty])];
+    // Two wallets that created the same transaction: wallet 3's records
+    // under wallet 9's id.
+    let mut copy = states[2].clone();
+    copy.id = WalletId::from_u128(9);
+    let created_twice = [live(&[&states[2], &copy])];
+    for (sections, says) in [
+        (&twice[..], "appears twice"),
+        (&created_twice[..], "created by"),
+    ] {
+        let path = file_with_sections(dir.path(), FORMAT_VERSION, sections);
+        let file = SnapshotFile::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let Err(err) = Image::from_snapshot(&file, EngineConfig::default()) else {
+            panic!("contradicting wallets were accepted ({says})")
+        };
+        assert!(
+            err.0.contains(&path.display().to_string())
+                && err.0.contains("do not form a consistent state")
+                && err.0.contains(says),
+            "{err}"
+        );
+        std::fs::remove_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    }
+    // Sound wallets under a header whose counts and totals are not theirs.
+    let path = file_with_sections(
+        dir.path(),
+        FORMAT_VERSION,
+        &[live(&states.iter().collect::<Vec<_>>())],
+    );
+    let file = SnapshotFile::open(&path).unwrap_or_else(|e| panic!("{e}"));
+    let Err(err) = Image::from_snapshot(&file, EngineConfig::default()) else {
+        panic!("a header that does not match was accepted")
+    };
+    assert!(err.0.contains("does not match the header"), "{err}");
 }

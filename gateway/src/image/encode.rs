@@ -1,0 +1,91 @@
+//! Every wallet of an image, in id order, encoded: into a snapshot's wallet
+//! sections, or for the state digest. A wallet is decoded (`Live`) or still
+//! a snapshot's packed bytes (`Packed`); both passes run on two threads.
+
+use super::{ImageError, PACKED_WALLETS};
+use settle_engine::digest::{self, Digester};
+use settle_engine::msgpack;
+use settle_engine::wallet::pack::{self, Outline};
+use settle_engine::{Message, StateDigest, WalletState};
+
+/// Wallets per chunk of the digest's two-thread encoding.
+const DIGEST_CHUNK: usize = 2_048;
+
+/// One wallet of an image, decoded or stored.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum WalletRef<'a> {
+    Live(&'a WalletState),
+    Packed(&'a Outline, &'a [u8]),
+}
+
+/// One section of wallets (empty bytes for no wallets): a named-field map
+/// whose one entry holds each wallet's packed bytes. A stored wallet's
+/// bytes are copied as they are: they are what packing it would give.
+pub(super) fn encode_wallets(wallets: &[WalletRef<'_>]) -> Vec<u8> {
+    if wallets.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(wallets.len() * 192);
+    msgpack::write_map_len(&mut out, 1);
+    msgpack::write_str(&mut out, PACKED_WALLETS);
+    msgpack::write_array_len(&mut out, wallets.len());
+    let mut one = Vec::with_capacity(256);
+    for w in wallets {
+        match w {
+            WalletRef::Live(state) => {
+                one.clear();
+                pack::encode(state, &mut one);
+                msgpack::write_bin(&mut out, &one);
+            }
+            WalletRef::Packed(_, bytes) => msgpack::write_bin(&mut out, bytes),
+        }
+    }
+    out
+}
+
+/// The encodings the digest hashes, of `wallets` in order, in one buffer.
+fn digest_chunk(wallets: &[WalletRef<'_>]) -> Result<Vec<u8>, ImageError> {
+    let mut out = Vec::with_capacity(wallets.len() * 512);
+    for w in wallets {
+        match w {
+            WalletRef::Live(state) => digest::encode_wallet(state, &mut out),
+            WalletRef::Packed(outline, bytes) => {
+                let state = pack::decode(bytes).map_err(|e| {
+                    ImageError(format!(
+                        "the snapshot's wallet {} does not decode: {e}",
+                        outline.id
+                    ))
+                })?;
+                digest::encode_wallet(&state, &mut out)
+            }
+        }
+        .map_err(|e| ImageError(format!("digest of the state: {e}")))?;
+    }
+    Ok(out)
+}
+
+/// The state digest of `wallets` (in id order) and `in_flight`, the same
+/// as `settle_engine::digest::digest` of the decoded states: chunks are
+/// encoded on two threads (decoding and encoding are most of the cost) and
+/// hashed in order.
+pub(super) fn digest<'a>(
+    wallets: &[WalletRef<'_>],
+    in_flight: impl IntoIterator<Item = &'a Message>,
+) -> Result<StateDigest, ImageError> {
+    let mut hasher = Digester::new(wallets.len());
+    for round in wallets.chunks(DIGEST_CHUNK * 2) {
+        let (a, b) = round.split_at(round.len().min(DIGEST_CHUNK));
+        let (a, b) = std::thread::scope(|s| {
+            let other = s.spawn(|| digest_chunk(b));
+            (digest_chunk(a), other.join())
+        });
+        hasher.encoded_wallets(&a?);
+        match b {
+            Ok(b) => hasher.encoded_wallets(&b?),
+            Err(_) => return Err(ImageError("a digest thread panicked".into())),
+        }
+    }
+    hasher
+        .finish(in_flight)
+        .map_err(|e| ImageError(format!("digest of the state: {e}")))
+}
