@@ -16,6 +16,19 @@ fn usd() -> AssetCode {
     AssetCode::new("USD").unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Opens a general USD wallet `wallet` of client `client`.
+fn open_usd(wallet: u128, client: u128) -> Op {
+    Op::OpenWallet {
+        wallet: WalletId::from_u128(wallet),
+        client: ClientId::from_u128(client),
+        kind: WalletKind::General,
+        customer: None,
+        assets: vec![usd()],
+        single_asset: true,
+        settings: WalletSettings::default(),
+    }
+}
+
 /// `n` wallets, funded, some transfers in flight and some queued.
 fn image(n: u128) -> Image {
     let mut image = Image::empty(EngineConfig::default());
@@ -29,18 +42,7 @@ fn image(n: u128) -> Image {
     };
     for i in 1..=n {
         let wallet = WalletId::from_u128(i);
-        run(
-            &mut image,
-            Op::OpenWallet {
-                wallet,
-                client: ClientId::from_u128(1),
-                kind: WalletKind::General,
-                customer: None,
-                assets: vec![usd()],
-                single_asset: true,
-                settings: WalletSettings::default(),
-            },
-        );
+        run(&mut image, open_usd(i, 1));
         run(
             &mut image,
             Op::Credit {
@@ -191,33 +193,11 @@ fn the_log_tail_is_checked_against_the_snapshots_wallets() {
     let path = write(&image, &snapshot_dir(dir.path()));
     // A transaction id that a wallet still packed created already.
     let mut other = image.ledger.clone();
-    let reused = logged(
-        &mut Ledger::new(EngineConfig::default()),
-        Op::OpenWallet {
-            wallet: WalletId::from_u128(99),
-            client: ClientId::from_u128(1),
-            kind: WalletKind::General,
-            customer: None,
-            assets: vec![usd()],
-            single_asset: true,
-            settings: WalletSettings::default(),
-        },
-    );
+    let reused = logged(&mut Ledger::new(EngineConfig::default()), open_usd(99, 1));
     let mut loaded = load(&path);
     loaded.apply(43, reused).unwrap_or_else(|e| panic!("{e}"));
     let mut fresh = Ledger::new(EngineConfig::default());
-    let _ = logged(
-        &mut fresh,
-        Op::OpenWallet {
-            wallet: WalletId::from_u128(99),
-            client: ClientId::from_u128(1),
-            kind: WalletKind::General,
-            customer: None,
-            assets: vec![usd()],
-            single_asset: true,
-            settings: WalletSettings::default(),
-        },
-    );
+    let _ = logged(&mut fresh, open_usd(99, 1));
     let twice = logged(
         &mut fresh,
         Op::Credit {
@@ -235,18 +215,7 @@ fn the_log_tail_is_checked_against_the_snapshots_wallets() {
     assert!(err.contains("created by"), "{err}");
     // Opening a wallet the snapshot holds is a second opening.
     let mut loaded = load(&path);
-    let again = logged(
-        &mut Ledger::new(EngineConfig::default()),
-        Op::OpenWallet {
-            wallet: WalletId::from_u128(2),
-            client: ClientId::from_u128(1),
-            kind: WalletKind::General,
-            customer: None,
-            assets: vec![usd()],
-            single_asset: true,
-            settings: WalletSettings::default(),
-        },
-    );
+    let again = logged(&mut Ledger::new(EngineConfig::default()), open_usd(2, 1));
     let Err(err) = loaded.apply(43, again) else {
         panic!("a wallet opened twice was accepted")
     };
@@ -406,15 +375,7 @@ proptest! {
         let mut ledger = Ledger::new(EngineConfig::default());
         let mut opening = Image::from_ledger(Ledger::new(EngineConfig::default()));
         for i in 0..5u8 {
-            let record = logged(&mut ledger, Op::OpenWallet {
-                wallet: WalletId::from_u128(u128::from(i) + 1),
-                client: ClientId::from_u128(1),
-                kind: WalletKind::General,
-                customer: None,
-                assets: vec![usd()],
-                single_asset: true,
-                settings: WalletSettings::default(),
-            });
+            let record = logged(&mut ledger, open_usd(u128::from(i) + 1, 1));
             opening.apply(u64::from(i) + 1, record).unwrap_or_else(|e| panic!("{e}"));
         }
         let _ = history(&mut ledger, &before, 1 << 64);
@@ -577,18 +538,7 @@ fn wallets_that_decode_but_contradict_each_other_are_refused() {
     // One wallet twice (in two sections: each section alone is sound); one
     // that created nothing, so that only its id repeats.
     let mut fresh = Ledger::new(EngineConfig::default());
-    let _ = logged(
-        &mut fresh,
-        Op::OpenWallet {
-            wallet: WalletId::from_u128(50),
-            client: ClientId::from_u128(1),
-            kind: WalletKind::General,
-            customer: None,
-            assets: vec![usd()],
-            single_asset: true,
-            settings: WalletSettings::default(),
-        },
-    );
+    let _ = logged(&mut fresh, open_usd(50, 1));
     let empty = fresh
         .wallet(WalletId::from_u128(50))
         .unwrap_or_else(|| panic!("not opened"));
