@@ -86,7 +86,7 @@ pub async fn run(app: &App, cx: &Cx, body: &[u8]) -> Result<Reply, ApiError> {
     cx.claim(app)?;
     let mut results: Vec<Option<OpResult>> = (0..n).map(|_| None).collect();
     let mut window: VecDeque<InFlight> =
-        VecDeque::with_capacity(app.limits.batch_window.clamp(1, n));
+        VecDeque::with_capacity(app.limits.batch_window.min(n).max(1));
     for (index, op) in built.into_iter().enumerate() {
         let routed = op.and_then(|(op, created)| {
             let wallet = op.wallet();
