@@ -8,37 +8,22 @@
 //! `cargo bench --bench codec`
 
 use criterion::{BatchSize, Criterion, Throughput, black_box, criterion_group, criterion_main};
-use settle_engine::actor::SystemClock;
 use settle_engine::{ClientId, EngineConfig, TxnId, WalletId};
-use settle_gateway::boot::{BootConfig, boot};
-use settle_gateway::http::auth::Keys;
 use settle_gateway::http::handlers::money::{TransferBody, transfer_op};
 use settle_gateway::http::json::parse_body;
 use settle_gateway::image::Image;
 use settle_snapshots::snapshot::SnapshotFile;
-use settle_snapshots::{FsStorage, FsyncPolicy, WalConfig};
 use std::sync::Arc;
 
 mod support;
-use support::funded_ledger;
+use support::{boot_without_fsync, funded_ledger};
 
 const WALLETS: u64 = 10_000;
 
 fn transfer_parsing(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
-    let mut wal = WalConfig::new(dir.path().join("wal"));
-    wal.fsync = FsyncPolicy::Never;
-    let booted = runtime
-        .block_on(boot(
-            Arc::new(FsStorage),
-            BootConfig::new(wal),
-            Keys::new("bench-admin-key-0123456789"),
-            Arc::new(SystemClock),
-            None,
-            None,
-        ))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let booted = runtime.block_on(boot_without_fsync(dir.path(), "bench-admin-key-0123456789"));
     let app = Arc::clone(&booted.app);
     let body = format!(
         r#"{{"fromWalletId":"{}","toWalletId":"{}","asset":"USD","amount":"12.34","reference":"inv-42"}}"#,

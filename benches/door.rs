@@ -23,14 +23,13 @@ use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use hyper::Method;
 use serde_json::{Value, json};
-use settle_engine::actor::SystemClock;
-use settle_gateway::boot::{BootConfig, boot};
 use settle_gateway::http::Request;
 use settle_gateway::http::app::App;
-use settle_gateway::http::auth::Keys;
-use settle_snapshots::{FsStorage, FsyncPolicy, WalConfig};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+mod support;
+use support::boot_without_fsync;
 
 // The server's allocator (src/main.rs), so that the costs are the server's.
 #[global_allocator]
@@ -59,6 +58,11 @@ async fn post(app: &Arc<App>, path: &str, key: &str, body: &Value) -> Value {
     let status = out.reply.status.as_u16();
     assert!(status == 200 || status == 201, "{path}: {status}");
     serde_json::from_slice(&out.reply.body).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Hands `req` to the door and checks it was answered `status`.
+async fn handled(app: Arc<App>, req: Request, status: u16) {
+    assert_eq!(app.handle(req).await.reply.status.as_u16(), status);
 }
 
 /// A client with `WALLETS` funded USD wallets: (api key, wallet ids).
@@ -161,18 +165,7 @@ fn door(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    let mut wal = WalConfig::new(dir.path().join("wal"));
-    wal.fsync = FsyncPolicy::Never;
-    let booted = runtime
-        .block_on(boot(
-            Arc::new(FsStorage),
-            BootConfig::new(wal),
-            Keys::new(ADMIN),
-            Arc::new(SystemClock),
-            None,
-            None,
-        ))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let booted = runtime.block_on(boot_without_fsync(dir.path(), ADMIN));
     let app = Arc::clone(&booted.app);
     let (key, wallets) = runtime.block_on(world(&app));
     if std::env::var_os("SETTLE_DOOR_CPU").is_some() {
@@ -191,13 +184,7 @@ fn door(c: &mut Criterion) {
                 i += 1;
                 request("/v1/transfers", &key, &transfer(&wallets, i))
             },
-            |req| {
-                let app = Arc::clone(&app);
-                async move {
-                    let out = app.handle(req).await;
-                    assert_eq!(out.reply.status.as_u16(), 201);
-                }
-            },
+            |req| handled(Arc::clone(&app), req, 201),
             BatchSize::SmallInput,
         );
     });
@@ -210,13 +197,7 @@ fn door(c: &mut Criterion) {
                 n += 1;
                 batch_request(&key, &wallets, n)
             },
-            |req| {
-                let app = Arc::clone(&app);
-                async move {
-                    let out = app.handle(req).await;
-                    assert_eq!(out.reply.status.as_u16(), 200);
-                }
-            },
+            |req| handled(Arc::clone(&app), req, 200),
             BatchSize::SmallInput,
         );
     });

@@ -1,12 +1,19 @@
-//! Shared by the actor benches: a gateway with funded wallets, and a cheap
-//! deterministic generator of wallet pairs.
+//! Shared by the benches: a gateway with funded wallets, a cheap
+//! deterministic generator of wallet pairs, and a whole engine booted with
+//! the log's fsync off.
 #![allow(dead_code)]
 
+use settle_engine::actor::SystemClock;
 use settle_engine::{
     AssetCode, ClientId, Decimal, IfInsufficient, Op, TxnId, TxnInfo, WalletId, WalletKind,
     WalletSettings,
 };
+use settle_gateway::boot::{BootConfig, Booted, boot};
+use settle_gateway::http::auth::Keys;
 use settle_gateway::{Gateway, GatewayConfig};
+use settle_snapshots::{FsStorage, FsyncPolicy, WalConfig};
+use std::path::Path;
+use std::sync::Arc;
 
 pub fn usd() -> AssetCode {
     AssetCode::new("USD").unwrap_or_else(|e| panic!("{e}"))
@@ -121,4 +128,21 @@ pub fn funded_ledger(n: u64, client: settle_engine::ClientId) -> settle_engine::
         }
     }
     ledger
+}
+
+/// A fresh engine (log, actors, front door) in `dir`, with the log's fsync
+/// off: for benches of CPU cost, not of the disk.
+pub async fn boot_without_fsync(dir: &Path, admin_key: &str) -> Booted {
+    let mut wal = WalConfig::new(dir.join("wal"));
+    wal.fsync = FsyncPolicy::Never;
+    boot(
+        Arc::new(FsStorage),
+        BootConfig::new(wal),
+        Keys::new(admin_key),
+        Arc::new(SystemClock),
+        None,
+        None,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
 }
