@@ -7,6 +7,8 @@
 //! actors are never stopped or locked for it, so a snapshot stalls no
 //! request (it competes for CPU only), and the state it holds is exactly
 //! the state after its position, by the same replay recovery uses. The
+//! thread runs at a low CPU priority (`background`), so on 2 cores it
+//! takes what requests leave idle rather than half the machine. The
 //! price is memory (the image being built is a second copy of the state
 //! while it exists) and CPU (loading the previous snapshot and replaying
 //! the records since, every time).
@@ -109,7 +111,10 @@ impl Snapshotter {
         };
         let thread = std::thread::Builder::new()
             .name("settle-snapshot".into())
-            .spawn(move || worker.run(&rx))?;
+            .spawn(move || {
+                settle_snapshots::background::lower_this_threads_priority("settle-snapshot");
+                worker.run(&rx);
+            })?;
         Ok(Snapshotter {
             requests: parking_lot::Mutex::new(Some(tx)),
             thread: parking_lot::Mutex::new(Some(thread)),

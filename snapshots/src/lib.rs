@@ -9,6 +9,7 @@
 
 pub use settle_engine as engine;
 
+pub mod background;
 pub mod snapshot;
 pub mod wal;
 
