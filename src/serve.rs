@@ -186,6 +186,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let keys = Keys::new(&admin_key(&args.data_dir)?);
     let mut wal = WalConfig::new(args.data_dir.join("wal"));
     wal.segment_size = args.segment_mib.max(1) * 1024 * 1024;
+    wal.spare_segments = true;
     if args.fsync == Fsync::Never {
         wal.fsync = FsyncPolicy::Never;
         tracing::warn!(

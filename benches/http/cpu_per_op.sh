@@ -5,7 +5,7 @@
 #   benches/http/cpu_per_op.sh BINARY PORT [settle load options...]
 #   benches/http/cpu_per_op.sh target/release/settle 18080 --batch 1000 --connections 16
 #
-# Starts `BINARY serve --fsync ${FSYNC:-always}` on 127.0.0.1:PORT in a fresh
+# Starts `BINARY serve --fsync ${FSYNC:-always} ${SERVE_OPTS}` on 127.0.0.1:PORT in a fresh
 # data directory, sets up 10,000 funded wallets and warms up for 2 s, then
 # measures ${DUR:-10s}. Server CPU comes from /proc/PID/stat (user + system),
 # log bytes and records from /metrics (settle_wal_bytes_total,
@@ -13,7 +13,7 @@
 set -euo pipefail
 BIN=$1; PORT=$2; shift 2
 D=$(mktemp -d)
-"$BIN" serve --data-dir "$D" --listen "127.0.0.1:$PORT" --fsync "${FSYNC:-always}" > "$D/serve.log" 2>&1 &
+"$BIN" serve --data-dir "$D" --listen "127.0.0.1:$PORT" --fsync "${FSYNC:-always}" ${SERVE_OPTS:-} > "$D/serve.log" 2>&1 &
 SP=$!
 trap 'kill $SP 2>/dev/null; wait $SP 2>/dev/null; rm -rf "$D"' EXIT
 for _ in $(seq 1 100); do curl -sf "127.0.0.1:$PORT/healthz" > /dev/null && break; sleep 0.1; done

@@ -213,6 +213,52 @@ fn disk_full_when_creating_a_segment() {
     assert_eq!(replay_all(&recovery).len(), 2);
 }
 
+/// A spare that cannot be prepared (full disk) changes nothing the log
+/// holds: rotation creates the segment itself, and once space is back the
+/// next spare is prepared and used.
+#[test]
+fn a_spare_the_full_disk_refuses_leaves_the_log_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let faulty = Arc::new(FaultyStorage::new());
+    let cfg = WalConfig {
+        segment_size: 256,
+        spare_segments: true,
+        ..WalConfig::new(dir.path())
+    };
+    let (wal, _) = open(
+        fs(),
+        WalConfig {
+            spare_segments: false,
+            ..cfg.clone()
+        },
+    );
+    assert_eq!(append_wait(&wal, payload(0, 200)).unwrap(), 1);
+    wal.close().unwrap();
+
+    faulty.disk_full_after(0);
+    let (wal, _) = open(faulty.clone(), cfg.clone());
+    let spare = dir.path().join("spare.wal.tmp");
+    // The preparer fails (or has not run yet) and the segment for record 2
+    // waits for space like any other.
+    let pending = append_async(&wal, payload(1, 200));
+    wait_until("status DiskFull", || wal.status() == WalStatus::DiskFull);
+    faulty.free_space();
+    assert_eq!(pending.recv().unwrap().unwrap(), 2);
+    // With space back, spares are prepared and used again.
+    let mut next = 2;
+    wait_until("a spare is used", || {
+        append_wait(&wal, payload(next, 200)).unwrap();
+        next += 1;
+        wal.stats().spares_used >= 1
+    });
+    wal.close().unwrap();
+    assert!(!spare.exists());
+    let (_wal, recovery) = open(fs(), cfg);
+    let replayed = replay_all(&recovery);
+    assert!(replayed.len() >= 3);
+    assert_eq!(replayed[1], (2, payload(1, 200)));
+}
+
 #[test]
 fn closing_while_the_disk_is_full_reports_what_was_not_written() {
     let dir = tempfile::tempdir().unwrap();

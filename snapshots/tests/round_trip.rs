@@ -9,7 +9,9 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{Rng, append_all, append_wait, config, open, payload, replay_all, segment_files};
+use common::{
+    Rng, append_all, append_wait, config, open, payload, replay_all, segment_files, wait_until,
+};
 use settle_snapshots::wal::{
     self, FsStorage, FsyncPolicy, MAX_RECORD, ReplayError, Storage, Wal, WalConfig, WalError,
     WalStatus,
@@ -251,6 +253,56 @@ fn interrupted_segment_creation_and_foreign_files_are_harmless() {
     assert!(!dir.path().join("00000000000000000002.wal.tmp").exists());
     assert!(dir.path().join("README").exists());
     assert_eq!(append_wait(&wal, b"two".to_vec()).unwrap(), 2);
+}
+
+/// Spares (zero-filled ahead of time) become the next segments: the log
+/// reads back the same, and nothing but segments is left after close; a
+/// spare left by a crash is removed at open.
+#[test]
+fn spare_segments_become_segments_and_leave_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = WalConfig {
+        spare_segments: true,
+        ..config(dir.path())
+    };
+    let spare = dir.path().join("spare.wal.tmp");
+    let spare_is_written = || std::fs::metadata(&spare).is_ok_and(|m| m.len() == 4096);
+    let (wal, _) = open(fs(), cfg.clone());
+    let mut payloads = Vec::new();
+    // Waiting for a whole spare before each append lets most rotations (one
+    // every five records here) find one ready.
+    for i in 0..300u64 {
+        wait_until("a spare segment", spare_is_written);
+        let p = payload(i, 700);
+        assert_eq!(append_wait(&wal, p.clone()).unwrap(), i + 1);
+        payloads.push(p);
+    }
+    // A record bigger than a segment gets a segment of its own size (not the spare).
+    let big = payload(300, 6_000);
+    append_wait(&wal, big.clone()).unwrap();
+    payloads.push(big);
+    let stats = wal.stats();
+    assert!(stats.segments_created >= 50, "{stats:?}");
+    assert!(
+        stats.spares_used > 0 && stats.spares_used < stats.segments_created,
+        "{stats:?}"
+    );
+    wal.close().unwrap();
+    assert!(!spare.exists(), "a closed log leaves only segments");
+    let report = wal::verify(&FsStorage, dir.path());
+    assert!(
+        report.is_clean() && report.other_files.is_empty(),
+        "{report}"
+    );
+
+    // A crash leaves a spare (here: half written) behind; open removes it.
+    std::fs::write(&spare, [0u8; 1000]).unwrap();
+    let (wal, recovery) = open(fs(), cfg);
+    let replayed: Vec<_> = replay_all(&recovery).into_iter().map(|(_, b)| b).collect();
+    assert_eq!(replayed, payloads);
+    assert_eq!(append_wait(&wal, b"after".to_vec()).unwrap(), 302);
+    wal.close().unwrap();
+    assert!(!spare.exists());
 }
 
 #[test]

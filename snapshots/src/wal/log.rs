@@ -18,6 +18,7 @@ use tracing::warn;
 use super::config::{FsyncPolicy, Lsn, MAX_RECORD, WalConfig};
 use super::error::{WalError, WalStatus};
 use super::recovery::{self, Recovery};
+use super::spare::Spares;
 use super::storage::Storage;
 use super::writer::{Request, Shared, WalStats, Writer};
 
@@ -56,6 +57,10 @@ impl Wal {
         let (requests, receiver) = crossbeam_channel::unbounded();
         let (shutdown, shutdown_receiver) = crossbeam_channel::bounded(0);
         let dir = config.dir.clone();
+        let spares = config
+            .spare_segments
+            .then(|| Spares::start(Arc::clone(&storage), &dir, config.segment_size))
+            .flatten();
         let writer = Writer {
             storage: Arc::clone(&storage),
             config,
@@ -67,6 +72,7 @@ impl Wal {
             batch: Vec::new(),
             carry: None,
             buf: Vec::new(),
+            spares,
         };
         let writer = std::thread::Builder::new()
             .name("settle-wal".into())

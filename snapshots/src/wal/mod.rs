@@ -59,6 +59,7 @@ mod log;
 mod recovery;
 mod scan;
 mod segment;
+mod spare;
 mod storage;
 mod tools;
 mod writer;

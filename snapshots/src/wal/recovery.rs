@@ -268,7 +268,7 @@ pub(crate) fn recover(
     }
     for temp in &scan.temp_files {
         storage.remove(temp).map_err(|e| WalError::io(temp, 0, e))?;
-        info!(file = %temp.display(), "removed a segment whose creation was interrupted (it held no records)");
+        info!(file = %temp.display(), "removed an unfinished segment file (an interrupted creation or an unused spare; it held no records)");
     }
 
     let active = match scan.segments.last() {

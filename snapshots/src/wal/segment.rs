@@ -9,6 +9,8 @@
 //!
 //! Preallocation (`set_len`) means later `fdatasync`s need not update the
 //! file size (FACTS.md: cheaper), and zeros mark the end of the written log.
+//! A spare (see `spare`) goes further: its zeros are written blocks, so
+//! syncs on it need not allocate either; [`adopt_spare`] names one.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -16,6 +18,7 @@ use std::path::{Path, PathBuf};
 use super::config::Lsn;
 use super::error::{WalError, is_disk_full};
 use super::format;
+use super::spare::Spare;
 use super::storage::{Storage, StorageFile};
 
 /// The segment the writer appends to.
@@ -86,6 +89,46 @@ pub(crate) fn create_segment(
         file,
         first_lsn,
         size,
+        end: format::SEGMENT_HEADER_LEN,
+    })
+}
+
+/// Makes a prepared spare (zeros, synced) the segment starting at
+/// `first_lsn`: header written and synced, then renamed and the directory
+/// synced, the same order as [`create_segment`]. On failure the spare is
+/// removed (best effort); the caller may then create a segment instead.
+pub(crate) fn adopt_spare(
+    storage: &dyn Storage,
+    dir: &Path,
+    spare: Spare,
+    first_lsn: Lsn,
+) -> Result<ActiveSegment, WalError> {
+    let path = dir.join(format::segment_name(first_lsn));
+    let named = spare
+        .file
+        .write_all_at(&format::encode_header(first_lsn), 0)
+        .map_err(|e| write_error(&spare.path, 0, e))
+        .and_then(|()| {
+            spare
+                .file
+                .sync_data()
+                .map_err(|e| WalError::io(&spare.path, 0, e))
+        })
+        .and_then(|()| {
+            storage
+                .rename(&spare.path, &path)
+                .map_err(|e| write_error(&path, 0, e))
+        })
+        .and_then(|()| storage.sync_dir(dir).map_err(|e| WalError::io(dir, 0, e)));
+    if let Err(error) = named {
+        let _ = storage.remove(&spare.path);
+        return Err(error);
+    }
+    Ok(ActiveSegment {
+        path,
+        file: spare.file,
+        first_lsn,
+        size: spare.size,
         end: format::SEGMENT_HEADER_LEN,
     })
 }

@@ -35,6 +35,7 @@ use super::config::{FsyncPolicy, Lsn, WalConfig, frame_len};
 use super::error::{WalError, WalStatus};
 use super::format::{self, SEGMENT_HEADER_LEN};
 use super::segment::{self, ActiveSegment};
+use super::spare::Spares;
 use super::storage::Storage;
 
 /// What `append` is told when its record is durable, or cannot be.
@@ -62,6 +63,8 @@ pub struct WalStats {
     pub fsync_time: Duration,
     /// Segments created by rotation.
     pub segments_created: u64,
+    /// Of those, how many were prepared spares (zeros written ahead).
+    pub spares_used: u64,
     /// Writes retried because the disk was full.
     pub disk_full_retries: u64,
 }
@@ -170,6 +173,8 @@ pub(crate) struct Writer {
     pub batch: Vec<Request>,
     pub carry: Option<Request>,
     pub buf: Vec<u8>,
+    /// The preparer of the next segment (`WalConfig::spare_segments`).
+    pub spares: Option<Spares>,
 }
 
 impl Writer {
@@ -366,11 +371,31 @@ impl Writer {
     }
 
     /// Starts a new segment at `next_lsn`, big enough for `bytes` of frames.
-    /// Every batch of the old one is already synced.
+    /// Every batch of the old one is already synced. Uses the prepared
+    /// spare when one is ready and big enough; else creates the segment.
     fn rotate(&mut self, bytes: u64) -> Result<(), WalError> {
         let size = self.config.segment_size.max(SEGMENT_HEADER_LEN + bytes);
-        let fresh =
-            segment::create_segment(self.storage.as_ref(), &self.config.dir, self.next_lsn, size)?;
+        let storage = self.storage.as_ref();
+        let dir = &self.config.dir;
+        let spare = self
+            .spares
+            .as_ref()
+            .and_then(Spares::take)
+            .filter(|spare| spare.size >= size);
+        let from_spare = spare.is_some();
+        let fresh = match spare {
+            // The spare holds no records: if naming it fails, create one.
+            Some(spare) => {
+                segment::adopt_spare(storage, dir, spare, self.next_lsn).or_else(|e| {
+                    warn!(error = %e, "could not use the spare log segment; creating one");
+                    segment::create_segment(storage, dir, self.next_lsn, size)
+                })?
+            }
+            None => segment::create_segment(storage, dir, self.next_lsn, size)?,
+        };
+        if let Some(spares) = &self.spares {
+            spares.prepare_next();
+        }
         let mut segments = self.shared.segments.lock();
         // An empty segment too small for this batch is replaced (same name).
         if segments
@@ -381,7 +406,9 @@ impl Writer {
         }
         drop(segments);
         self.segment = fresh;
-        self.shared.stats.lock().segments_created += 1;
+        let mut stats = self.shared.stats.lock();
+        stats.segments_created += 1;
+        stats.spares_used += u64::from(from_spare);
         Ok(())
     }
 }
