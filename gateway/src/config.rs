@@ -19,6 +19,14 @@ pub struct GatewayConfig {
     pub max_active: usize,
     /// How often the gateway looks for idle wallets and due timers.
     pub sweep_every: Duration,
+    /// At most this many idle wallets are passivated by one sweep; the rest
+    /// wait for the next ones. Passivating is an actor message, a packing
+    /// of the wallet and an actor stop each: 50,000 wallets going idle
+    /// together (after an import, after a load test's set-up) passivated in
+    /// one sweep stalled requests for 150-360 ms (BENCHMARKS.md, "Idle
+    /// wallets passivated a few at a time"). 500 per 250 ms sweep is 2,000
+    /// a second, a few milliseconds of work per sweep.
+    pub passivate_per_sweep: usize,
     /// Registry shards (lock striping).
     pub shards: usize,
 }
@@ -32,6 +40,7 @@ impl Default for GatewayConfig {
             idle_after: Duration::from_secs(30),
             max_active: 100_000,
             sweep_every: Duration::from_millis(250),
+            passivate_per_sweep: 500,
             shards: 64,
         }
     }

@@ -268,6 +268,7 @@ impl Runtime {
         let idle_ms = i64::try_from(self.config.idle_after.as_millis()).unwrap_or(i64::MAX);
         let mut due = Vec::new();
         let mut active = 0usize;
+        let mut passivations_left = self.config.passivate_per_sweep;
         for shard in self.registry.shards() {
             let slots = shard.read();
             for slot in slots.values() {
@@ -283,8 +284,14 @@ impl Runtime {
                         && s.inflight.load(Ordering::Acquire) == 0
                         && receipts == ReceiptsWaiting::None
                     {
-                        // Uncounted: the actor checks the count is zero.
-                        let _ = actor.cast(WalletMsg::Passivate);
+                        // Idle: passivated now, or by a later sweep once
+                        // this one has passivated its share (not counted as
+                        // active either way: it costs memory only until then).
+                        if passivations_left > 0 {
+                            passivations_left -= 1;
+                            // Uncounted: the actor checks the count is zero.
+                            let _ = actor.cast(WalletMsg::Passivate);
+                        }
                     } else {
                         active += 1;
                     }

@@ -27,6 +27,34 @@ async fn settle_down() {
     tokio::time::sleep(Duration::from_millis(30)).await;
 }
 
+/// Many wallets going idle together are passivated a share per sweep, not
+/// all at once (a burst of thousands of actor stops stalls requests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_passivates_at_most_its_share_of_idle_wallets() {
+    let cfg = GatewayConfig {
+        passivate_per_sweep: 10,
+        ..config()
+    };
+    let (g, clock, _) = gateway(cfg).await;
+    let wallets: Vec<_> = (1..=35).map(wal).collect();
+    for (n, w) in (1..).zip(&wallets) {
+        g.open_wallet(open_op(*w)).await.unwrap();
+        g.execute(credit(*w, txn(n), "1")).await.unwrap();
+    }
+    let active = || wallets.iter().filter(|w| g.is_active(**w)).count();
+    assert_eq!(active(), 35);
+    clock.advance(31_000);
+    for left in [25, 15, 5, 0] {
+        g.sweep_now();
+        eventually("a sweep's share is passivated", || active() == left).await;
+        settle_down().await;
+        assert_eq!(active(), left, "one sweep passivates at most 10");
+    }
+    // Passivated wallets answer as before (and come back to life).
+    g.execute(credit(wal(7), txn(100), "1")).await.unwrap();
+    assert!(g.is_active(wal(7)));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passivated_wallets_keep_their_queue_holds_and_timers() {
     let (g, clock, fifo) = gateway(config()).await;

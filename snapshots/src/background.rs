@@ -47,8 +47,14 @@ mod tests {
             rustix::process::getpriority_process(Some(rustix::thread::gettid()))
         })
         .join();
-        assert!(matches!(lowered, Ok(Ok(super::BACKGROUND_NICE))), "{lowered:?}");
+        assert!(
+            matches!(lowered, Ok(Ok(super::BACKGROUND_NICE))),
+            "{lowered:?}"
+        );
         // The process (this thread) keeps its priority.
-        assert_eq!(rustix::process::getpriority_process(None).ok(), Some(before));
+        assert_eq!(
+            rustix::process::getpriority_process(None).ok(),
+            Some(before)
+        );
     }
 }

@@ -78,7 +78,10 @@ impl Spares {
         };
         let thread = std::thread::Builder::new()
             .name("settle-wal-spare".into())
-            .spawn(move || preparer.run());
+            .spawn(move || {
+                crate::background::lower_this_threads_priority("settle-wal-spare");
+                preparer.run();
+            });
         let thread = match thread {
             Ok(thread) => thread,
             Err(e) => {
