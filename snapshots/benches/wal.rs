@@ -193,6 +193,7 @@ fn delta(before: WalStats, after: WalStats) -> WalStats {
         max_batch: after.max_batch,
         fsync_time: after.fsync_time - before.fsync_time,
         segments_created: after.segments_created - before.segments_created,
+        spares_used: after.spares_used - before.spares_used,
         disk_full_retries: after.disk_full_retries - before.disk_full_retries,
     }
 }
