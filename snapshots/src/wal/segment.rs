@@ -68,29 +68,7 @@ pub(crate) fn create_segment(
     let file = storage
         .create(&temp, size)
         .map_err(|e| write_error(&temp, 0, e))?;
-    let named = file
-        .write_all_at(&format::encode_header(first_lsn), 0)
-        .map_err(|e| write_error(&temp, 0, e))
-        .and_then(|()| file.sync_all().map_err(|e| WalError::io(&temp, 0, e)))
-        .and_then(|()| {
-            storage
-                .rename(&temp, &path)
-                .map_err(|e| write_error(&path, 0, e))
-        })
-        .and_then(|()| storage.sync_dir(dir).map_err(|e| WalError::io(dir, 0, e)));
-    if let Err(error) = named {
-        // Best effort: a leftover temporary file holds no records, and the
-        // next attempt (or `open`) removes it anyway.
-        let _ = storage.remove(&temp);
-        return Err(error);
-    }
-    Ok(ActiveSegment {
-        path,
-        file,
-        first_lsn,
-        size,
-        end: format::SEGMENT_HEADER_LEN,
-    })
+    name_durably(storage, dir, &temp, file, first_lsn, size)
 }
 
 /// Makes a prepared spare (zeros, synced) the segment starting at
@@ -103,32 +81,42 @@ pub(crate) fn adopt_spare(
     spare: Spare,
     first_lsn: Lsn,
 ) -> Result<ActiveSegment, WalError> {
+    name_durably(storage, dir, &spare.path, spare.file, first_lsn, spare.size)
+}
+
+/// Writes the header into `file` (created as `temp`), syncs it, renames it
+/// to the segment's name and syncs the directory: in that order, so a file
+/// with a segment's name always has a durable, valid header. On failure
+/// `temp` is removed, best effort: it holds no records, and the next
+/// attempt (or `open`) removes a leftover anyway.
+fn name_durably(
+    storage: &dyn Storage,
+    dir: &Path,
+    temp: &Path,
+    file: Box<dyn StorageFile>,
+    first_lsn: Lsn,
+    size: u64,
+) -> Result<ActiveSegment, WalError> {
     let path = dir.join(format::segment_name(first_lsn));
-    let named = spare
-        .file
+    let named = file
         .write_all_at(&format::encode_header(first_lsn), 0)
-        .map_err(|e| write_error(&spare.path, 0, e))
-        .and_then(|()| {
-            spare
-                .file
-                .sync_data()
-                .map_err(|e| WalError::io(&spare.path, 0, e))
-        })
+        .map_err(|e| write_error(temp, 0, e))
+        .and_then(|()| file.sync_all().map_err(|e| WalError::io(temp, 0, e)))
         .and_then(|()| {
             storage
-                .rename(&spare.path, &path)
+                .rename(temp, &path)
                 .map_err(|e| write_error(&path, 0, e))
         })
         .and_then(|()| storage.sync_dir(dir).map_err(|e| WalError::io(dir, 0, e)));
     if let Err(error) = named {
-        let _ = storage.remove(&spare.path);
+        let _ = storage.remove(temp);
         return Err(error);
     }
     Ok(ActiveSegment {
         path,
-        file: spare.file,
+        file,
         first_lsn,
-        size: spare.size,
+        size,
         end: format::SEGMENT_HEADER_LEN,
     })
 }
