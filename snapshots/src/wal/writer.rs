@@ -377,11 +377,13 @@ impl Writer {
         let size = self.config.segment_size.max(SEGMENT_HEADER_LEN + bytes);
         let storage = self.storage.as_ref();
         let dir = &self.config.dir;
+        // Spares have the configured size: a batch that needs a bigger
+        // segment leaves the spare for the next rotation.
         let spare = self
             .spares
             .as_ref()
-            .and_then(Spares::take)
-            .filter(|spare| spare.size >= size);
+            .filter(|_| size <= self.config.segment_size)
+            .and_then(Spares::take);
         let from_spare = spare.is_some();
         let fresh = match spare {
             // The spare holds no records: if naming it fails, create one.
