@@ -59,7 +59,6 @@ pub(crate) fn create_segment(
     size: u64,
 ) -> Result<ActiveSegment, WalError> {
     let temp = dir.join(format::temp_name(first_lsn));
-    let path = dir.join(format::segment_name(first_lsn));
     match storage.remove(&temp) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
