@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{
-    Rng, append_all, append_wait, config, open, payload, replay_all, segment_files, wait_until,
+    Rng, append_all, append_wait, config, open, payload, replay_all, segment_files, spare_files,
+    wait_until,
 };
 use settle_snapshots::wal::{
     self, FsStorage, FsyncPolicy, MAX_RECORD, ReplayError, Storage, Wal, WalConfig, WalError,
@@ -265,8 +266,7 @@ fn spare_segments_become_segments_and_leave_nothing_behind() {
         spare_segments: true,
         ..config(dir.path())
     };
-    let spare = dir.path().join("spare.wal.tmp");
-    let spare_is_written = || std::fs::metadata(&spare).is_ok_and(|m| m.len() == 4096);
+    let spare_is_written = || spare_files(dir.path()).iter().any(|(_, len)| *len == 4096);
     let (wal, _) = open(fs(), cfg.clone());
     let mut payloads = Vec::new();
     // Waiting for a whole spare before each append lets most rotations (one
@@ -288,21 +288,26 @@ fn spare_segments_become_segments_and_leave_nothing_behind() {
         "{stats:?}"
     );
     wal.close().unwrap();
-    assert!(!spare.exists(), "a closed log leaves only segments");
+    assert_eq!(
+        spare_files(dir.path()),
+        [],
+        "a closed log leaves only segments"
+    );
     let report = wal::verify(&FsStorage, dir.path());
     assert!(
         report.is_clean() && report.other_files.is_empty(),
         "{report}"
     );
 
-    // A crash leaves a spare (here: half written) behind; open removes it.
-    std::fs::write(&spare, [0u8; 1000]).unwrap();
+    // A crash leaves spares (here: one half written) behind; open removes them.
+    std::fs::write(dir.path().join("spare-0.wal.tmp"), [0u8; 1000]).unwrap();
+    std::fs::write(dir.path().join("spare-7.wal.tmp"), [0u8; 4096]).unwrap();
     let (wal, recovery) = open(fs(), cfg);
     let replayed: Vec<_> = replay_all(&recovery).into_iter().map(|(_, b)| b).collect();
     assert_eq!(replayed, payloads);
     assert_eq!(append_wait(&wal, b"after".to_vec()).unwrap(), 302);
     wal.close().unwrap();
-    assert!(!spare.exists());
+    assert_eq!(spare_files(dir.path()), []);
 }
 
 #[test]

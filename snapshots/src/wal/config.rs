@@ -69,7 +69,7 @@ pub struct WalConfig {
     /// snapshot's left off. Ignored when the directory holds segments.
     pub first_lsn: Lsn,
     /// Prepare the next segment ahead of time as a file of written zeros,
-    /// on a thread of its own (`spare.wal.tmp`, one segment of extra disk):
+    /// on a thread of its own (`spare-{n}.wal.tmp`, one segment of extra disk):
     /// fsyncs on it then flush data only, without allocating blocks, which
     /// halves their cost here. Off by default, because the preparer's
     /// writes run beside the writer's and the fault-injection tests count

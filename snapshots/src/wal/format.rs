@@ -62,8 +62,8 @@ pub(crate) enum FileKind {
 pub(crate) fn classify_name(name: &str) -> FileKind {
     let digits = |stem: &str| stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit());
     if let Some(stem) = name.strip_suffix(TEMP_SUFFIX) {
-        // A spare (`spare.wal.tmp`) holds no records either.
-        if digits(stem) || name == super::spare::SPARE_NAME {
+        // A spare (`spare-{n}.wal.tmp`) holds no records either.
+        if digits(stem) || super::spare::is_spare_name(name) {
             return FileKind::Temp;
         }
     } else if let Some(stem) = name.strip_suffix(SUFFIX)
@@ -265,7 +265,7 @@ mod tests {
             FileKind::Segment(u64::MAX)
         );
         assert_eq!(classify_name(&temp_name(7)), FileKind::Temp);
-        assert_eq!(classify_name("spare.wal.tmp"), FileKind::Temp);
+        assert_eq!(classify_name("spare-3.wal.tmp"), FileKind::Temp);
         assert_eq!(classify_name("other.wal.tmp"), FileKind::Other);
         assert_eq!(classify_name("1.wal"), FileKind::Other);
         assert_eq!(classify_name("0000000000000000000a.wal"), FileKind::Other);

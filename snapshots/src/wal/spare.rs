@@ -12,9 +12,12 @@
 //! at rotation would stall every append for the length of that write, so
 //! it happens here, off the writer's path.
 //!
-//! The spare is named [`SPARE_NAME`] (a `.wal.tmp` file): `open` removes
-//! it like an interrupted segment creation, since it never holds records
-//! under that name. If no spare is ready when the writer rotates (the
+//! A spare is named `spare-{n}.wal.tmp` ([`spare_name`]; `n` counts the
+//! spares of this process): `open` removes it like an interrupted segment
+//! creation, since it never holds records under that name. Each spare has
+//! a name of its own so that the preparer can never touch the file the
+//! writer is naming: a wake left in the channel may start the next spare
+//! while the writer is still renaming the last one. If no spare is ready when the writer rotates (the
 //! preparer is behind, the disk was full, the batch needs a bigger
 //! segment), the writer creates a sparse segment as before: spares change
 //! how fast a sync is, never what the log holds.
@@ -31,8 +34,21 @@ use tracing::warn;
 
 use super::storage::{Storage, StorageFile};
 
-/// The spare's file name in the log directory.
-pub(crate) const SPARE_NAME: &str = "spare.wal.tmp";
+/// The prefix and suffix of a spare's file name: `spare-{n}.wal.tmp`.
+const SPARE_PREFIX: &str = "spare-";
+const SPARE_SUFFIX: &str = ".wal.tmp";
+
+/// The name of this process's `n`-th spare.
+pub(crate) fn spare_name(n: u64) -> String {
+    format!("{SPARE_PREFIX}{n}{SPARE_SUFFIX}")
+}
+
+/// Whether `name` is a spare's (any process's).
+pub(crate) fn is_spare_name(name: &str) -> bool {
+    name.strip_prefix(SPARE_PREFIX)
+        .and_then(|rest| rest.strip_suffix(SPARE_SUFFIX))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
 
 /// Zeros are written in pieces of this size (one buffer, reused).
 const CHUNK: usize = 1 << 20;
@@ -55,7 +71,6 @@ struct Slot {
 /// chunks), waits for it, and removes an unused spare.
 pub(crate) struct Spares {
     storage: Arc<dyn Storage>,
-    path: PathBuf,
     slot: Arc<Slot>,
     wake: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -66,12 +81,11 @@ impl Spares {
     /// bytes in `dir`. `None` (with a warning) if the thread cannot start:
     /// the log then works as without spares.
     pub(crate) fn start(storage: Arc<dyn Storage>, dir: &Path, size: u64) -> Option<Spares> {
-        let path = dir.join(SPARE_NAME);
         let slot = Arc::new(Slot::default());
         let (wake, woken) = crossbeam_channel::bounded(1);
         let preparer = Preparer {
             storage: Arc::clone(&storage),
-            path: path.clone(),
+            dir: dir.to_path_buf(),
             size,
             slot: Arc::clone(&slot),
             woken,
@@ -91,7 +105,6 @@ impl Spares {
         };
         let spares = Spares {
             storage,
-            path,
             slot,
             wake: Some(wake),
             thread: Some(thread),
@@ -125,8 +138,8 @@ impl Drop for Spares {
         }
         // Leave only segments behind a closed log (a leftover would be
         // removed by the next open anyway).
-        if self.slot.ready.lock().take().is_some() {
-            let _ = self.storage.remove(&self.path);
+        if let Some(spare) = self.slot.ready.lock().take() {
+            let _ = self.storage.remove(&spare.path);
         }
     }
 }
@@ -134,7 +147,7 @@ impl Drop for Spares {
 /// The preparer thread's side.
 struct Preparer {
     storage: Arc<dyn Storage>,
-    path: PathBuf,
+    dir: PathBuf,
     size: u64,
     slot: Arc<Slot>,
     woken: Receiver<()>,
@@ -144,21 +157,24 @@ impl Preparer {
     fn run(self) {
         let zeros = vec![0u8; CHUNK];
         let mut warned = false;
+        let mut made = 0u64;
         while self.woken.recv().is_ok() {
             if self.stopping() || self.slot.ready.lock().is_some() {
                 continue;
             }
-            match self.prepare(&zeros) {
+            let path = self.dir.join(spare_name(made));
+            made += 1;
+            match self.prepare(&path, &zeros) {
                 Ok(Some(spare)) => {
                     *self.slot.ready.lock() = Some(spare);
                     warned = false;
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    let _ = self.storage.remove(&self.path);
+                    let _ = self.storage.remove(&path);
                     if !warned {
                         warn!(
-                            file = %self.path.display(),
+                            file = %path.display(),
                             error = %e,
                             "could not prepare a spare log segment; the next segment is created \
                              sparse (slower fsyncs), and the next rotation tries again"
@@ -174,19 +190,15 @@ impl Preparer {
         self.slot.stop.load(Ordering::Acquire)
     }
 
-    /// Writes the spare; `None` if asked to stop midway (the file removed).
-    fn prepare(&self, zeros: &[u8]) -> io::Result<Option<Spare>> {
-        match self.storage.remove(&self.path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        let file = self.storage.create(&self.path, 0)?;
+    /// Writes the spare at `path` (a new name: `create` refuses an existing
+    /// file); `None` if asked to stop midway (the file removed).
+    fn prepare(&self, path: &Path, zeros: &[u8]) -> io::Result<Option<Spare>> {
+        let file = self.storage.create(path, 0)?;
         let mut offset = 0u64;
         while offset < self.size {
             if self.stopping() {
                 drop(file);
-                let _ = self.storage.remove(&self.path);
+                let _ = self.storage.remove(path);
                 return Ok(None);
             }
             let left = usize::try_from(self.size - offset).unwrap_or(usize::MAX);
@@ -196,9 +208,28 @@ impl Preparer {
         }
         file.sync_all()?;
         Ok(Some(Spare {
-            path: self.path.clone(),
+            path: path.to_path_buf(),
             file,
             size: self.size,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spare_names() {
+        assert_eq!(spare_name(0), "spare-0.wal.tmp");
+        assert!(is_spare_name(&spare_name(u64::MAX)));
+        for other in [
+            "spare-.wal.tmp",
+            "spare-x.wal.tmp",
+            "spare-1.wal",
+            "spare.wal.tmp",
+        ] {
+            assert!(!is_spare_name(other), "{other}");
+        }
     }
 }

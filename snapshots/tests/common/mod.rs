@@ -110,6 +110,22 @@ pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// The spare segments (`spare-{n}.wal.tmp`) in `dir`, with their sizes.
+pub fn spare_files(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("spare-") && name.ends_with(".wal.tmp")
+        })
+        .map(|e| (e.path(), e.metadata().map_or(0, |m| m.len())))
+        .collect();
+    files.sort();
+    files
+}
+
 /// Waits until `condition` holds (tests wait for conditions, not fixed sleeps).
 pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
