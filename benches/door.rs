@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 mod support;
-use support::boot_without_fsync;
+use support::{boot_without_fsync, cpu_seconds};
 
 // The server's allocator (src/main.rs), so that the costs are the server's.
 #[global_allocator]
@@ -92,22 +92,6 @@ fn transfer(wallets: &[String], i: usize) -> Value {
     json!({"fromWalletId": from, "toWalletId": to, "asset": "USD", "amount": "0.01"})
 }
 
-/// This process's CPU time so far (user + system), in clock ticks.
-fn cpu_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces) in parentheses.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 here.
-    field(11) + field(12)
-}
-
 /// CPU per operation (µs) of `requests` handled by `tasks` concurrent tasks.
 async fn cpu_per_op(app: &Arc<App>, requests: Vec<Request>, tasks: usize, ops_each: usize) -> f64 {
     let n = requests.len();
@@ -115,7 +99,7 @@ async fn cpu_per_op(app: &Arc<App>, requests: Vec<Request>, tasks: usize, ops_ea
     for (i, r) in requests.into_iter().enumerate() {
         shares[i % tasks].push(r);
     }
-    let before = cpu_ticks();
+    let before = cpu_seconds();
     let handles: Vec<_> = shares
         .into_iter()
         .map(|share| {
@@ -131,8 +115,7 @@ async fn cpu_per_op(app: &Arc<App>, requests: Vec<Request>, tasks: usize, ops_ea
     for h in handles {
         h.await.unwrap_or_else(|e| panic!("{e}"));
     }
-    let ticks = cpu_ticks() - before;
-    ticks as f64 * 10_000.0 / (n * ops_each) as f64
+    (cpu_seconds() - before) * 1e6 / (n * ops_each) as f64
 }
 
 fn batch_request(key: &str, wallets: &[String], n: usize) -> Request {

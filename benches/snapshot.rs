@@ -39,7 +39,7 @@ use settle_snapshots::snapshot::{self, SnapshotFile};
 use settle_snapshots::{FsStorage, WalConfig};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{Pairs, funded_ledger, usd};
+use support::{Pairs, cpu_seconds, funded_ledger, usd};
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -60,21 +60,10 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// CPU time (user + system) of this process so far, in ms, from
-/// `/proc/self/stat` (clock ticks of 10 ms): on a shared machine a phase's
-/// CPU time says more than its wall time. 0 where there is no `/proc`.
+/// CPU time (user + system) of this process so far, in ms: on a shared
+/// machine a phase's CPU time says more than its wall time.
 fn cpu_ms() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // The fields after the command name (which may hold spaces).
-    let rest = stat.rsplit(')').next().unwrap_or_default();
-    let field = |i: usize| -> f64 {
-        rest.split_whitespace()
-            .nth(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of stat(5): 12 and 13 here.
-    (field(11) + field(12)) * 10.0
+    cpu_seconds() * 1e3
 }
 
 /// `n` wallets of one client, each funded, with `history` transfers each.

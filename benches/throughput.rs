@@ -17,7 +17,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use settle_engine::TxnId;
 use settle_gateway::GatewayConfig;
 use std::time::{Duration, Instant};
-use support::{Pairs, funded_gateway, transfer};
+use support::{Pairs, cpu_seconds, funded_gateway, transfer};
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -38,22 +38,6 @@ fn rss_mib() -> (f64, f64) {
             .map_or(0.0, |kb| kb / 1024.0)
     };
     (field("VmRSS:"), field("VmHWM:"))
-}
-
-/// CPU time this process has used (user + system), in seconds.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which is in parentheses).
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 async fn transfers() {
