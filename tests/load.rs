@@ -47,6 +47,7 @@ fn report(o: &Output) -> Value {
 }
 
 /// What every successful run's report must say.
+#[allow(clippy::float_arithmetic, reason = "sums of reported percentages")]
 fn check_run(r: &Value, requests: u64, batch: u64) {
     assert_eq!(r["requests"], requests, "{r}");
     assert_eq!(r["operations"], requests * batch, "{r}");
@@ -88,6 +89,21 @@ fn check_run(r: &Value, requests: u64, batch: u64) {
         .map(|s| s["operations"].as_u64().unwrap())
         .sum();
     assert_eq!(timeline, requests * batch, "{r}");
+    // The machine's CPU over the run: null only where there is no
+    // /proc/stat or no tick passed; otherwise shares of one whole.
+    let host = &r["hostCpu"];
+    if !host.is_null() {
+        let pct = |k: &str| host[k].as_f64().unwrap_or_else(|| panic!("{k} in {host}"));
+        let (busy, steal, iowait) = (
+            pct("busyPercent"),
+            pct("stealPercent"),
+            pct("iowaitPercent"),
+        );
+        for v in [busy, steal, iowait] {
+            assert!((0.0..=100.0).contains(&v), "{host}");
+        }
+        assert!(busy + steal + iowait <= 100.2, "{host}");
+    }
 }
 
 fn assert_svg(path: &Path) {
@@ -170,6 +186,10 @@ async fn closed_open_and_batched_runs_count_every_operation_and_conserve_money()
     assert_eq!(r["mode"], "open");
     assert_eq!(r["targetRate"], 300.0);
     assert_eq!(r["operationsByType"]["transfer"], 60);
+    // 200 ms at 300 requests/s: ticks passed, so Linux reports the host.
+    if cfg!(target_os = "linux") {
+        assert!(r["hostCpu"]["busyPercent"].is_f64(), "{r}");
+    }
 
     // Batches of 50 through POST /v1/batch, with reservations.
     let o = load(&[
@@ -200,8 +220,8 @@ async fn closed_open_and_batched_runs_count_every_operation_and_conserve_money()
         &url,
         "--admin-key",
         ADMIN_KEY,
-        "--requests",
-        "20",
+        "--duration",
+        "300ms",
         "--connections",
         "2",
         "--wallets",
@@ -212,6 +232,9 @@ async fn closed_open_and_batched_runs_count_every_operation_and_conserve_money()
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("money conserved"), "{text}");
     assert!(text.contains("p99.9"), "{text}");
+    if cfg!(target_os = "linux") {
+        assert!(text.contains("host CPU    busy"), "{text}");
+    }
 
     // A wrong admin key: a clear refusal, exit 1.
     let o = load(&[

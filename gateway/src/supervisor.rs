@@ -34,7 +34,13 @@ impl Actor for GatewayActor {
         runtime: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            GatewayMsg::Sweep => runtime.sweep(),
+            GatewayMsg::Sweep => {
+                // Timed: a sweep runs on a tokio worker, so its length is
+                // a stall for whatever waits behind it (BENCHMARKS.md).
+                let started = std::time::Instant::now();
+                runtime.sweep();
+                metrics::histogram!("settle_sweep_seconds").record(started.elapsed().as_secs_f64());
+            }
         }
         Ok(())
     }

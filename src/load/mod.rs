@@ -15,6 +15,7 @@ mod args;
 mod chart;
 mod client;
 mod driver;
+mod host;
 mod progress;
 mod report;
 mod setup;
@@ -166,6 +167,11 @@ async fn execute(plan: Plan) -> Result<ExitCode, String> {
         )));
     }
     drop(seconds_tx);
+    // The machine's CPU times from the start of the measured run.
+    let host_before = tokio::spawn(async move {
+        tokio::time::sleep_until(measure_start.into()).await;
+        host::sample()
+    });
     let progress = progress::start(live, plan.bound, measure_start);
     let mut finished = Vec::with_capacity(tasks.len());
     let mut measured_end = measure_start;
@@ -176,7 +182,12 @@ async fn execute(plan: Plan) -> Result<ExitCode, String> {
         measured_end = measured_end.max(f.measured_end);
         finished.push((f.recorder, f.opened));
     }
+    let host_after = host::sample();
     progress.finish().await;
+    let host_cpu = match (host_before.await, host_after) {
+        (Ok(Some(before)), Some(after)) => host::share(before, after),
+        _ => None,
+    };
     let totals = Totals::merge(finished);
     let seconds = collector
         .await
@@ -191,6 +202,7 @@ async fn execute(plan: Plan) -> Result<ExitCode, String> {
         totals: &totals,
         seconds: &seconds,
         audit: &audit,
+        host_cpu,
     };
     if plan.json {
         println!("{}", report::json(&outcome));

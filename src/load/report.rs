@@ -1,6 +1,7 @@
 //! The final report: for people (text) or machines (`--json`, one object).
 
 use super::args::{Bound, Plan};
+use super::host::HostShare;
 use super::progress::thousands;
 use super::stats::{Second, Totals};
 use hdrhistogram::Histogram;
@@ -18,7 +19,13 @@ pub struct Outcome<'a> {
     pub seconds: &'a [Second],
     /// The audit's `data`, or why it could not be had.
     pub audit: &'a Result<Value, String>,
+    /// This machine's CPUs over the measured run (Linux only).
+    pub host_cpu: Option<HostShare>,
 }
+
+/// Steal above this share of the machine's CPU time gets a warning in the
+/// text report: latency figures from such a run are the hypervisor's.
+const STEAL_WARNING_PERCENT: f64 = 5.0;
 
 impl Outcome<'_> {
     /// Whether the audit said money was conserved.
@@ -138,6 +145,11 @@ pub fn json(o: &Outcome<'_>) -> Value {
         "audit": audit,
         "auditError": audit_error,
         "conserved": o.conserved(),
+        "hostCpu": o.host_cpu.map(|h| json!({
+            "busyPercent": h.busy,
+            "stealPercent": h.steal,
+            "iowaitPercent": h.iowait,
+        })),
     })
 }
 
@@ -230,6 +242,17 @@ pub fn text(o: &Outcome<'_>) -> String {
     ));
     for s in &t.transport_samples {
         out.push_str(&format!("              e.g. {s}\n"));
+    }
+    if let Some(h) = o.host_cpu {
+        out.push_str(&format!(
+            "  host CPU    busy {:.1}%, steal {:.1}%, iowait {:.1}% (this machine, during the run)\n",
+            h.busy, h.steal, h.iowait
+        ));
+        if h.steal > STEAL_WARNING_PERCENT {
+            out.push_str(
+                "              steal is high: the hypervisor kept CPUs from this machine, and the latency above includes it\n",
+            );
+        }
     }
     match o.audit {
         Ok(a) => {
