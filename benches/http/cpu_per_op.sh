@@ -12,14 +12,9 @@
 # settle_wal_records_total). Prints one line.
 set -euo pipefail
 BIN=$1; PORT=$2; shift 2
-D=$(mktemp -d)
-"$BIN" serve --data-dir "$D" --listen "127.0.0.1:$PORT" --fsync "${FSYNC:-always}" ${SERVE_OPTS:-} > "$D/serve.log" 2>&1 &
-SP=$!
-trap 'kill $SP 2>/dev/null; wait $SP 2>/dev/null; rm -rf "$D"' EXIT
-for _ in $(seq 1 100); do curl -sf "127.0.0.1:$PORT/healthz" > /dev/null && break; sleep 0.1; done
-metric() { curl -s "127.0.0.1:$PORT/metrics" | awk -v k="$1" '$1==k{print $2}'; }
+. "$(dirname "$0")/server.sh"
+start_server "$BIN" "$PORT" --fsync "${FSYNC:-always}" ${SERVE_OPTS:-}
 cpu() { awk '{print $14+$15}' "/proc/$SP/stat"; }
-U="http://127.0.0.1:$PORT"
 "$BIN" load --url "$U" --data-dir "$D" --duration 2s --wallets 10000 "$@" --json > /dev/null
 t0=$(cpu); b0=$(metric settle_wal_bytes_total); r0=$(metric settle_wal_records_total)
 "$BIN" load --url "$U" --data-dir "$D" --duration "${DUR:-10s}" --wallets 100 "$@" --json > "$D/load.json"

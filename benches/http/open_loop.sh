@@ -12,12 +12,8 @@
 # spreads over 100 of them, 64 connections, 2 s warm-up.
 set -euo pipefail
 BIN=$1; PORT=$2; RATE=$3
-D=$(mktemp -d)
-env ${SERVE_ENV:-} "$BIN" serve --data-dir "$D" --listen "127.0.0.1:$PORT" --fsync "${FSYNC:-always}" > "$D/serve.log" 2>&1 &
-SP=$!
-trap 'kill $SP 2>/dev/null; wait $SP 2>/dev/null; rm -rf "$D"' EXIT
-for _ in $(seq 1 100); do curl -sf "127.0.0.1:$PORT/healthz" > /dev/null && break; sleep 0.1; done
-U="http://127.0.0.1:$PORT"
+. "$(dirname "$0")/server.sh"
+start_server "$BIN" "$PORT" --fsync "${FSYNC:-always}"
 "$BIN" load --url "$U" --data-dir "$D" --duration 1s --wallets 10000 --json > /dev/null 2>&1
 hist() { curl -s "$U/metrics" | grep settle_http_request_duration_seconds_bucket | grep transfers \
   | sed 's/.*le="\([^"]*\)".* \([0-9]*\)$/\1 \2/'; }

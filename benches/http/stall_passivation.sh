@@ -10,12 +10,8 @@
 # p50/p99/max, "second:p99/max" (ms) per second, and the wallet gauges.
 set -euo pipefail
 BIN=$1; PORT=$2; N=$3
-D=$(mktemp -d)
-"$BIN" serve --data-dir "$D" --listen "127.0.0.1:$PORT" --snapshot-interval 3600 > "$D/serve.log" 2>&1 &
-SP=$!
-trap 'kill $SP 2>/dev/null; wait $SP 2>/dev/null; rm -rf "$D"' EXIT
-for _ in $(seq 1 100); do curl -sf "127.0.0.1:$PORT/healthz" > /dev/null && break; sleep 0.1; done
-U="http://127.0.0.1:$PORT"
+. "$(dirname "$0")/server.sh"
+start_server "$BIN" "$PORT" --snapshot-interval 3600
 "$BIN" load --url "$U" --data-dir "$D" --requests 1000 --wallets "$N" --json > /dev/null 2>&1
 "$BIN" load --url "$U" --data-dir "$D" --duration 40s --warmup 1s --wallets 2000 --rate 2000 \
   --connections 32 --json > "$D/load.json" 2>/dev/null

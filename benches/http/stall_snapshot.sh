@@ -9,12 +9,8 @@
 # Prints run p50/p99/max, then "second:p99/max" (ms) for every second.
 set -euo pipefail
 BIN=$1; PORT=$2; RATE=$3; SNAP=$4
-D=$(mktemp -d)
-"$BIN" serve --data-dir "$D" --listen "127.0.0.1:$PORT" --snapshot-interval 3600 > "$D/serve.log" 2>&1 &
-SP=$!
-trap 'kill $SP 2>/dev/null; wait $SP 2>/dev/null; rm -rf "$D"' EXIT
-for _ in $(seq 1 100); do curl -sf "127.0.0.1:$PORT/healthz" > /dev/null && break; sleep 0.1; done
-U="http://127.0.0.1:$PORT"
+. "$(dirname "$0")/server.sh"
+start_server "$BIN" "$PORT" --snapshot-interval 3600
 "$BIN" load --url "$U" --data-dir "$D" --duration 20s --wallets 50000 --json > /dev/null 2>&1
 "$BIN" load --url "$U" --data-dir "$D" --duration 16s --warmup 1s --wallets 10000 --rate "$RATE" \
   --connections 64 --json > "$D/load.json" 2>/dev/null &

@@ -10,13 +10,8 @@
 # (`settle-wal`) used per fsync.
 set -euo pipefail
 BIN=$1; PORT=$2; RATE=$3
-D=$(mktemp -d)
-"$BIN" serve --data-dir "$D" --listen "127.0.0.1:$PORT" --segment-mib 4 > "$D/serve.log" 2>&1 &
-SP=$!
-trap 'kill $SP 2>/dev/null; wait $SP 2>/dev/null; rm -rf "$D"' EXIT
-for _ in $(seq 1 100); do curl -sf "127.0.0.1:$PORT/healthz" > /dev/null && break; sleep 0.1; done
-U="http://127.0.0.1:$PORT"
-metric() { curl -s "$U/metrics" | awk -v k="$1" '$1==k{print $2}'; }
+. "$(dirname "$0")/server.sh"
+start_server "$BIN" "$PORT" --segment-mib 4
 wal_cpu() { awk '{print $14+$15}' "$(grep -lx settle-wal /proc/$SP/task/*/comm | sed 's/comm$/stat/')"; }
 "$BIN" load --url "$U" --data-dir "$D" --duration 1s --wallets 10000 --json > /dev/null 2>&1
 s0=$(metric settle_wal_fsync_seconds_sum); c0=$(metric settle_wal_fsync_seconds_count)
