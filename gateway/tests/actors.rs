@@ -55,6 +55,44 @@ async fn a_sweep_passivates_at_most_its_share_of_idle_wallets() {
     assert!(g.is_active(wal(7)));
 }
 
+/// The share per sweep never lets running actors pass `max_active`:
+/// wallets that went idle faster than the share passivates them still hold
+/// memory, and the least recently used of them go at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_wallets_past_the_share_still_count_against_max_active() {
+    let cfg = GatewayConfig {
+        passivate_per_sweep: 2,
+        max_active: 10,
+        ..config()
+    };
+    let (g, clock, _) = gateway(cfg).await;
+    let wallets: Vec<_> = (1..=35).map(wal).collect();
+    for (n, w) in (1..).zip(&wallets) {
+        g.open_wallet(open_op(*w)).await.unwrap();
+        g.execute(credit(*w, txn(n), "1")).await.unwrap();
+    }
+    assert_eq!(g.stats().active, 35);
+    clock.advance(31_000);
+    g.sweep_now();
+    eventually("down to max_active after one sweep", || {
+        g.stats().active <= 10
+    })
+    .await;
+    // The rest go a share per sweep, as before.
+    for _ in 0..5 {
+        g.sweep_now();
+        settle_down().await;
+    }
+    eventually("all idle wallets passivated", || g.stats().active == 0).await;
+    // Evicted wallets answer as before.
+    g.execute(credit(wal(3), txn(100), "1")).await.unwrap();
+    assert_eq!(
+        g.read(wal(3), |w| w.balance(usd()).unwrap().cash).unwrap(),
+        d("2.00")
+    );
+    g.shutdown();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passivated_wallets_keep_their_queue_holds_and_timers() {
     let (g, clock, fifo) = gateway(config()).await;
