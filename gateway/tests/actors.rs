@@ -27,6 +27,23 @@ async fn settle_down() {
     tokio::time::sleep(Duration::from_millis(30)).await;
 }
 
+/// A gateway with 35 wallets, each credited 1.00 (so each has an actor).
+async fn thirty_five_funded(
+    cfg: GatewayConfig,
+) -> (
+    settle_gateway::Gateway,
+    std::sync::Arc<settle_engine::actor::ManualClock>,
+    Vec<settle_engine::WalletId>,
+) {
+    let (g, clock, _) = gateway(cfg).await;
+    let wallets: Vec<_> = (1..=35).map(wal).collect();
+    for (n, w) in (1..).zip(&wallets) {
+        g.open_wallet(open_op(*w)).await.unwrap();
+        g.execute(credit(*w, txn(n), "1")).await.unwrap();
+    }
+    (g, clock, wallets)
+}
+
 /// Many wallets going idle together are passivated a share per sweep, not
 /// all at once (a burst of thousands of actor stops stalls requests).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,12 +52,7 @@ async fn a_sweep_passivates_at_most_its_share_of_idle_wallets() {
         passivate_per_sweep: 10,
         ..config()
     };
-    let (g, clock, _) = gateway(cfg).await;
-    let wallets: Vec<_> = (1..=35).map(wal).collect();
-    for (n, w) in (1..).zip(&wallets) {
-        g.open_wallet(open_op(*w)).await.unwrap();
-        g.execute(credit(*w, txn(n), "1")).await.unwrap();
-    }
+    let (g, clock, wallets) = thirty_five_funded(cfg).await;
     let active = || wallets.iter().filter(|w| g.is_active(**w)).count();
     assert_eq!(active(), 35);
     clock.advance(31_000);
@@ -65,12 +77,7 @@ async fn idle_wallets_past_the_share_still_count_against_max_active() {
         max_active: 10,
         ..config()
     };
-    let (g, clock, _) = gateway(cfg).await;
-    let wallets: Vec<_> = (1..=35).map(wal).collect();
-    for (n, w) in (1..).zip(&wallets) {
-        g.open_wallet(open_op(*w)).await.unwrap();
-        g.execute(credit(*w, txn(n), "1")).await.unwrap();
-    }
+    let (g, clock, _) = thirty_five_funded(cfg).await;
     assert_eq!(g.stats().active, 35);
     clock.advance(31_000);
     g.sweep_now();
