@@ -82,7 +82,17 @@ impl Pairs {
         }
     }
 
+    /// Two different wallets, as ids 1..=wallets.
     pub fn next(&mut self) -> (WalletId, WalletId) {
+        let (a, b) = self.next_indices();
+        (
+            WalletId::from_u128(u128::from(a) + 1),
+            WalletId::from_u128(u128::from(b) + 1),
+        )
+    }
+
+    /// Two different wallets, as indices 0..wallets.
+    pub fn next_indices(&mut self) -> (u64, u64) {
         loop {
             self.state ^= self.state << 13;
             self.state ^= self.state >> 7;
@@ -90,10 +100,7 @@ impl Pairs {
             let a = self.state % self.wallets;
             let b = (self.state >> 32) % self.wallets;
             if a != b {
-                return (
-                    WalletId::from_u128(u128::from(a) + 1),
-                    WalletId::from_u128(u128::from(b) + 1),
-                );
+                return (a, b);
             }
         }
     }

@@ -2,10 +2,13 @@
 //!
 //! - `transfers`: routed transfers per second across 10,000 funded wallets,
 //!   from many concurrent callers, each awaiting its answer;
+//! - `skeleton`: the same callers and actor hops over bare actors that do no
+//!   ledger work: the floor ractor and tokio put under `transfers`;
 //! - `memory`: resident memory of 1,000,000 funded wallets once idle (passivated).
 //!
-//! `cargo bench --bench throughput` runs both; `SETTLE_BENCH=transfers` or
-//! `memory` runs one. `SETTLE_CALLERS` (default 64) and `SETTLE_TRANSFERS`
+//! `cargo bench --bench throughput` runs both; `SETTLE_BENCH=transfers`,
+//! `skeleton` or `memory` runs one. `SETTLE_CALLERS` (default 64), `SETTLE_WINDOW` (answers
+//! each caller leaves outstanding, default 1) and `SETTLE_TRANSFERS`
 //! (default 1,000,000) tune the first; `SETTLE_WORKERS`,
 //! `SETTLE_EVENT_INTERVAL` and `SETTLE_GLOBAL_QUEUE_INTERVAL` the runtime.
 #![allow(clippy::float_arithmetic, clippy::cast_possible_truncation)]
@@ -15,7 +18,10 @@ mod support;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use settle_engine::TxnId;
+use settle_engine::actor::Ack;
 use settle_gateway::GatewayConfig;
+use settle_gateway::Submitted;
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use support::{Pairs, cpu_seconds, funded_gateway, transfer};
 
@@ -40,10 +46,21 @@ fn rss_mib() -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// Waits for a transfer's answer; a refusal ends the bench (every wallet is
+/// funded, so none is expected).
+async fn settled(s: Option<Submitted>) {
+    if let Some(s) = s
+        && let Err(e) = s.answer().await
+    {
+        panic!("transfer refused: {e}");
+    }
+}
+
 async fn transfers() {
     let wallets = 10_000;
     let callers = env("SETTLE_CALLERS", 64);
     let total = env("SETTLE_TRANSFERS", 1_000_000);
+    let window = usize::try_from(env("SETTLE_WINDOW", 1).max(1)).unwrap_or(1);
     let g = funded_gateway(wallets, GatewayConfig::default()).await;
     for round in 1..=env("SETTLE_ROUNDS", 3) {
         let per = total / callers;
@@ -54,14 +71,24 @@ async fn transfers() {
             let g = g.clone();
             tasks.push(tokio::spawn(async move {
                 let mut pairs = Pairs::new(0x9E37_79B9 ^ (c << 20) ^ round, wallets);
+                // Up to `window` answers outstanding; the oldest is awaited
+                // before the next transfer is sent (a pipelining client).
+                let mut outstanding = VecDeque::with_capacity(window);
                 for k in 0..per {
                     let id = TxnId::from_u128(
                         (u128::from(round) << 120) | (u128::from(c) << 64) | u128::from(k),
                     );
                     let (from, to) = pairs.next();
-                    if let Err(e) = g.execute(transfer(from, to, id)).await {
-                        panic!("transfer refused: {e}");
+                    if outstanding.len() == window {
+                        settled(outstanding.pop_front()).await;
                     }
+                    match g.submit(transfer(from, to, id), Ack::Durable) {
+                        Ok(s) => outstanding.push_back(s),
+                        Err(e) => panic!("transfer refused: {e}"),
+                    }
+                }
+                while let Some(s) = outstanding.pop_front() {
+                    settled(Some(s)).await;
                 }
             }));
         }
@@ -72,7 +99,7 @@ async fn transfers() {
         let cpu = cpu_seconds() - cpu_before;
         let n = (per * callers) as f64;
         println!(
-            "transfers round {round}: {} routed transfers, {callers} callers, 10,000 wallets: {secs:.2} s, {:.0} transfers/s, {:.2} CPU-us per transfer",
+            "transfers round {round}: {} routed transfers, {callers} callers (window {window}), 10,000 wallets: {secs:.2} s, {:.0} transfers/s, {:.2} CPU-us per transfer",
             per * callers,
             n / secs,
             cpu * 1e6 / n
@@ -83,6 +110,110 @@ async fn transfers() {
     let cut = g.cut().unwrap_or_else(|e| panic!("{e}"));
     cut.check_invariants().unwrap_or_else(|e| panic!("{e}"));
     g.shutdown();
+}
+
+/// The messaging alone: 10,000 bare ractor actors that keep one counter
+/// each, and the same callers and hops as `transfers` (caller → source actor
+/// with a reply port, source → destination, source → caller's reply), with
+/// no ledger, registry or routing. What is left of `transfers`' CPU per
+/// transfer beyond this is ours.
+mod skeleton {
+    use ractor::concurrency::{OneshotSender, oneshot};
+    use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+    pub enum Msg {
+        Send {
+            to: ActorRef<Msg>,
+            reply: OneshotSender<()>,
+        },
+        Deliver,
+    }
+
+    pub struct Node;
+
+    impl Actor for Node {
+        type Msg = Msg;
+        type State = u64;
+        type Arguments = ();
+
+        async fn pre_start(&self, _: ActorRef<Msg>, (): ()) -> Result<u64, ActorProcessingErr> {
+            Ok(0)
+        }
+
+        async fn handle(
+            &self,
+            _: ActorRef<Msg>,
+            msg: Msg,
+            count: &mut u64,
+        ) -> Result<(), ActorProcessingErr> {
+            *count += 1;
+            if let Msg::Send { to, reply } = msg {
+                to.cast(Msg::Deliver)?;
+                let _ = reply.send(());
+            }
+            Ok(())
+        }
+    }
+
+    /// One hop of a caller: cast to `from` and await its reply.
+    pub async fn send(from: &ActorRef<Msg>, to: &ActorRef<Msg>) {
+        let (reply, answered) = oneshot();
+        if let Err(e) = from.cast(Msg::Send {
+            to: to.clone(),
+            reply,
+        }) {
+            panic!("{e}");
+        }
+        if answered.await.is_err() {
+            panic!("no reply");
+        }
+    }
+}
+
+async fn skeleton() {
+    let wallets = 10_000u64;
+    let callers = env("SETTLE_CALLERS", 64);
+    let total = env("SETTLE_TRANSFERS", 1_000_000);
+    let mut nodes = Vec::new();
+    for _ in 0..wallets {
+        let (node, _) = ractor::Actor::spawn(None, skeleton::Node, ())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        nodes.push(node);
+    }
+    let nodes = std::sync::Arc::new(nodes);
+    for round in 1..=env("SETTLE_ROUNDS", 3) {
+        let per = total / callers;
+        let started = Instant::now();
+        let cpu_before = cpu_seconds();
+        let mut tasks = Vec::new();
+        for c in 0..callers {
+            let nodes = std::sync::Arc::clone(&nodes);
+            tasks.push(tokio::spawn(async move {
+                let mut pairs = Pairs::new(0x9E37_79B9 ^ (c << 20) ^ round, wallets);
+                let index = |i: u64| usize::try_from(i).unwrap_or(0);
+                for _ in 0..per {
+                    let (from, to) = pairs.next_indices();
+                    skeleton::send(&nodes[index(from)], &nodes[index(to)]).await;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap_or_else(|e| panic!("{e}"));
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - cpu_before;
+        let n = (per * callers) as f64;
+        println!(
+            "skeleton round {round}: {} hops of 3 messages, {callers} callers, 10,000 bare actors: {secs:.2} s, {:.0}/s, {:.2} CPU-us each",
+            per * callers,
+            n / secs,
+            cpu * 1e6 / n
+        );
+    }
+    for n in nodes.iter() {
+        n.stop(None);
+    }
 }
 
 async fn memory() {
@@ -139,6 +270,9 @@ fn main() {
     let which = std::env::var("SETTLE_BENCH").unwrap_or_else(|_| "all".to_owned());
     if which == "all" || which == "transfers" {
         rt.block_on(transfers());
+    }
+    if which == "all" || which == "skeleton" {
+        rt.block_on(skeleton());
     }
     if which == "all" || which == "memory" {
         rt.block_on(memory());
