@@ -15,6 +15,7 @@
 //! the whole state (`summary`, `digest`, `write_snapshot`, `install`) go
 //! through both, in id order, and `decode_all` gives the eager form.
 
+use crate::answer_body::AnswerBody;
 use crate::directory::{Client, Customer, Directory, DirectoryRecord, KeyHash};
 use crate::funding::{Funding, FundingImage};
 use crate::http::idempotency::{Fingerprint, IdempotencyStore, Restored, StoredAnswer};
@@ -103,7 +104,7 @@ pub enum IdempotencyOutcome {
     },
     Answered {
         status: u16,
-        body: String,
+        body: AnswerBody,
     },
 }
 
@@ -441,10 +442,9 @@ impl Image {
         for e in records {
             let restored = match e.outcome {
                 IdempotencyOutcome::Claimed { ids } => Restored::Claim(ids),
-                IdempotencyOutcome::Answered { status, body } => Restored::Answer(StoredAnswer {
-                    status,
-                    body: body.into_bytes(),
-                }),
+                IdempotencyOutcome::Answered { status, body } => {
+                    Restored::Answer(StoredAnswer { status, body })
+                }
             };
             idempotency.restore(e.client, &e.key, e.fingerprint, e.at, now_ms, restored);
         }

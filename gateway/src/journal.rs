@@ -12,6 +12,7 @@
 //! added without breaking old logs, and a log from a newer settle is refused
 //! by name rather than misread.
 
+use crate::answer_body::AnswerBody;
 use crate::directory::DirectoryRecord;
 use crate::funding::FundingRecord;
 use crate::http::idempotency::Fingerprint;
@@ -21,7 +22,9 @@ use settle_snapshots::{Lsn, Wal, WalError, WalStatus};
 use std::sync::Arc;
 
 /// The format this build writes. It reads every version up to this one.
-pub const FORMAT_VERSION: u16 = 1;
+/// 2: an `Answer`'s body may be LZ4-compressed binary (`AnswerBody`); in
+/// format 1 it is always a string, which still reads as a plain body.
+pub const FORMAT_VERSION: u16 = 2;
 
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -56,7 +59,7 @@ pub enum Record {
         fingerprint: Fingerprint,
         at: i64,
         status: u16,
-        body: String,
+        body: AnswerBody,
     },
     /// Pay-in addresses and webhooks (`funding`).
     Funding(FundingRecord),
@@ -106,7 +109,7 @@ pub fn encode(record: &Record) -> Result<Vec<u8>, CodecError> {
 fn encoded_size_hint(record: &Record) -> usize {
     match record {
         Record::Events { events, .. } => 64 + 256 * events.len(),
-        Record::Answer { key, body, .. } => 192 + key.len() + body.len(),
+        Record::Answer { key, body, .. } => 192 + key.len() + body.stored_len(),
         Record::Claim { key, ids, .. } => 160 + key.len() + 18 * ids.len(),
         _ => 256,
     }
@@ -308,6 +311,7 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use settle_engine::{Timestamp, WalletStatus};
 
     #[test]
@@ -337,11 +341,33 @@ mod tests {
                 status: 201,
                 body: "{\"data\":{}}".into(),
             },
+            Record::Answer {
+                client: ClientId::from_u128(1),
+                key: "k-2".into(),
+                fingerprint: [4; 32],
+                at: 11,
+                status: 201,
+                body: AnswerBody::new(Bytes::from("{\"data\":[1,2,3]}".repeat(200))),
+            },
         ];
+        assert!(matches!(
+            &records[3],
+            Record::Answer {
+                body: AnswerBody::Lz4(_),
+                ..
+            }
+        ));
         for r in &records {
             let bytes = encode(r).unwrap();
             assert_eq!(&decode(&bytes).unwrap(), r);
         }
+        // Format 1 wrote every body as a string: a plain body, read as one.
+        let v1 = rmp_serde::to_vec_named(&EnvelopeRef {
+            v: 1,
+            record: &records[2],
+        })
+        .unwrap();
+        assert_eq!(decode(&v1).unwrap(), records[2]);
         let newer = rmp_serde::to_vec_named(&EnvelopeRef {
             v: FORMAT_VERSION + 1,
             record: &records[0],

@@ -11,6 +11,8 @@
 //! - `gateway`: `Gateway`, the handle callers use.
 //! - `directory`: clients, customers, tenancy, the transaction index.
 //! - `http`: the front door (API.md on hyper).
+//! - `answer_body`: an idempotent answer's body as kept for retries (LZ4
+//!   when large).
 //! - `journal`: the records of the write-ahead log and their encoding.
 //! - `image`: the whole durable state as one value at a log position (what
 //!   replay builds and a snapshot file holds).
@@ -21,6 +23,7 @@
 //! - `funding`: pay-in addresses and pay-ins; the webhooks' state.
 //! - `webhooks`: notices, the durable outbox, signed delivery.
 
+pub mod answer_body;
 pub mod boot;
 mod config;
 pub mod directory;

@@ -2,6 +2,7 @@
 //! content type, idempotency, then the handler. No sockets here (see
 //! `server`), so that the whole path is testable without a listener.
 
+use crate::answer_body::AnswerBody;
 use crate::directory::Directory;
 use crate::http::auth::{Keys, Principal};
 use crate::http::handlers;
@@ -485,10 +486,17 @@ impl App {
         match self.idempotency.begin(client, &key, fp, now).await {
             Begin::Replay(answer) => {
                 let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+                let body = match answer.body.bytes() {
+                    Ok(body) => body,
+                    Err(why) => {
+                        let e = ApiError::internal(format_args!("idempotency key {key}: {why}"));
+                        return Outcome::plain(e.into(), template);
+                    }
+                };
                 let mut o = Outcome::plain(
                     Reply {
                         status,
-                        body: Bytes::from(answer.body.clone()),
+                        body,
                         retry: false,
                     },
                     template,
@@ -525,21 +533,19 @@ impl App {
                         // that a retry after a crash gets this very answer.
                         // (Not refused on a full disk: what ran must be
                         // answered; the log retries until there is space.)
+                        // One body, compressed once, for the log and the store.
+                        let body = AnswerBody::new(reply.body.clone());
                         let record = Record::Answer {
                             client,
                             key: key.clone(),
                             fingerprint: fp,
                             at: app.now().millis(),
                             status: reply.status.as_u16(),
-                            // Our own JSON, so UTF-8: checked, not scanned
-                            // chunk by chunk as a lossy conversion would.
-                            body: String::from_utf8(reply.body.to_vec()).unwrap_or_else(|e| {
-                                String::from_utf8_lossy(e.as_bytes()).into_owned()
-                            }),
+                            body: body.clone(),
                         };
                         match app.log_always(&record).await {
                             Ok(()) => {
-                                running.finish(&reply);
+                                running.store(reply.status, body);
                                 return reply;
                             }
                             Err(e) => reply = Reply::from(e),

@@ -17,6 +17,7 @@
 //! instead of memory without end). `StoredAnswer` is plain data so that the
 //! write-ahead log can carry it.
 
+use crate::answer_body::AnswerBody;
 use crate::http::reply::Reply;
 use crate::shards::Shards;
 use hyper::StatusCode;
@@ -52,7 +53,7 @@ pub fn valid_key(key: &str) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredAnswer {
     pub status: u16,
-    pub body: Vec<u8>,
+    pub body: AnswerBody,
 }
 
 /// Whether an answer with this status is kept for replay.
@@ -340,13 +341,19 @@ impl Running {
 
     /// Stores the answer if it is one to remember; else forgets the key.
     pub fn finish(self, reply: &Reply) {
-        let state = (remembered(reply.status) && !reply.retry).then(|| {
-            State::Done(Arc::new(StoredAnswer {
-                status: reply.status.as_u16(),
-                body: reply.body.to_vec(),
-            }))
-        });
-        self.end(state);
+        if remembered(reply.status) && !reply.retry {
+            self.store(reply.status, AnswerBody::new(reply.body.clone()));
+        } else {
+            self.end(None);
+        }
+    }
+
+    /// Stores this answer (one the log already holds: the same body).
+    pub fn store(self, status: StatusCode, body: AnswerBody) {
+        self.end(Some(State::Done(Arc::new(StoredAnswer {
+            status: status.as_u16(),
+            body,
+        }))));
     }
 
     /// The request may have partly run with these ids (logged in a claim)
@@ -405,7 +412,10 @@ mod tests {
         assert!(matches!(s.begin(C, "k", fp, 0).await, Begin::Conflict));
         run.finish(&reply(201, "{\"data\":1}"));
         match s.begin(C, "k", fp, 0).await {
-            Begin::Replay(a) => assert_eq!((a.status, &a.body[..]), (201, &b"{\"data\":1}"[..])),
+            Begin::Replay(a) => assert_eq!(
+                (a.status, a.body.bytes()),
+                (201, Ok(Bytes::from_static(b"{\"data\":1}")))
+            ),
             other => panic!("{other:?}"),
         }
         let other = fingerprint("POST", "/v1/x", b"{\"a\":1}");

@@ -577,3 +577,88 @@ fn wallets_that_decode_but_contradict_each_other_are_refused() {
     };
     assert!(err.0.contains("does not match the header"), "{err}");
 }
+
+/// What a retry of `key` (client 1, fingerprint [1; 32]) is answered.
+async fn replayed(store: &std::sync::Arc<IdempotencyStore>, key: &str, now_ms: i64) -> bytes::Bytes {
+    use crate::http::idempotency::Begin;
+    match store.begin(ClientId::from_u128(1), key, [1; 32], now_ms).await {
+        Begin::Replay(a) => a.body.bytes().unwrap_or_else(|e| panic!("{e}")),
+        other => panic!("{key}: not a replay but {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn answers_survive_a_snapshot_compressed_or_not_and_format_2_files_still_read() {
+    use crate::answer_body::AnswerBody;
+    use bytes::Bytes;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let at = 1_700_000_000_000;
+    let small = Bytes::from_static(br#"{"data":{"id":"txn_1"}}"#);
+    let large = Bytes::from(
+        r#"{"status":201,"data":{"id":"txn_01M80V4N93E3VD74J7270G1CZK","amount":"1.00"}},"#
+            .repeat(500),
+    );
+    let entry = |key: &str, body: &Bytes| IdempotencyEntry {
+        client: ClientId::from_u128(1),
+        key: key.into(),
+        fingerprint: [1; 32],
+        at,
+        outcome: IdempotencyOutcome::Answered {
+            status: 201,
+            body: AnswerBody::new(body.clone()),
+        },
+    };
+
+    // This build's format: the large body is kept compressed, and both
+    // come back as they were sent.
+    let mut img = image(2);
+    for (lsn, key, body) in [(43, "small", &small), (44, "large", &large)] {
+        let e = entry(key, body);
+        let record = Record::Answer {
+            client: e.client,
+            key: e.key,
+            fingerprint: e.fingerprint,
+            at,
+            status: 201,
+            body: AnswerBody::new(body.clone()),
+        };
+        img.apply(lsn, record).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let kept = |img: &Image, key: &str| {
+        img.idempotency
+            .values()
+            .find(|e| e.key == key)
+            .map(|e| e.outcome.clone())
+    };
+    assert!(matches!(
+        kept(&img, "large"),
+        Some(IdempotencyOutcome::Answered {
+            body: AnswerBody::Lz4(_),
+            ..
+        })
+    ));
+    let loaded = load(&write(&img, dir.path()));
+    assert_eq!(kept(&loaded, "large"), kept(&img, "large"));
+    let (directory, idempotency, funding) = stores();
+    loaded.install(&directory, &idempotency, &funding, at);
+    assert_eq!(replayed(&idempotency, "small", at).await, small);
+    assert_eq!(replayed(&idempotency, "large", at).await, large);
+
+    // Format 2 (before compression) wrote every body as a string; such a
+    // file still reads.
+    let old = dir.path().join("old");
+    std::fs::create_dir(&old).unwrap_or_else(|e| panic!("{e}"));
+    let plain = IdempotencyEntry {
+        outcome: IdempotencyOutcome::Answered {
+            status: 201,
+            body: AnswerBody::Plain(large.clone()),
+        },
+        ..entry("old", &large)
+    };
+    let section = encode(&Section::Idempotency(vec![plain])).unwrap_or_else(|e| panic!("{e}"));
+    let path = file_with_sections(&old, 2, &[section]);
+    let loaded = load(&path);
+    let (directory, idempotency, funding) = stores();
+    loaded.install(&directory, &idempotency, &funding, at);
+    assert_eq!(replayed(&idempotency, "old", at).await, large);
+}

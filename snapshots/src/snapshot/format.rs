@@ -8,10 +8,16 @@ use std::collections::BTreeMap;
 /// The first bytes of every snapshot file.
 pub(crate) const MAGIC: [u8; 8] = *b"SETLSNAP";
 
-/// The version this build writes and the only one it reads. 2: wallet
-/// sections hold each wallet's packed bytes (positional MessagePack, see
-/// `settle_engine::wallet::pack`) instead of named-field `WalletState`s.
-pub const FORMAT_VERSION: u16 = 2;
+/// The version this build writes. 2: wallet sections hold each wallet's
+/// packed bytes (positional MessagePack, see `settle_engine::wallet::pack`)
+/// instead of named-field `WalletState`s. 3: an idempotent answer's body may
+/// be LZ4-compressed binary (`settle_gateway::answer_body`) where 2 always
+/// has a string.
+pub const FORMAT_VERSION: u16 = 3;
+
+/// The oldest version this build reads: 2 differs from 3 only in what 3 may
+/// add (compressed bodies), and a string body still reads as one.
+pub const OLDEST_READ: u16 = 2;
 
 /// Frames are at most 1 GiB: a section is a chunk of wallets, and one hot
 /// wallet's history can be large, but a length beyond this is corruption.

@@ -1,7 +1,7 @@
 //! Reading a snapshot back: the whole file, every frame's checksum, the
 //! footer's count and hash. A snapshot that reads is sound to the byte.
 
-use super::format::{self, FORMAT_VERSION, Footer, Kind, MAGIC, SnapshotHeader};
+use super::format::{self, FORMAT_VERSION, Footer, Kind, MAGIC, OLDEST_READ, SnapshotHeader};
 use serde::de::DeserializeOwned;
 use std::fmt;
 use std::ops::Range;
@@ -233,10 +233,10 @@ impl SnapshotFile {
 fn decode_header(path: &Path, body: &[u8]) -> Result<SnapshotHeader, SnapshotError> {
     let header: SnapshotHeader = rmp_serde::from_slice(body)
         .map_err(|e| SnapshotError::invalid(path, 8, format!("the header does not decode: {e}")))?;
-    // One version at a time: nothing older was ever deployed. A refused
-    // snapshot is passed over by recovery, which falls back to an older
-    // one or to the log.
-    if header.version != FORMAT_VERSION {
+    // Format 1 was never deployed; 2 reads as 3 does (see `OLDEST_READ`). A
+    // refused snapshot is passed over by recovery, which falls back to an
+    // older one or to the log.
+    if !(OLDEST_READ..=FORMAT_VERSION).contains(&header.version) {
         let who = if header.version > FORMAT_VERSION {
             "a newer settle wrote it; upgrade"
         } else {
@@ -246,7 +246,7 @@ fn decode_header(path: &Path, body: &[u8]) -> Result<SnapshotHeader, SnapshotErr
             path,
             8,
             format!(
-                "format version {} is not the version this settle reads ({FORMAT_VERSION}): {who}",
+                "format version {} is not a version this settle reads ({OLDEST_READ} to {FORMAT_VERSION}): {who}",
                 header.version
             ),
         ));

@@ -1,0 +1,245 @@
+//! The body of an idempotent request's answer as it is kept for retries: in
+//! the idempotency store, in the log's `Answer` records and in snapshots.
+//!
+//! A batch's answer is the JSON of every operation (~340 bytes each, the
+//! same field names and id prefixes again and again), so the answer of a
+//! batch of 1,000 is ~340 KB, kept for a day and written to the log: about
+//! as many bytes as the batch's events. Bodies of at least `COMPRESS_FROM`
+//! bytes are kept LZ4-compressed (about 8x smaller, ~0.3 ms for 340 KB:
+//! BENCHMARKS.md); smaller ones (one transfer's answer is ~370 bytes) as
+//! they are, where compression would gain little.
+//!
+//! In MessagePack a plain body is a string and a compressed one binary, so
+//! the records written before compression (log format 1, snapshot format 2),
+//! whose bodies are strings, read as plain bodies.
+
+use bytes::Bytes;
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+use std::fmt;
+
+/// Bodies from this size up are compressed.
+pub const COMPRESS_FROM: usize = 2048;
+
+/// The most a compressed body may expand to. Far above any answer (a batch
+/// is at most 1,000 operations); a stored length beyond it is corruption,
+/// refused before anything is allocated for it.
+pub const MAX_EXPANDED: usize = 64 << 20;
+
+#[derive(Clone, PartialEq, Eq)]
+pub enum AnswerBody {
+    /// The body as it was sent (our JSON, so UTF-8).
+    Plain(Bytes),
+    /// The body's length (u32, little endian), then its LZ4 block
+    /// (`lz4_flex::compress_prepend_size`).
+    Lz4(Bytes),
+}
+
+impl AnswerBody {
+    /// Keeps `body`, compressed if it is large and compression pays (an
+    /// eighth smaller at least).
+    pub fn new(body: Bytes) -> AnswerBody {
+        if body.len() < COMPRESS_FROM || body.len() > MAX_EXPANDED {
+            return AnswerBody::Plain(body);
+        }
+        let packed = lz4_flex::compress_prepend_size(&body);
+        if packed.len() > body.len() - body.len() / 8 {
+            return AnswerBody::Plain(body);
+        }
+        AnswerBody::Lz4(Bytes::from(packed))
+    }
+
+    /// The body as it was sent.
+    pub fn bytes(&self) -> Result<Bytes, String> {
+        match self {
+            AnswerBody::Plain(body) => Ok(body.clone()),
+            AnswerBody::Lz4(packed) => expand(packed).map(Bytes::from),
+        }
+    }
+
+    /// Bytes kept in memory.
+    pub fn stored_len(&self) -> usize {
+        match self {
+            AnswerBody::Plain(b) | AnswerBody::Lz4(b) => b.len(),
+        }
+    }
+}
+
+fn expand(packed: &[u8]) -> Result<Vec<u8>, String> {
+    let corrupt = |why: &dyn fmt::Display| format!("a stored answer does not decompress: {why}");
+    let (size, block) = lz4_flex::block::uncompressed_size(packed).map_err(|e| corrupt(&e))?;
+    if size > MAX_EXPANDED {
+        return Err(corrupt(&format_args!(
+            "it claims {size} bytes, more than the {MAX_EXPANDED} an answer may have"
+        )));
+    }
+    let body = lz4_flex::block::decompress(block, size).map_err(|e| corrupt(&e))?;
+    if body.len() != size {
+        return Err(corrupt(&format_args!(
+            "{} bytes where its header says {size}",
+            body.len()
+        )));
+    }
+    Ok(body)
+}
+
+impl From<&str> for AnswerBody {
+    fn from(text: &str) -> AnswerBody {
+        AnswerBody::Plain(Bytes::copy_from_slice(text.as_bytes()))
+    }
+}
+
+/// Lengths only: a body can be hundreds of KB.
+impl fmt::Debug for AnswerBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AnswerBody::Plain(b) => write!(f, "Plain({} bytes)", b.len()),
+            AnswerBody::Lz4(b) => write!(f, "Lz4({} bytes)", b.len()),
+        }
+    }
+}
+
+impl Serialize for AnswerBody {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            AnswerBody::Plain(body) => match std::str::from_utf8(body) {
+                Ok(text) => s.serialize_str(text),
+                // Never our JSON; kept readable rather than refused.
+                Err(_) => s.serialize_str(&String::from_utf8_lossy(body)),
+            },
+            AnswerBody::Lz4(packed) => s.serialize_bytes(packed),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AnswerBody {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<AnswerBody, D::Error> {
+        struct Either;
+        impl Visitor<'_> for Either {
+            type Value = AnswerBody;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an answer body: a string, or LZ4-compressed binary")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<AnswerBody, E> {
+                Ok(AnswerBody::from(v))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<AnswerBody, E> {
+                Ok(AnswerBody::Plain(Bytes::from(v)))
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<AnswerBody, E> {
+                Ok(AnswerBody::Lz4(Bytes::copy_from_slice(v)))
+            }
+            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<AnswerBody, E> {
+                Ok(AnswerBody::Lz4(Bytes::from(v)))
+            }
+        }
+        d.deserialize_any(Either)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch-like answer: many similar results.
+    fn batch_json(n: usize) -> Bytes {
+        let results: Vec<String> = (0..n)
+            .map(|i| {
+                format!(
+                    r#"{{"status":201,"data":{{"id":"txn_01M80V4N93E3VD74J72{i:07}","type":"transfer","status":"settled","amount":"{}.{:02}"}}}}"#,
+                    i % 97,
+                    i % 100
+                )
+            })
+            .collect();
+        Bytes::from(format!(
+            r#"{{"data":{{"results":[{}]}}}}"#,
+            results.join(",")
+        ))
+    }
+
+    #[test]
+    fn small_bodies_stay_plain_and_large_ones_shrink_and_come_back_whole() {
+        let small = Bytes::from_static(br#"{"data":{"id":"txn_1"}}"#);
+        let kept = AnswerBody::new(small.clone());
+        assert_eq!(kept, AnswerBody::Plain(small.clone()));
+        assert_eq!(kept.bytes(), Ok(small));
+
+        let large = batch_json(1_000);
+        let kept = AnswerBody::new(large.clone());
+        let AnswerBody::Lz4(packed) = &kept else {
+            panic!("a {}-byte batch answer was not compressed", large.len())
+        };
+        assert!(
+            packed.len() * 4 < large.len(),
+            "{} of {}",
+            packed.len(),
+            large.len()
+        );
+        assert_eq!(kept.bytes(), Ok(large));
+    }
+
+    #[test]
+    fn bodies_that_do_not_compress_stay_plain() {
+        // A xorshift stream: no repetition for LZ4 to find.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let noise: Vec<u8> = (0..8_192)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x.to_le_bytes()[0]
+            })
+            .collect();
+        let body = Bytes::from(noise);
+        assert_eq!(AnswerBody::new(body.clone()), AnswerBody::Plain(body));
+    }
+
+    #[test]
+    fn messagepack_keeps_the_kind_and_reads_the_old_string_bodies() {
+        for body in [
+            AnswerBody::new(Bytes::from_static(b"{\"data\":{}}")),
+            AnswerBody::new(batch_json(200)),
+        ] {
+            let bytes = rmp_serde::to_vec_named(&body).unwrap_or_else(|e| panic!("{e}"));
+            let back: AnswerBody = rmp_serde::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(back, body);
+        }
+        // What log format 1 and snapshot format 2 wrote: a String.
+        let old = rmp_serde::to_vec_named("{\"data\":1}").unwrap_or_else(|e| panic!("{e}"));
+        let back: AnswerBody = rmp_serde::from_slice(&old).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back.bytes(), Ok(Bytes::from_static(b"{\"data\":1}")));
+    }
+
+    #[test]
+    fn damaged_compressed_bodies_are_refused_without_panic_or_huge_allocation() {
+        let AnswerBody::Lz4(packed) = AnswerBody::new(batch_json(300)) else {
+            panic!("not compressed")
+        };
+        // A length far beyond any answer.
+        let mut huge = packed.to_vec();
+        huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let err = AnswerBody::Lz4(Bytes::from(huge)).bytes().unwrap_err();
+        assert!(err.contains("claims"), "{err}");
+        // A length shorter than the data.
+        let mut short = packed.to_vec();
+        short[..4].copy_from_slice(&100u32.to_le_bytes());
+        assert!(AnswerBody::Lz4(Bytes::from(short)).bytes().is_err());
+        // Every truncation, and every flipped byte of the block.
+        for cut in 0..packed.len() {
+            let _ = AnswerBody::Lz4(packed.slice(..cut)).bytes();
+        }
+        for i in 4..packed.len() {
+            let mut bad = packed.to_vec();
+            bad[i] ^= 0xA5;
+            if let Ok(body) = AnswerBody::Lz4(Bytes::from(bad)).bytes() {
+                assert!(body.len() <= MAX_EXPANDED);
+            }
+        }
+        assert!(
+            AnswerBody::Lz4(Bytes::from_static(b"\x01"))
+                .bytes()
+                .is_err()
+        );
+    }
+}
