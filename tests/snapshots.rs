@@ -382,3 +382,67 @@ async fn a_damaged_snapshot_is_refused_by_the_tools_and_passed_over_at_start() {
     assert_eq!(out_list.as_array().unwrap().len(), 2);
     drop(srv);
 }
+
+/// A retry of a batch gets `want` again, marked replayed.
+async fn replays_as(srv: &Server, key: &str, k: &str, body: &str, want: &support::Resp) {
+    let again = srv.write("POST", "/v1/batch", key, k, body).await;
+    assert_eq!(
+        (again.status, &again.body),
+        (want.status, &want.body),
+        "a different answer: {}",
+        again.text()
+    );
+    assert!(again.replayed(), "{:?}", again.headers);
+}
+
+/// A batch's answer is kept compressed (it is large); a retry after
+/// `kill -9` gets it byte for byte, whether it comes back from the log or
+/// from a snapshot.
+#[tokio::test(flavor = "multi_thread")]
+async fn large_batch_answers_replay_byte_for_byte_after_kill_9_from_the_log_and_a_snapshot() {
+    let data = tempfile::tempdir().unwrap();
+    let data = data.path().to_path_buf();
+    let mut srv = Server::start_in(&data).await;
+    let key = srv.client_key().await;
+    let a = srv.create_wallet(&key, "USD").await;
+    let b = srv.create_wallet(&key, "USD").await;
+    srv.credit(&key, &a, "USD", "1000.00").await;
+    // 40 transfers answer ~14 KB, well past the 2 KiB from which answers are
+    // compressed.
+    let batch = |cents: u32| {
+        let ops: Vec<Value> = (0..40)
+            .map(|i| {
+                json!({"op": "transfer", "fromWalletId": a, "toWalletId": b,
+                       "asset": "USD", "amount": format!("0.{:02}", cents + i % 3)})
+            })
+            .collect();
+        json!({ "operations": ops }).to_string()
+    };
+    let (first, second) = (batch(1), batch(11));
+    let k1 = support::idem();
+    let one = srv.write("POST", "/v1/batch", &key, &k1, &first).await;
+    one.ok(200);
+    assert!(one.body.len() > 4 * 2048, "{} bytes", one.body.len());
+
+    // From the log.
+    srv.kill9();
+    let mut srv = Server::start_in(&data).await;
+    replays_as(&srv, &key, &k1, &first, &one).await;
+
+    // From a snapshot (the first), and from the log after it (the second).
+    snapshot(&srv).await;
+    let k2 = support::idem();
+    let two = srv.write("POST", "/v1/batch", &key, &k2, &second).await;
+    two.ok(200);
+    srv.kill9();
+    let srv = Server::start_in(&data).await;
+    replays_as(&srv, &key, &k1, &first, &one).await;
+    replays_as(&srv, &key, &k2, &second, &two).await;
+    // Each batch moved its money once.
+    let moved: u32 =
+        (0..40).map(|i| 1 + i % 3).sum::<u32>() + (0..40).map(|i| 11 + i % 3).sum::<u32>();
+    assert_eq!(
+        srv.balance(&key, &b, "USD").await["cash"],
+        format!("{}.{:02}", moved / 100, moved % 100)
+    );
+}

@@ -579,9 +579,16 @@ fn wallets_that_decode_but_contradict_each_other_are_refused() {
 }
 
 /// What a retry of `key` (client 1, fingerprint [1; 32]) is answered.
-async fn replayed(store: &std::sync::Arc<IdempotencyStore>, key: &str, now_ms: i64) -> bytes::Bytes {
+async fn replayed(
+    store: &std::sync::Arc<IdempotencyStore>,
+    key: &str,
+    now_ms: i64,
+) -> bytes::Bytes {
     use crate::http::idempotency::Begin;
-    match store.begin(ClientId::from_u128(1), key, [1; 32], now_ms).await {
+    match store
+        .begin(ClientId::from_u128(1), key, [1; 32], now_ms)
+        .await
+    {
         Begin::Replay(a) => a.body.bytes().unwrap_or_else(|e| panic!("{e}")),
         other => panic!("{key}: not a replay but {other:?}"),
     }
