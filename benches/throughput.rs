@@ -46,6 +46,30 @@ fn rss_mib() -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// Runs `callers` tasks (`caller(c)` for c in 0..callers), each doing
+/// `per` operations, and prints `label` with the wall time, the rate and
+/// the process's CPU per operation.
+async fn timed<F, Fut>(label: &str, unit: &str, callers: u64, per: u64, caller: F)
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let started = Instant::now();
+    let cpu_before = cpu_seconds();
+    let tasks: Vec<_> = (0..callers).map(|c| tokio::spawn(caller(c))).collect();
+    for t in tasks {
+        t.await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
+    let n = (per * callers) as f64;
+    println!(
+        "{label}: {secs:.2} s, {:.0} {unit}s/s, {:.2} CPU-us per {unit}",
+        n / secs,
+        cpu * 1e6 / n
+    );
+}
+
 /// Waits for a transfer's answer; a refusal ends the bench (every wallet is
 /// funded, so none is expected).
 async fn settled(s: Option<Submitted>) {
@@ -64,12 +88,13 @@ async fn transfers() {
     let g = funded_gateway(wallets, GatewayConfig::default()).await;
     for round in 1..=env("SETTLE_ROUNDS", 3) {
         let per = total / callers;
-        let started = Instant::now();
-        let cpu_before = cpu_seconds();
-        let mut tasks = Vec::new();
-        for c in 0..callers {
+        let label = format!(
+            "transfers round {round}: {} routed transfers, {callers} callers (window {window}), 10,000 wallets",
+            per * callers
+        );
+        timed(&label, "transfer", callers, per, |c| {
             let g = g.clone();
-            tasks.push(tokio::spawn(async move {
+            async move {
                 let mut pairs = Pairs::new(0x9E37_79B9 ^ (c << 20) ^ round, wallets);
                 // Up to `window` answers outstanding; the oldest is awaited
                 // before the next transfer is sent (a pipelining client).
@@ -90,20 +115,9 @@ async fn transfers() {
                 while let Some(s) = outstanding.pop_front() {
                     settled(Some(s)).await;
                 }
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap_or_else(|e| panic!("{e}"));
-        }
-        let secs = started.elapsed().as_secs_f64();
-        let cpu = cpu_seconds() - cpu_before;
-        let n = (per * callers) as f64;
-        println!(
-            "transfers round {round}: {} routed transfers, {callers} callers (window {window}), 10,000 wallets: {secs:.2} s, {:.0} transfers/s, {:.2} CPU-us per transfer",
-            per * callers,
-            n / secs,
-            cpu * 1e6 / n
-        );
+            }
+        })
+        .await;
         let (rss, peak) = rss_mib();
         println!("  resident {rss:.0} MiB, peak {peak:.0} MiB");
     }
@@ -184,32 +198,22 @@ async fn skeleton() {
     let nodes = std::sync::Arc::new(nodes);
     for round in 1..=env("SETTLE_ROUNDS", 3) {
         let per = total / callers;
-        let started = Instant::now();
-        let cpu_before = cpu_seconds();
-        let mut tasks = Vec::new();
-        for c in 0..callers {
+        let label = format!(
+            "skeleton round {round}: {} hops of 3 messages, {callers} callers, 10,000 bare actors",
+            per * callers
+        );
+        timed(&label, "hop", callers, per, |c| {
             let nodes = std::sync::Arc::clone(&nodes);
-            tasks.push(tokio::spawn(async move {
+            async move {
                 let mut pairs = Pairs::new(0x9E37_79B9 ^ (c << 20) ^ round, wallets);
                 let index = |i: u64| usize::try_from(i).unwrap_or(0);
                 for _ in 0..per {
                     let (from, to) = pairs.next_indices();
                     skeleton::send(&nodes[index(from)], &nodes[index(to)]).await;
                 }
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap_or_else(|e| panic!("{e}"));
-        }
-        let secs = started.elapsed().as_secs_f64();
-        let cpu = cpu_seconds() - cpu_before;
-        let n = (per * callers) as f64;
-        println!(
-            "skeleton round {round}: {} hops of 3 messages, {callers} callers, 10,000 bare actors: {secs:.2} s, {:.0}/s, {:.2} CPU-us each",
-            per * callers,
-            n / secs,
-            cpu * 1e6 / n
-        );
+            }
+        })
+        .await;
     }
     for n in nodes.iter() {
         n.stop(None);
