@@ -122,13 +122,20 @@ pub struct Reply {
 
 impl Reply {
     pub fn data<T: Serialize>(status: StatusCode, data: &T) -> Reply {
+        Reply::data_sized(status, data, SMALL_BODY)
+    }
+
+    /// `data` for a body of about `bytes` (a batch's: hundreds of KB), so
+    /// that its buffer is not grown by doubling: each doubling of a large
+    /// buffer copied it into fresh pages the kernel zeroed first.
+    pub fn data_sized<T: Serialize>(status: StatusCode, data: &T, bytes: usize) -> Reply {
         #[derive(Serialize)]
         struct Envelope<'a, T> {
             data: &'a T,
         }
         Reply {
             status,
-            body: json_bytes(&Envelope { data }),
+            body: json_bytes_sized(&Envelope { data }, bytes),
             retry: false,
         }
     }
@@ -165,8 +172,18 @@ impl From<ApiError> for Reply {
 /// and raw JSON we parsed before, so this cannot fail; if it ever did, the
 /// client still gets a JSON error body rather than an empty one.
 pub fn json_bytes<T: Serialize>(value: &T) -> Bytes {
-    match serde_json::to_vec(value) {
-        Ok(v) => Bytes::from(v),
+    json_bytes_sized(value, SMALL_BODY)
+}
+
+/// Most answers (one transaction, one wallet) fit: one allocation, where
+/// `serde_json::to_vec`'s 128 bytes grew twice.
+const SMALL_BODY: usize = 512;
+
+/// `json_bytes` into a buffer of `capacity` bytes to start with.
+pub fn json_bytes_sized<T: Serialize>(value: &T, capacity: usize) -> Bytes {
+    let mut buf = Vec::with_capacity(capacity);
+    match serde_json::to_writer(&mut buf, value) {
+        Ok(()) => Bytes::from(buf),
         Err(e) => {
             tracing::error!(error = %e, "a view did not serialise");
             Bytes::from_static(
