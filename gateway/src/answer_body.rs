@@ -39,14 +39,16 @@ pub enum AnswerBody {
 
 impl AnswerBody {
     /// Keeps `body`, compressed if it is large and compression pays (an
-    /// eighth smaller at least).
+    /// eighth smaller at least). Kept in exactly its own bytes: a reply's
+    /// buffer can be twice its length (JSON grown by doubling: a wallet's
+    /// ~600-byte answer sat in 1 KiB), and a stored answer lives a day.
     pub fn new(body: Bytes) -> AnswerBody {
         if body.len() < COMPRESS_FROM || body.len() > MAX_EXPANDED {
-            return AnswerBody::Plain(body);
+            return AnswerBody::Plain(Bytes::copy_from_slice(&body));
         }
         match compress(&body) {
             Some(packed) if packed.len() <= body.len() - body.len() / 8 => AnswerBody::Lz4(packed),
-            _ => AnswerBody::Plain(body),
+            _ => AnswerBody::Plain(Bytes::copy_from_slice(&body)),
         }
     }
 
