@@ -2,6 +2,8 @@
 //!
 //! - parsing a transfer request (JSON body to an engine command, as the
 //!   front door does for `POST /v1/transfers`);
+//! - a batch's answer (1,000 transfer results, ~340 KB of JSON) kept for
+//!   retries: compressed, and expanded again for a replay;
 //! - a snapshot of 10,000 funded wallets written (encode, write, fsync,
 //!   rename) and read back (read, check, decode, restore the ledger).
 //!
@@ -9,6 +11,7 @@
 
 use criterion::{BatchSize, Criterion, Throughput, black_box, criterion_group, criterion_main};
 use settle_engine::{ClientId, EngineConfig, TxnId, WalletId};
+use settle_gateway::answer_body::AnswerBody;
 use settle_gateway::http::handlers::money::{TransferBody, transfer_op};
 use settle_gateway::http::json::parse_body;
 use settle_gateway::image::Image;
@@ -50,6 +53,50 @@ fn transfer_parsing(c: &mut Criterion) {
     booted.app.gateway.shutdown();
 }
 
+/// The answer of a batch of 1,000 transfers, shaped as the front door
+/// writes it (fresh ULIDs, amounts and times that vary).
+fn batch_answer() -> bytes::Bytes {
+    let results: Vec<String> = (0..1_000u64)
+        .map(|i| {
+            format!(
+                r#"{{"status":201,"data":{{"id":"{}","type":"transfer","status":"settled","walletId":"{}","asset":"USD","amount":"{}.{:02}","direction":"out","counterpartyWalletId":"{}","sequence":{},"createdAt":"2026-11-22T05:19:54.{:03}Z","updatedAt":"2026-11-22T05:19:54.{:03}Z"}}}}"#,
+                TxnId::from_ulid(ulid::Ulid::new()),
+                WalletId::from_ulid(ulid::Ulid::new()),
+                i % 10,
+                i % 100,
+                WalletId::from_ulid(ulid::Ulid::new()),
+                i * 7 % 500,
+                i % 1000,
+                i % 1000
+            )
+        })
+        .collect();
+    bytes::Bytes::from(format!(
+        r#"{{"data":{{"results":[{}]}}}}"#,
+        results.join(",")
+    ))
+}
+
+fn answer_body(c: &mut Criterion) {
+    let body = batch_answer();
+    let kept = AnswerBody::new(body.clone());
+    println!(
+        "answer body: {} bytes of JSON kept as {} ({:?})",
+        body.len(),
+        kept.stored_len(),
+        kept
+    );
+    let mut g = c.benchmark_group("answer body");
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    g.bench_function("compress a batch of 1,000", |b| {
+        b.iter(|| AnswerBody::new(black_box(body.clone())));
+    });
+    g.bench_function("expand a batch of 1,000", |b| {
+        b.iter(|| black_box(&kept).bytes().unwrap_or_else(|e| panic!("{e}")));
+    });
+    g.finish();
+}
+
 fn snapshot_codec(c: &mut Criterion) {
     let config = EngineConfig::default();
     let image = Image::from_ledger(funded_ledger(WALLETS, ClientId::from_u128(1)));
@@ -87,5 +134,5 @@ fn snapshot_codec(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, transfer_parsing, snapshot_codec);
+criterion_group!(benches, transfer_parsing, answer_body, snapshot_codec);
 criterion_main!(benches);

@@ -72,10 +72,8 @@ where
 
 /// Waits for a transfer's answer; a refusal ends the bench (every wallet is
 /// funded, so none is expected).
-async fn settled(s: Option<Submitted>) {
-    if let Some(s) = s
-        && let Err(e) = s.answer().await
-    {
+async fn settled(s: Submitted) {
+    if let Err(e) = s.answer().await {
         panic!("transfer refused: {e}");
     }
 }
@@ -104,8 +102,10 @@ async fn transfers() {
                         (u128::from(round) << 120) | (u128::from(c) << 64) | u128::from(k),
                     );
                     let (from, to) = pairs.next();
-                    if outstanding.len() == window {
-                        settled(outstanding.pop_front()).await;
+                    if outstanding.len() == window
+                        && let Some(s) = outstanding.pop_front()
+                    {
+                        settled(s).await;
                     }
                     match g.submit(transfer(from, to, id), Ack::Durable) {
                         Ok(s) => outstanding.push_back(s),
@@ -113,7 +113,7 @@ async fn transfers() {
                     }
                 }
                 while let Some(s) = outstanding.pop_front() {
-                    settled(Some(s)).await;
+                    settled(s).await;
                 }
             }
         })

@@ -605,26 +605,15 @@ async fn answers_survive_a_snapshot_compressed_or_not_and_format_2_files_still_r
         r#"{"status":201,"data":{"id":"txn_01M80V4N93E3VD74J7270G1CZK","amount":"1.00"}},"#
             .repeat(500),
     );
-    let entry = |key: &str, body: &Bytes| IdempotencyEntry {
-        client: ClientId::from_u128(1),
-        key: key.into(),
-        fingerprint: [1; 32],
-        at,
-        outcome: IdempotencyOutcome::Answered {
-            status: 201,
-            body: AnswerBody::new(body.clone()),
-        },
-    };
 
     // This build's format: the large body is kept compressed, and both
     // come back as they were sent.
     let mut img = image(2);
     for (lsn, key, body) in [(43, "small", &small), (44, "large", &large)] {
-        let e = entry(key, body);
         let record = Record::Answer {
-            client: e.client,
-            key: e.key,
-            fingerprint: e.fingerprint,
+            client: ClientId::from_u128(1),
+            key: key.into(),
+            fingerprint: [1; 32],
             at,
             status: 201,
             body: AnswerBody::new(body.clone()),
@@ -656,11 +645,14 @@ async fn answers_survive_a_snapshot_compressed_or_not_and_format_2_files_still_r
     let old = dir.path().join("old");
     std::fs::create_dir(&old).unwrap_or_else(|e| panic!("{e}"));
     let plain = IdempotencyEntry {
+        client: ClientId::from_u128(1),
+        key: "old".into(),
+        fingerprint: [1; 32],
+        at,
         outcome: IdempotencyOutcome::Answered {
             status: 201,
             body: AnswerBody::Plain(large.clone()),
         },
-        ..entry("old", &large)
     };
     let section = encode(&Section::Idempotency(vec![plain])).unwrap_or_else(|e| panic!("{e}"));
     let path = file_with_sections(&old, 2, &[section]);
