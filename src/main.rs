@@ -12,8 +12,24 @@ use clap::{Parser, Subcommand};
 use settle_engine::AssetRegistry;
 use std::process::ExitCode;
 
+#[cfg(not(feature = "heap-stats"))]
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The same allocator, counting the bytes it hands out (`heap::live_bytes`).
+#[cfg(feature = "heap-stats")]
+#[global_allocator]
+static ALLOC: cap::Cap<mimalloc::MiMalloc> = cap::Cap::new(mimalloc::MiMalloc, usize::MAX);
+
+mod heap {
+    /// Bytes allocated and not yet freed, in a `--features heap-stats` build.
+    pub fn live_bytes() -> Option<usize> {
+        #[cfg(feature = "heap-stats")]
+        return Some(super::ALLOC.allocated());
+        #[cfg(not(feature = "heap-stats"))]
+        None
+    }
+}
 
 #[derive(Parser, Debug)]
 #[command(

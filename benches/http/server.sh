@@ -16,6 +16,12 @@ start_server() {
   trap 'kill $SP 2>/dev/null; wait $SP 2>/dev/null; rm -rf "$D"' EXIT
   U="http://127.0.0.1:$port"
   for _ in $(seq 1 100); do curl -sf "$U/healthz" > /dev/null && break; sleep 0.1; done
+  # A server left on the port would answer for this one: refuse to measure it.
+  if ! kill -0 "$SP" 2>/dev/null; then
+    echo "the server did not start (port $port taken?):" >&2
+    cat "$D/serve.log" >&2
+    exit 1
+  fi
 }
 
 metric() { curl -s "$U/metrics" | awk -v k="$1" '$1==k{print $2}'; }
