@@ -12,10 +12,12 @@ pub struct GatewayConfig {
     pub max_inflight_total: usize,
     /// A wallet actor idle this long is passivated.
     pub idle_after: Duration,
-    /// At most this many wallet actors run at once (one costs about 8 KB
-    /// plus its state): past it, the least recently used are passivated
-    /// before they are idle, so a burst over many wallets cannot exhaust
-    /// memory.
+    /// At most this many wallet actors run at once (one costs about 12 KB
+    /// with its state, memory the allocator keeps for reuse once it stops):
+    /// past it, each sweep passivates the least recently used before they
+    /// are idle, and past an eighth more, actors passivate as soon as they
+    /// have nothing waiting, so a burst over many wallets cannot exhaust
+    /// memory between sweeps.
     pub max_active: usize,
     /// How often the gateway looks for idle wallets and due timers.
     pub sweep_every: Duration,

@@ -97,7 +97,9 @@ impl Gateway {
                 }
             };
             let wallet = shared.id;
-            runtime.registry.shard(wallet).write().insert(
+            let mut slots = runtime.registry.shard(wallet).write();
+            runtime.rest(&shared);
+            slots.insert(
                 wallet,
                 Slot {
                     shared,
@@ -157,6 +159,7 @@ impl Gateway {
                 // Committed under the shard's lock, so that no command on the
                 // wallet can reach the log before its opening.
                 settle_engine::actor::WalletHost::commit(&**rt, wallet, vec![event], durable);
+                rt.rest(&shared);
                 slots.insert(
                     wallet,
                     Slot {
@@ -280,10 +283,9 @@ impl Gateway {
             ..Stats::default()
         };
         for shard in self.runtime.registry.shards() {
-            let slots = shard.read();
-            stats.wallets += slots.len();
-            stats.active += slots.values().filter(|s| s.actor.is_some()).count();
+            stats.wallets += shard.read().len();
         }
+        stats.active = self.runtime.running();
         stats
     }
 

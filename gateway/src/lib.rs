@@ -7,7 +7,7 @@
 //! - `shards`: lock striping, shared by the registry and the indexes.
 //! - `runtime`: routing, activation, passivation, restart; the `WalletHost`
 //!   the actors run against.
-//! - `supervisor`: the gateway actor: supervises wallet actors, sweeps.
+//! - `supervisor`: the gateway actor: sweeps (passivation, timers).
 //! - `gateway`: `Gateway`, the handle callers use.
 //! - `directory`: clients, customers, tenancy, the transaction index.
 //! - `http`: the front door (API.md on hyper).

@@ -19,7 +19,8 @@ use settle_engine::actor::{
     Clock, CommitError, ReceiptsWaiting, Then, WalletActor, WalletHost, WalletMsg, WalletShared,
 };
 use settle_engine::{EngineConfig, Event, Message, Reject, Timestamp, WalletId};
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
@@ -44,9 +45,21 @@ pub(crate) struct Runtime {
     /// refused, and one shared counter touched by every message would be a
     /// cache line fought over by every core.)
     pub inflight: AtomicUsize,
-    /// The wallet each live actor serves, for supervision events.
+    /// The wallet each running actor serves: the sweep's list of them, and
+    /// how a failure report finds its slot. An entry goes when its actor
+    /// is passivated, replaced or stopped.
     pub actors: Mutex<HashMap<ActorId, WalletId>>,
-    /// The gateway actor, which supervises every wallet actor.
+    /// Slots with an actor (`Slot::actor` is `Some`), changed only under
+    /// the slot's shard write lock. Past `max_active`, actors passivate as
+    /// soon as they are idle (`crowded`).
+    running: AtomicUsize,
+    /// Passivated wallets with a timer (`WalletShared::next_due`), soonest
+    /// first: the sweep ticks these without looking at every wallet. An
+    /// entry is pushed whenever a wallet comes to rest with a timer; one
+    /// whose wallet has since woken (or whose timer moved) is skipped.
+    sleepers: Mutex<BinaryHeap<Reverse<(i64, WalletId)>>>,
+    /// The gateway actor (the sweeper); wallets are activated only while it
+    /// runs.
     pub supervisor: OnceLock<ActorCell>,
     /// The time as of the last sweep (ms): cheap to read on every route.
     pub coarse_now: AtomicI64,
@@ -88,6 +101,8 @@ impl Runtime {
             journal,
             inflight: AtomicUsize::new(0),
             actors: Mutex::new(HashMap::new()),
+            running: AtomicUsize::new(0),
+            sleepers: Mutex::new(BinaryHeap::new()),
             supervisor: OnceLock::new(),
             coarse_now: AtomicI64::new(now),
             restarts: AtomicU64::new(0),
@@ -193,12 +208,14 @@ impl Runtime {
     /// the slot's shard write-locked. Messages counted for a dead actor died
     /// with its mailbox: only the one being routed now is still counted.
     fn activate(&self, slot: &mut Slot, admit: Admit) -> Result<ActorRef<WalletMsg>, GatewayError> {
-        let (Some(me), Some(supervisor)) = (self.me.upgrade(), self.supervisor.get()) else {
+        let (Some(me), Some(_)) = (self.me.upgrade(), self.supervisor.get()) else {
             return Err(GatewayError::Unavailable(
                 "the gateway is stopping".to_owned(),
             ));
         };
-        if slot.actor.take().is_some() {
+        let replaced = slot.actor.take();
+        if let Some(old) = &replaced {
+            self.actors.lock().remove(&old.get_id());
             // Everything counted for the dead actor died with its mailbox,
             // but for the one message being routed now.
             let s = &slot.shared;
@@ -210,17 +227,20 @@ impl Runtime {
             self.restarts.fetch_add(1, Ordering::AcqRel);
         }
         let host: Arc<dyn WalletHost> = me;
-        let (actor, _) = ActorRuntime::<WalletActor>::spawn_linked_instant(
+        // Unlinked: a failing actor reports itself (`WalletHost::failed`).
+        let (actor, _) = ActorRuntime::<WalletActor>::spawn_instant(
             None,
             WalletActor,
             (Arc::clone(&slot.shared), host),
-            supervisor.clone(),
         )
         .map_err(|e| {
             GatewayError::Unavailable(format!("cannot start wallet {}: {e}", slot.shared.id))
         })?;
         self.actors.lock().insert(actor.get_id(), slot.shared.id);
         slot.actor = Some(actor.clone());
+        if replaced.is_none() {
+            self.running.fetch_add(1, Ordering::AcqRel);
+        }
         Ok(actor)
     }
 
@@ -228,11 +248,9 @@ impl Runtime {
     /// last applied event left. Its lost mailbox held client commands (their
     /// callers see `unavailable` and may retry) and messages from other
     /// wallets (their senders send them again until acknowledged).
-    pub fn restart(&self, dead: ActorId, error: &str) {
-        let Some(wallet) = self.actors.lock().remove(&dead) else {
-            return;
-        };
+    pub fn restart(&self, wallet: WalletId, dead: ActorId, error: &str) {
         tracing::error!(%wallet, %error, "wallet actor failed; restarting it from its last state");
+        self.actors.lock().remove(&dead);
         let mut slots = self.registry.shard(wallet).write();
         let Some(slot) = slots.get_mut(&wallet) else {
             return;
@@ -255,13 +273,25 @@ impl Runtime {
         }
     }
 
-    /// An actor stopped cleanly (passivated or shut down).
-    pub fn forget(&self, actor: ActorId) {
-        self.actors.lock().remove(&actor);
+    /// Wallet actors running now (slots with an actor).
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// A passivated wallet (or one about to be, under its shard's write
+    /// lock) with a timer is remembered, so the sweep ticks it when due.
+    pub fn rest(&self, shared: &WalletShared) {
+        let due = shared.next_due.load(Ordering::Acquire);
+        if due != i64::MAX {
+            self.sleepers.lock().push(Reverse((due, shared.id)));
+        }
     }
 
     /// Passivates idle wallets (and, past `max_active`, the least recently
-    /// used), and ticks wallets whose timers are due.
+    /// used), and ticks wallets whose timers are due. Its work grows with
+    /// the running actors and the due timers, not with every wallet: with
+    /// 1,000,000 wallets a sweep over all of them took 50-100 ms of every
+    /// 250 (BENCHMARKS.md).
     pub fn sweep(&self) {
         let now = self.clock.now().millis();
         self.coarse_now.store(now, Ordering::Relaxed);
@@ -270,48 +300,77 @@ impl Runtime {
         // Actors that keep running after this sweep: busy ones, and idle
         // ones past this sweep's share of passivations. Both hold memory,
         // so both count against `max_active`.
-        let mut running = 0usize;
+        let mut running = Vec::new();
         let mut passivations_left = self.config.passivate_per_sweep;
-        for shard in self.registry.shards() {
-            let slots = shard.read();
-            for slot in slots.values() {
-                let s = &slot.shared;
-                let receipts = s.sweep_receipts();
-                if s.next_due.load(Ordering::Acquire) <= now || receipts == ReceiptsWaiting::Overdue
-                {
-                    due.push(s.id);
-                } else if let Some(actor) = &slot.actor {
-                    let used = s.last_used.load(Ordering::Relaxed);
-                    // Receipts waiting: not idle (the next sweep may tick it).
-                    if used.saturating_add(idle_ms) <= now
-                        && s.inflight.load(Ordering::Acquire) == 0
-                        && receipts == ReceiptsWaiting::None
-                    {
-                        // Idle: passivated now, or by a later sweep once
-                        // this one has passivated its share.
-                        if passivations_left > 0 {
-                            passivations_left -= 1;
-                            // Uncounted: the actor checks the count is zero.
-                            let _ = actor.cast(WalletMsg::Passivate);
-                        } else {
-                            running += 1;
-                        }
-                    } else {
-                        running += 1;
-                    }
-                }
+        let live: Vec<(ActorId, WalletId)> =
+            self.actors.lock().iter().map(|(a, w)| (*a, *w)).collect();
+        for (id, wallet) in live {
+            let slots = self.registry.shard(wallet).read();
+            let Some(slot) = slots.get(&wallet) else {
+                continue;
+            };
+            let Some(actor) = slot.actor.as_ref().filter(|a| a.get_id() == id) else {
+                continue; // stopped; or replaced, and listed under its new id
+            };
+            let s = &slot.shared;
+            let receipts = s.sweep_receipts();
+            let used = s.last_used.load(Ordering::Relaxed);
+            if s.next_due.load(Ordering::Acquire) <= now || receipts == ReceiptsWaiting::Overdue {
+                due.push(wallet);
+            } else if used.saturating_add(idle_ms) <= now
+                && s.inflight.load(Ordering::Acquire) == 0
+                && receipts == ReceiptsWaiting::None
+                && passivations_left > 0
+            {
+                // Idle: passivated now, or by a later sweep once this one
+                // has passivated its share.
+                passivations_left -= 1;
+                // Uncounted: the actor checks the count is zero.
+                let _ = actor.cast(WalletMsg::Passivate);
+            } else {
+                running.push((used, actor.clone()));
             }
         }
-        // Runs every `sweep_every` over every wallet: the common case (under
-        // the cap) allocates nothing and clones no actor reference.
-        if running > self.config.max_active {
-            self.evict_least_recent(now);
+        if running.len() > self.config.max_active {
+            self.evict_least_recent(running);
         } else {
             self.evict_before.store(i64::MIN, Ordering::Relaxed);
         }
-        for wallet in due {
+        let woken = self.due_sleepers(now);
+        for wallet in due.into_iter().chain(woken.iter().copied()) {
             if let Err(e) = self.route(wallet, WalletMsg::Tick, Admit::Internal) {
                 tracing::warn!(%wallet, %e, "cannot tick wallet");
+                if woken.contains(&wallet) {
+                    // Not woken: try again at the next sweep.
+                    self.sleepers.lock().push(Reverse((now, wallet)));
+                }
+            }
+        }
+    }
+
+    /// Takes the passivated wallets whose timers are due off `sleepers`.
+    fn due_sleepers(&self, now: i64) -> Vec<WalletId> {
+        let mut woken = Vec::new();
+        loop {
+            let next = {
+                let mut sleepers = self.sleepers.lock();
+                match sleepers.peek() {
+                    Some(Reverse((at, _))) if *at <= now => sleepers.pop(),
+                    _ => None,
+                }
+            };
+            let Some(Reverse((_, wallet))) = next else {
+                return woken;
+            };
+            let slots = self.registry.shard(wallet).read();
+            // Running wallets are the running scan's; a timer that moved
+            // left a newer entry.
+            if let Some(slot) = slots.get(&wallet)
+                && slot.actor.is_none()
+                && slot.shared.next_due.load(Ordering::Acquire) <= now
+                && !woken.contains(&wallet)
+            {
+                woken.push(wallet);
             }
         }
     }
@@ -324,25 +383,8 @@ impl Runtime {
     /// wallets faster than the share passivates them once kept them all
     /// running: 1,000,000 wallets peaked at 5.7 GB). An idle actor the sweep
     /// already asked may be asked again; the second request finds it gone.
-    fn evict_least_recent(&self, now: i64) {
-        let mut active: Vec<(i64, ActorRef<WalletMsg>)> = Vec::new();
-        for shard in self.registry.shards() {
-            let slots = shard.read();
-            for slot in slots.values() {
-                let s = &slot.shared;
-                let used = s.last_used.load(Ordering::Relaxed);
-                // As `sweep` counted: not due (due wallets get a tick).
-                let due = s.next_due.load(Ordering::Acquire) <= now;
-                if let (Some(actor), false) = (&slot.actor, due) {
-                    active.push((used, actor.clone()));
-                }
-            }
-        }
+    fn evict_least_recent(&self, mut active: Vec<(i64, ActorRef<WalletMsg>)>) {
         let cap = self.config.max_active;
-        if active.len() <= cap {
-            self.evict_before.store(i64::MIN, Ordering::Relaxed);
-            return;
-        }
         let excess = active.len() - cap;
         active.select_nth_unstable_by_key(excess - 1, |(used, _)| *used);
         let cutoff = active[excess - 1].0.saturating_add(1);
@@ -357,7 +399,9 @@ impl Runtime {
         for shard in self.registry.shards() {
             for slot in shard.write().values_mut() {
                 if let Some(actor) = slot.actor.take() {
+                    self.actors.lock().remove(&actor.get_id());
                     actor.stop(Some("shutdown".to_owned()));
+                    self.running.fetch_sub(1, Ordering::AcqRel);
                 }
             }
         }
@@ -442,8 +486,9 @@ impl WalletHost for Runtime {
         let idle_ms = i64::try_from(self.config.idle_after.as_millis()).unwrap_or(i64::MAX);
         let now = self.coarse_now.load(Ordering::Relaxed);
         let used = shared.last_used.load(Ordering::Relaxed);
-        // Past `max_active`, the sweep evicts the least recently used early.
-        let evicted = used < self.evict_before.load(Ordering::Relaxed);
+        // Past `max_active`, the sweep evicts the least recently used early,
+        // and every actor with nothing waiting stops as soon as it can.
+        let evicted = used < self.evict_before.load(Ordering::Relaxed) || self.crowded();
         let idle = used.saturating_add(idle_ms) <= now;
         let busy = shared.inflight.load(Ordering::Acquire) != 0 || !(idle || evicted);
         if busy {
@@ -453,9 +498,27 @@ impl WalletHost for Runtime {
             tracing::error!(wallet = %shared.id, %e, "cannot pack wallet; it stays active");
             return false;
         }
-        if let Some(slot) = slots.get_mut(&shared.id) {
-            slot.actor = None;
+        if let Some(slot) = slots.get_mut(&shared.id)
+            && let Some(actor) = slot.actor.take()
+        {
+            self.actors.lock().remove(&actor.get_id());
+            self.running.fetch_sub(1, Ordering::AcqRel);
         }
+        self.rest(shared);
         true
+    }
+
+    /// Past `max_active` plus an eighth (at least one): the sweep, every
+    /// `sweep_every`, brings running actors back to `max_active`, the least
+    /// recently used first; the margin lets it, so that a hot set just over
+    /// the bound is not passivated message by message, and beyond it the
+    /// bound holds between sweeps too.
+    fn failed(&self, shared: &Arc<WalletShared>, actor: ActorId, error: &str) {
+        self.restart(shared.id, actor, error);
+    }
+
+    fn crowded(&self) -> bool {
+        let cap = self.config.max_active;
+        self.running.load(Ordering::Relaxed) > cap.saturating_add((cap / 8).max(1))
     }
 }

@@ -1,7 +1,12 @@
-//! The gateway actor: supervisor of every wallet actor, and the sweeper.
+//! The gateway actor: the sweeper (passivation and timers).
+//!
+//! Wallet actors are not linked to it: a link costs two supervision events
+//! per activation, more than one actor drains in a burst (see
+//! `WalletActor::handle`). A wallet actor that fails reports itself, and
+//! the runtime restarts it (`Runtime::restart`).
 
 use crate::runtime::Runtime;
-use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -41,24 +46,6 @@ impl Actor for GatewayActor {
                 runtime.sweep();
                 metrics::histogram!("settle_sweep_seconds").record(started.elapsed().as_secs_f64());
             }
-        }
-        Ok(())
-    }
-
-    /// A wallet actor that fails is restarted, never left dead: the default
-    /// (stop the supervisor too) would take every wallet down with one.
-    async fn handle_supervisor_evt(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        event: SupervisionEvent,
-        runtime: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        match event {
-            SupervisionEvent::ActorFailed(cell, error) => {
-                runtime.restart(cell.get_id(), &error.to_string());
-            }
-            SupervisionEvent::ActorTerminated(cell, _, _) => runtime.forget(cell.get_id()),
-            _ => {}
         }
         Ok(())
     }

@@ -456,6 +456,73 @@ async fn a_restart_recovers_clients_wallets_money_and_answers() {
     assert_eq!(third.digest, live, "the log describes the memory");
 }
 
+/// Wallets start passivated after a restart. One whose hold is due to
+/// expire must still be woken for it by the sweep, with no message from
+/// anyone: recovered timers are kept apart from the wallets with none, so
+/// that sweeps need not look at every wallet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_expires_after_a_restart_with_no_message_to_its_wallet() {
+    let dir = tempfile::tempdir().unwrap();
+    let booted = start(dir.path(), Arc::new(FsStorage)).await;
+    let app = Arc::clone(&booted.app);
+    let (key, wallet) = client_with_wallet(&app).await;
+    let expires = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    // Whole seconds: the API takes milliseconds at most.
+    let expires = expires
+        .replace_nanosecond(0)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let hold = call(
+        &app,
+        Method::POST,
+        &format!("/v1/wallets/{wallet}/reservations"),
+        &key,
+        json!({"asset": "USD", "amount": "30.00", "expiresAt": expires}),
+    )
+    .await;
+    assert_eq!(status(&hold), 201, "{:?}", json(&hold));
+    let hold = json(&hold)["data"]["id"].as_str().unwrap().to_owned();
+    crash(booted);
+    drop(app);
+
+    let again = start(dir.path(), Arc::new(FsStorage)).await;
+    let app = &again.app;
+    let status_of_hold = || async {
+        let t = call(
+            app,
+            Method::GET,
+            &format!("/v1/transactions/{hold}"),
+            &key,
+            Value::Null,
+        )
+        .await;
+        json(&t)["data"]["status"]
+            .as_str()
+            .unwrap_or("?")
+            .to_owned()
+    };
+    assert_eq!(status_of_hold().await, "held", "not due yet");
+    let mut last = String::new();
+    for _ in 0..300 {
+        last = status_of_hold().await;
+        if last != "held" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(last, "released", "the hold expired while its wallet slept");
+    let balance = call(
+        app,
+        Method::GET,
+        &format!("/v1/wallets/{wallet}"),
+        &key,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(json(&balance)["data"]["balances"][0]["reserved"], "0.00");
+}
+
 /// A wallet actor that panics in the middle of a command leaves that
 /// command's events applied in memory; they are committed (rolled forward)
 /// by the wallet's next message, so the log keeps describing the memory:

@@ -94,4 +94,15 @@ pub trait WalletHost: Send + Sync + 'static {
     /// answers `true` (the actor then stops) unless messages are on their
     /// way to it.
     fn passivate(&self, shared: &Arc<WalletShared>) -> bool;
+
+    /// The actor `actor` of this wallet failed (`error`: a panic or an
+    /// error from the state) and stops. The host logs it and starts a new
+    /// actor on the state the wallet's last applied event left.
+    fn failed(&self, shared: &Arc<WalletShared>, actor: ractor::ActorId, error: &str);
+
+    /// More actors run than the host wants: an actor that finishes a
+    /// message with nothing else on its way asks to passivate at once.
+    fn crowded(&self) -> bool {
+        false
+    }
 }
