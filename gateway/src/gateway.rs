@@ -47,6 +47,9 @@ pub struct Stats {
     pub inflight: usize,
     /// Wallet actors restarted after a failure, since start.
     pub restarts: u64,
+    /// Entries in the sweep's heap of passivated wallets with a timer (one
+    /// per such wallet, and stale ones until their instant comes).
+    pub filed_timers: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -286,6 +289,7 @@ impl Gateway {
             stats.wallets += shard.read().len();
         }
         stats.active = self.runtime.running();
+        stats.filed_timers = self.runtime.filed_timers();
         stats
     }
 

@@ -55,8 +55,9 @@ pub(crate) struct Runtime {
     running: AtomicUsize,
     /// Passivated wallets with a timer (`WalletShared::next_due`), soonest
     /// first: the sweep ticks these without looking at every wallet. An
-    /// entry is pushed whenever a wallet comes to rest with a timer; one
-    /// whose wallet has since woken (or whose timer moved) is skipped.
+    /// entry is pushed when a wallet comes to rest with a timer it is not
+    /// already filed under (`WalletShared::filed_due`); one whose wallet
+    /// has since woken, or whose timer moved, is skipped when it comes up.
     sleepers: Mutex<BinaryHeap<Reverse<(i64, WalletId)>>>,
     /// The gateway actor (the sweeper); wallets are activated only while it
     /// runs.
@@ -278,11 +279,16 @@ impl Runtime {
         self.running.load(Ordering::Acquire)
     }
 
+    /// Entries in `sleepers`.
+    pub fn filed_timers(&self) -> usize {
+        self.sleepers.lock().len()
+    }
+
     /// A passivated wallet (or one about to be, under its shard's write
     /// lock) with a timer is remembered, so the sweep ticks it when due.
     pub fn rest(&self, shared: &WalletShared) {
         let due = shared.next_due.load(Ordering::Acquire);
-        if due != i64::MAX {
+        if due != i64::MAX && shared.filed_due.swap(due, Ordering::AcqRel) != due {
             self.sleepers.lock().push(Reverse((due, shared.id)));
         }
     }
@@ -300,7 +306,7 @@ impl Runtime {
         // Actors that keep running after this sweep: busy ones, and idle
         // ones past this sweep's share of passivations. Both hold memory,
         // so both count against `max_active`.
-        let mut running = Vec::new();
+        let mut running: Vec<(i64, WalletId)> = Vec::new();
         let mut passivations_left = self.config.passivate_per_sweep;
         let live: Vec<(ActorId, WalletId)> =
             self.actors.lock().iter().map(|(a, w)| (*a, *w)).collect();
@@ -328,7 +334,7 @@ impl Runtime {
                 // Uncounted: the actor checks the count is zero.
                 let _ = actor.cast(WalletMsg::Passivate);
             } else {
-                running.push((used, actor.clone()));
+                running.push((used, wallet));
             }
         }
         if running.len() > self.config.max_active {
@@ -336,19 +342,32 @@ impl Runtime {
         } else {
             self.evict_before.store(i64::MIN, Ordering::Relaxed);
         }
-        let woken = self.due_sleepers(now);
-        for wallet in due.into_iter().chain(woken.iter().copied()) {
-            if let Err(e) = self.route(wallet, WalletMsg::Tick, Admit::Internal) {
+        let tick = |wallet: WalletId| {
+            let ticked = self.route(wallet, WalletMsg::Tick, Admit::Internal);
+            if let Err(e) = &ticked {
                 tracing::warn!(%wallet, %e, "cannot tick wallet");
-                if woken.contains(&wallet) {
-                    // Not woken: try again at the next sweep.
-                    self.sleepers.lock().push(Reverse((now, wallet)));
+            }
+            ticked.is_ok()
+        };
+        // Running wallets not ticked now are looked at again next sweep.
+        for wallet in due {
+            tick(wallet);
+        }
+        for wallet in self.due_sleepers(now) {
+            if !tick(wallet) {
+                // Still asleep: filed again, to be tried at the next sweep.
+                let slots = self.registry.shard(wallet).read();
+                if let Some(slot) = slots.get(&wallet)
+                    && slot.actor.is_none()
+                {
+                    self.rest(&slot.shared);
                 }
             }
         }
     }
 
     /// Takes the passivated wallets whose timers are due off `sleepers`.
+    /// (A wallet's entry leaves with it: filed again if it rests again.)
     fn due_sleepers(&self, now: i64) -> Vec<WalletId> {
         let mut woken = Vec::new();
         loop {
@@ -359,17 +378,22 @@ impl Runtime {
                     _ => None,
                 }
             };
-            let Some(Reverse((_, wallet))) = next else {
+            let Some(Reverse((at, wallet))) = next else {
                 return woken;
             };
             let slots = self.registry.shard(wallet).read();
-            // Running wallets are the running scan's; a timer that moved
-            // left a newer entry.
-            if let Some(slot) = slots.get(&wallet)
-                && slot.actor.is_none()
-                && slot.shared.next_due.load(Ordering::Acquire) <= now
-                && !woken.contains(&wallet)
-            {
+            let Some(slot) = slots.get(&wallet) else {
+                continue;
+            };
+            let s = &slot.shared;
+            // The wallet's own entry (not one its timer has moved from):
+            // it is no longer filed. Running wallets are the running
+            // scan's; a passivated one is filed again when it rests again.
+            let own = s
+                .filed_due
+                .compare_exchange(at, i64::MIN, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok();
+            if own && slot.actor.is_none() && s.next_due.load(Ordering::Acquire) <= now {
                 woken.push(wallet);
             }
         }
@@ -383,14 +407,17 @@ impl Runtime {
     /// wallets faster than the share passivates them once kept them all
     /// running: 1,000,000 wallets peaked at 5.7 GB). An idle actor the sweep
     /// already asked may be asked again; the second request finds it gone.
-    fn evict_least_recent(&self, mut active: Vec<(i64, ActorRef<WalletMsg>)>) {
+    fn evict_least_recent(&self, mut active: Vec<(i64, WalletId)>) {
         let cap = self.config.max_active;
         let excess = active.len() - cap;
         active.select_nth_unstable_by_key(excess - 1, |(used, _)| *used);
         let cutoff = active[excess - 1].0.saturating_add(1);
         self.evict_before.store(cutoff, Ordering::Relaxed);
-        for (_, actor) in &active[..excess] {
-            let _ = actor.cast(WalletMsg::Passivate);
+        for (_, wallet) in &active[..excess] {
+            let slots = self.registry.shard(*wallet).read();
+            if let Some(actor) = slots.get(wallet).and_then(|slot| slot.actor.as_ref()) {
+                let _ = actor.cast(WalletMsg::Passivate);
+            }
         }
     }
 

@@ -200,6 +200,36 @@ async fn passivated_wallets_keep_their_queue_holds_and_timers() {
     g.shutdown();
 }
 
+/// A wallet with a timer is filed once for the sweep however often it is
+/// passivated and woken, and is still woken when its timer comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wallet_passivated_again_and_again_is_filed_once_for_its_timer() {
+    let (g, clock, _) = gateway(config()).await;
+    let a = wal(1);
+    g.open_wallet(open_op(a)).await.unwrap();
+    g.execute(credit(a, txn(1), "10")).await.unwrap();
+    let expires = Timestamp::from_millis(clock.now_ms() + 3_600_000);
+    g.execute(reserve(a, txn(2), "4", Some(expires)))
+        .await
+        .unwrap();
+    for n in 3..23u128 {
+        clock.advance(31_000);
+        g.sweep_now();
+        eventually("passivated", || !g.is_active(a)).await;
+        assert_eq!(g.stats().filed_timers, 1, "filed once, at rest {n}");
+        g.execute(credit(a, txn(n), "1")).await.unwrap();
+    }
+    clock.advance(3_600_000);
+    g.sweep_now();
+    eventually("the hold expired", || {
+        g.read(a, |w| w.txn(txn(2)).unwrap().status).unwrap() == TxnStatus::Released
+    })
+    .await;
+    g.sweep_now();
+    eventually("nothing left filed", || g.stats().filed_timers == 0).await;
+    g.shutdown();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_max_active_the_least_recently_used_are_passivated_before_idle() {
     let cfg = GatewayConfig {

@@ -74,6 +74,10 @@ pub struct WalletShared {
     /// When the wallet next needs a `Tick` (ms; `i64::MAX` for never):
     /// an expiry, or a transfer whose receipt is awaited.
     pub next_due: AtomicI64,
+    /// The `next_due` the host last filed this wallet under while it was
+    /// passivated (`i64::MIN` for none): the host files it again only when
+    /// its timer moved, so resting often does not pile up entries.
+    pub filed_due: AtomicI64,
     /// Receipts for transfers this wallet sent, left here by their
     /// destinations rather than sent as actor messages: a receipt moves no
     /// money and nothing waits on it, so it need not wake the actor. The
@@ -128,6 +132,7 @@ impl WalletShared {
             client_inflight: AtomicU32::new(0),
             last_used: AtomicI64::new(0),
             next_due: AtomicI64::new(i64::MAX),
+            filed_due: AtomicI64::new(i64::MIN),
             receipts: Mutex::new(Vec::new()),
             receipts_age: AtomicU8::new(RECEIPTS_NONE),
             uncommitted: Mutex::new(Vec::new()),

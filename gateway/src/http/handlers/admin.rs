@@ -192,6 +192,7 @@ pub fn metrics(app: &App) -> Reply {
         .set(stats.wallets.saturating_sub(stats.active) as f64);
     metrics::gauge!("settle_commands_inflight").set(stats.inflight as f64);
     metrics::gauge!("settle_wallet_restarts").set(stats.restarts as f64);
+    metrics::gauge!("settle_timers_filed").set(stats.filed_timers as f64);
     metrics::gauge!("settle_idempotency_records").set(app.idempotency.len() as f64);
     let text = app.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
     Reply {
