@@ -95,6 +95,29 @@ fn answer_body(c: &mut Criterion) {
         b.iter(|| black_box(&kept).bytes().unwrap_or_else(|e| panic!("{e}")));
     });
     g.finish();
+    // One wallet's answer, as `POST /v1/wallets` gives it: compressed
+    // against the built-in dictionary, and kept as is for comparison.
+    let wallet = bytes::Bytes::from_static(
+        br#"{"data":{"id":"wal_01M81ABCDEXHBHK61RP9AEQQQQ","type":"general","status":"active","statusReason":null,"name":null,"description":null,"customerId":null,"client":{"id":"cli_01M81AAAAAF70ZWC74VTZE3999","name":"loadgen-1"},"assets":["USD"],"balances":[{"asset":"USD","cash":"0.00","reserved":"0.00","pending":"0.00","queued":"0.00","committed":"0.00","available":"0.00"}],"isFavourite":false,"sequence":1,"createdAt":"2026-11-22T09:41:13.007Z","updatedAt":"2026-11-22T09:41:13.007Z"}}"#,
+    );
+    let kept = AnswerBody::new(wallet.clone());
+    println!(
+        "answer body: {} bytes of JSON kept as {} ({:?})",
+        wallet.len(),
+        kept.stored_len(),
+        kept
+    );
+    let mut g = c.benchmark_group("answer body, one wallet");
+    g.bench_function("keep (dictionary)", |b| {
+        b.iter(|| AnswerBody::new(black_box(wallet.clone())));
+    });
+    g.bench_function("expand", |b| {
+        b.iter(|| black_box(&kept).bytes().unwrap_or_else(|e| panic!("{e}")));
+    });
+    g.bench_function("copy (plain, as before)", |b| {
+        b.iter(|| AnswerBody::Plain(bytes::Bytes::copy_from_slice(black_box(&wallet))));
+    });
+    g.finish();
 }
 
 fn snapshot_codec(c: &mut Criterion) {
