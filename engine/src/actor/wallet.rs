@@ -185,7 +185,7 @@ impl Actor for WalletActor {
         st: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let outcome =
-            std::panic::catch_unwind(AssertUnwindSafe(|| handle_now(myself.clone(), message, st)));
+            std::panic::catch_unwind(AssertUnwindSafe(|| handle_now(&myself, message, st)));
         let error = match outcome {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(e)) => e.to_string(),
@@ -207,7 +207,7 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 
 /// Handles one message (no await in it: a wallet's turn never waits).
 fn handle_now(
-    myself: ActorRef<WalletMsg>,
+    myself: &ActorRef<WalletMsg>,
     message: WalletMsg,
     st: &mut WalletActorState,
 ) -> Result<(), ActorProcessingErr> {
