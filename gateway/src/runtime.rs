@@ -316,7 +316,7 @@ impl Runtime {
                 continue;
             };
             let Some(actor) = slot.actor.as_ref().filter(|a| a.get_id() == id) else {
-                continue; // stopped; or replaced, and listed under its new id
+                continue; // passivated or replaced since the list was copied
             };
             let s = &slot.shared;
             let receipts = s.sweep_receipts();
