@@ -33,7 +33,9 @@ wait $LP || { cat "$D/load.txt"; exit 1; }
 echo "set-up done"
 line
 while [ "$(metric settle_wallets_active)" != "0" ]; do sleep 10; line; done
-curl -sf -X POST "$U/v1/admin/snapshots" -H "X-API-KEY: $(cat "$D/admin.key")" > /dev/null
+if ! curl -sf -X POST "$U/v1/admin/snapshots" -H "X-API-KEY: $(cat "$D/admin.key")" > "$D/snapshot.json"; then
+  echo "the snapshot failed:"; cat "$D/snapshot.json"; tail -20 "$D/serve.log"; exit 1
+fi
 echo "snapshot done"
 line
 sleep 20

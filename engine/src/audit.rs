@@ -189,7 +189,13 @@ pub fn check<'a>(
     for w in wallets.clone() {
         w.check_invariants()?;
     }
-    for a in audit(assets, wallets, in_flight) {
+    check_rows(&audit(assets, wallets, in_flight))
+}
+
+/// The checks of `check` across wallets, on the audit's rows: conservation
+/// per asset, and the money in flight against the wallets' flows.
+pub fn check_rows(rows: &[AssetAudit]) -> Result<(), String> {
+    for a in rows {
         if !a.ok() {
             return Err(format!("conservation broken: {a:?}"));
         }

@@ -102,12 +102,32 @@ impl Ledger {
             if t.is_inbound_record() {
                 continue;
             }
-            if let Some(other) = self.creators.insert(t.id, id) {
-                return Err(ApplyError(format!("{} created by {other} and {id}", t.id)));
+            // Its own entry stays from before a `release`.
+            match self.creators.insert(t.id, id) {
+                Some(other) if other != id => {
+                    return Err(ApplyError(format!("{} created by {other} and {id}", t.id)));
+                }
+                _ => {}
             }
         }
         self.wallets.insert(id, wallet);
         Ok(())
+    }
+
+    /// Gives up one wallet's state for the caller to keep elsewhere (a
+    /// replay that packs wallets it has not touched lately), and `adopt`
+    /// takes it back. Its transactions' creators and the messages in flight
+    /// stay: the ledger still refuses a transaction the released wallet
+    /// created, and tracks the messages it sent. Events for it are refused
+    /// until it is adopted again.
+    pub fn release(&mut self, id: WalletId) -> Option<Box<WalletState>> {
+        self.wallets.remove(&id)
+    }
+
+    /// The wallet that created each transaction: of every wallet restored,
+    /// adopted or opened here, released ones included. Unordered.
+    pub fn creators(&self) -> impl ExactSizeIterator<Item = (TxnId, WalletId)> + '_ {
+        self.creators.iter().map(|(t, w)| (*t, *w))
     }
 
     /// Puts messages in flight, as restored wallet states imply them

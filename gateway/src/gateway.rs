@@ -335,6 +335,13 @@ impl Gateway {
         Ok(f(&view))
     }
 
+    /// The audit, the invariants and (if asked) the digest of a consistent
+    /// cut, in one pass that decodes one passivated wallet at a time (see
+    /// `survey`): what the admin routes use; `with_cut` decodes them all.
+    pub fn survey(&self, with_digest: bool) -> Result<crate::survey::Survey, GatewayError> {
+        crate::survey::survey(&self.runtime, with_digest)
+    }
+
     /// A copy of a consistent cut (see `with_cut`); costs a copy of every wallet.
     pub fn cut(&self) -> Result<Cut, GatewayError> {
         self.with_cut(|v| Cut {

@@ -23,15 +23,15 @@ use crate::journal::Record;
 use crate::webhooks::WebhookConfig;
 use serde::{Deserialize, Serialize};
 use settle_engine::audit::{AssetAudit, Tally};
-use settle_engine::wallet::pack::Outline;
+use settle_engine::wallet::pack::{self, Outline};
 use settle_engine::{
-    ClientId, CustomerId, Decimal, EngineConfig, Ledger, StateDigest, WalletState,
+    ClientId, CustomerId, Decimal, EngineConfig, Ledger, StateDigest, WalletId, WalletState,
 };
 use settle_snapshots::Lsn;
 use settle_snapshots::snapshot::{
     AssetTotals, FORMAT_VERSION, SnapshotError, SnapshotHeader, SnapshotWriter, Summary,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 mod encode;
@@ -47,6 +47,15 @@ const WALLETS_PER_SECTION: usize = 2_048;
 
 /// Idempotency records per section.
 const RECORDS_PER_SECTION: usize = 16_384;
+
+/// Decoded wallets an image holds before it packs those the log has not
+/// touched lately (`Image::spill`). Why: a replay from an empty image (the
+/// first snapshot, or recovery without one) would otherwise decode every
+/// wallet the log ever opened, ~1 KB each plus what it grew to; a million
+/// wallets made the first snapshot's copy of the state 2.5 GB beside the
+/// live one's. Packed, a wallet costs its bytes (~200 B for a funded
+/// wallet) and an outline. 65,536 decoded wallets are ~100 MB.
+pub const SPILL_AT: usize = 65_536;
 
 /// The engine's durable state after the record at `position`.
 #[derive(Debug)]
@@ -67,6 +76,11 @@ pub struct Image {
     /// change to a wallet is an event, and a wallet with an event in the
     /// log's tail was taken out and decoded first).
     stored: Stored,
+    /// Decoded wallets beyond which `spill` packs them again.
+    spill_at: usize,
+    /// The wallets the log touched since the last spill: kept decoded by
+    /// the next one (a wallet in use is likely touched again).
+    touched: HashSet<WalletId, foldhash::fast::RandomState>,
 }
 
 /// A wallet handed to the live engine: its state (decoded, because the
@@ -155,7 +169,16 @@ impl Image {
             idempotency: HashMap::new(),
             funding,
             stored: Stored::default(),
+            spill_at: SPILL_AT,
+            touched: HashSet::default(),
         }
+    }
+
+    /// Packs wallets again once more than `limit` (at least 1) are decoded,
+    /// instead of `SPILL_AT` (tests: spills after a few records).
+    pub fn with_spill_at(mut self, limit: usize) -> Self {
+        self.spill_at = limit.max(1);
+        self
     }
 
     /// The state `ledger` holds, before any record (a ledger built in
@@ -195,7 +218,7 @@ impl Image {
     }
 
     /// Moves a stored wallet into the ledger, decoded (if it is stored).
-    fn take(&mut self, wallet: settle_engine::WalletId) -> Result<(), ImageError> {
+    fn take(&mut self, wallet: WalletId) -> Result<(), ImageError> {
         match self.stored.take(wallet) {
             None => Ok(()),
             Some(Err(e)) => Err(ImageError(format!(
@@ -253,6 +276,10 @@ impl Image {
                 }
                 // Webhook notices follow from the events, as they did live.
                 self.funding.replayed(&self.ledger, wallet, &events);
+                self.touched.insert(wallet);
+                if self.ledger.wallets().len() > self.spill_at {
+                    self.spill();
+                }
             }
             Record::Funding(r) => self.funding.apply(&r),
             Record::Directory(DirectoryRecord::ClientCreated { client, key_hash }) => {
@@ -305,6 +332,33 @@ impl Image {
         }
         self.position = lsn;
         Ok(())
+    }
+
+    /// Packs the decoded wallets the log did not touch since the last
+    /// spill back into `stored` (all of them, if those are fewer than half
+    /// the limit: the wallets in use outnumber it, and each spill must free
+    /// enough that spills stay rare). A packed wallet is decoded again when
+    /// the log next touches it (`take`), as a snapshot's is; what it
+    /// created stays known to the ledger (`Ledger::release`).
+    fn spill(&mut self) {
+        let mut idle: Vec<WalletId> = self
+            .ledger
+            .wallets()
+            .map(|w| w.id)
+            .filter(|id| !self.touched.contains(id))
+            .collect();
+        if idle.len() < self.spill_at.div_ceil(2) {
+            idle = self.ledger.wallets().map(|w| w.id).collect();
+        }
+        self.touched.clear();
+        // In id order, as `put_back` needs: the ledger's order.
+        let packed: Vec<(Outline, Box<[u8]>)> = idle
+            .into_iter()
+            .filter_map(|id| self.ledger.release(id))
+            .map(|state| (Outline::of(&state), pack::to_bytes(&state).into()))
+            .collect();
+        tracing::debug!(wallets = packed.len(), "replay packed idle wallets");
+        self.stored.put_back(packed);
     }
 
     /// Drops idempotency records older than `ttl_ms` at `now_ms` (a
@@ -448,9 +502,13 @@ impl Image {
             };
             idempotency.restore(e.client, &e.key, e.fingerprint, e.at, now_ms, restored);
         }
-        // The creators of the snapshot's transactions, then each decoded
-        // wallet's (a taken wallet's twice: the same entries).
+        // The creators of the snapshot's transactions, then the ledger's:
+        // those of the wallets decoded, and of those replay packed again
+        // (a taken wallet's twice: the same entries).
         for &(txn, wallet) in self.stored.creators() {
+            directory.apply(&DirectoryRecord::TxnCreated { txn, wallet });
+        }
+        for (txn, wallet) in self.ledger.creators() {
             directory.apply(&DirectoryRecord::TxnCreated { txn, wallet });
         }
         // One pass in id order, each state moved once: a merge of the
@@ -504,22 +562,14 @@ fn encode(section: &Section) -> Result<Vec<u8>, ImageError> {
         .map_err(|e| ImageError(format!("cannot encode a snapshot section: {e}")))
 }
 
-/// The directory's indexes that a wallet itself records: its client's
-/// wallets (ids sort in creation order) and where each transaction was
-/// created (not the inbound record of a transfer).
+/// The directory's index of a client's wallets (ids sort in creation
+/// order). Where each transaction was created comes from the ledger's
+/// creators, which know the wallets replay packed again too.
 fn index(directory: &Directory, w: &WalletState) {
     directory.apply(&DirectoryRecord::WalletOpened {
         wallet: w.id,
         client: w.spec.client,
     });
-    for t in w.txns() {
-        if !t.is_inbound_record() {
-            directory.apply(&DirectoryRecord::TxnCreated {
-                txn: t.id,
-                wallet: w.id,
-            });
-        }
-    }
 }
 
 #[cfg(test)]

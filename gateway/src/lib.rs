@@ -39,6 +39,7 @@ mod runtime;
 mod shards;
 pub mod snapshotter;
 mod supervisor;
+pub mod survey;
 pub mod webhooks;
 
 pub use config::GatewayConfig;

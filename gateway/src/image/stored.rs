@@ -8,6 +8,8 @@
 //! keeps the bytes with their outline, and decodes a wallet only when a log
 //! record touches it (`Stored::take`, which moves it into the image's
 //! ledger) or when the whole state must be read (digest, invariants).
+//! Replay puts wallets it has not touched lately back here, packed
+//! (`Stored::put_back`, from `Image::spill`).
 
 use settle_engine::audit::Tally;
 use settle_engine::msgpack::DecodeError;
@@ -26,9 +28,11 @@ pub(super) struct StoredWallet {
 /// all of them.
 #[derive(Debug, Default)]
 pub(super) struct Stored {
-    /// Every wallet of the snapshot, in strictly ascending id order.
+    /// Every wallet of the snapshot, and those put back since, in strictly
+    /// ascending id order.
     wallets: Vec<StoredWallet>,
-    /// The transactions the snapshot's wallets created (their records
+    /// The transactions the snapshot's wallets created (not those put
+    /// back: the image's ledger keeps theirs) (their records
     /// other than transfers' inbound ones), in strictly ascending id order:
     /// the creators `Ledger::restore` would have indexed, so that a
     /// transaction the log's tail creates is still checked against every
@@ -68,6 +72,37 @@ impl Stored {
         self.left -= 1;
         self.tally = None;
         Some(pack::decode(&bytes))
+    }
+
+    /// Keeps decoded wallets packed again (`Image::spill`): `wallets`, in
+    /// strictly ascending id order, none of them among those not taken
+    /// (each is new, or was taken). One merge pass, which also drops the
+    /// places of wallets taken.
+    pub fn put_back(&mut self, wallets: Vec<(Outline, Box<[u8]>)>) {
+        if wallets.is_empty() {
+            return;
+        }
+        let old = std::mem::take(&mut self.wallets);
+        let mut merged = Vec::with_capacity(self.left + wallets.len());
+        let mut old = old.into_iter().filter(|w| w.bytes.is_some()).peekable();
+        for (outline, bytes) in wallets {
+            while let Some(w) = old.next_if(|w| w.outline.id < outline.id) {
+                merged.push(w);
+            }
+            // A wallet both here and put back would be two states of one
+            // wallet; the caller's contract rules it out, and the one put
+            // back is the newer.
+            debug_assert!(old.peek().is_none_or(|w| w.outline.id != outline.id));
+            old.next_if(|w| w.outline.id == outline.id);
+            merged.push(StoredWallet {
+                outline,
+                bytes: Some(bytes),
+            });
+        }
+        merged.extend(old);
+        self.left = merged.len();
+        self.wallets = merged;
+        self.tally = None;
     }
 
     /// The wallet of the snapshot that created `txn`, if one did (taken or

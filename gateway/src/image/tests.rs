@@ -417,6 +417,119 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// A replay that packs wallets again as it goes (`Image::spill`, here
+    /// after 1 to 4 decoded wallets, instead of `SPILL_AT`) builds the state
+    /// of one that keeps them all decoded: the same digest, summary,
+    /// snapshot file, installed wallets and directory, whether it starts
+    /// empty or from a snapshot; and a transaction created twice is still
+    /// refused after its creator was packed.
+    #[test]
+    fn a_replay_that_packs_idle_wallets_builds_the_same_state(
+        before in prop::collection::vec(step(), 0..40),
+        after in prop::collection::vec(step(), 0..40),
+        limit in 1usize..5,
+    ) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut ledger = Ledger::new(EngineConfig::default());
+        let mut log: Vec<Record> = (0..5u8)
+            .map(|i| logged(&mut ledger, open_usd(u128::from(i) + 1, 1)))
+            .collect();
+        log.extend(history(&mut ledger, &before, 1 << 64));
+        let at_log = ledger.clone();
+        let replay = |mut image: Image, records: &[Record]| {
+            let first = image.position + 1;
+            for (k, record) in records.iter().enumerate() {
+                image
+                    .apply(first + k as u64, record.clone())
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+            image
+        };
+        let whole = replay(Image::empty(EngineConfig::default()), &log);
+        let spilt = replay(Image::empty(EngineConfig::default()).with_spill_at(limit), &log);
+        prop_assert!(spilt.ledger().wallets().len() <= limit);
+        prop_assert_eq!(spilt.wallet_count(), whole.wallet_count());
+        prop_assert_eq!(spilt.digest().ok(), whole.digest().ok());
+        prop_assert_eq!(spilt.summary().ok(), whole.summary().ok());
+        // The same file, byte for byte.
+        let a = write(&whole, &dir.path().join("whole"));
+        let b = write(&spilt, &dir.path().join("spilt"));
+        let read = |p: &Path| std::fs::read(p).unwrap_or_else(|e| panic!("{e}"));
+        prop_assert!(read(&a) == read(&b), "the snapshot files differ");
+        // From that snapshot, the tail, spilling again.
+        let tail = history(&mut ledger, &after, 2 << 64);
+        let from_snapshot = replay(load(&a).with_spill_at(limit), &tail);
+        prop_assert_eq!(
+            from_snapshot.digest().ok(),
+            Image::from_ledger(ledger.clone()).digest().ok()
+        );
+        // A transaction of a packed wallet, created again, is refused; the
+        // same credit under a new id is taken.
+        let created = at_log.wallets().find_map(|w| {
+            let t = w.txns().find(|t| !t.is_inbound_record())?;
+            let other = at_log.wallets().map(|o| o.id).find(|o| *o != w.id)?;
+            Some((t.id, other))
+        });
+        if let Some((txn, other)) = created {
+            let credit = |id: TxnId| {
+                let mut copy = at_log.clone();
+                logged(&mut copy, Op::Credit {
+                    wallet: other,
+                    txn: id,
+                    asset: usd(),
+                    amount: Decimal::new(1, 2),
+                    pending: false,
+                    info: TxnInfo::default(),
+                })
+            };
+            let Record::Events { wallet, mut events } = credit(TxnId::from_u128(7 << 64)) else {
+                panic!("a credit logs events");
+            };
+            let probe = || replay(Image::empty(EngineConfig::default()).with_spill_at(limit), &log);
+            let mut fresh = probe();
+            let at = fresh.position + 1;
+            let ok = Record::Events { wallet, events: events.clone() };
+            prop_assert!(fresh.apply(at, ok).is_ok());
+            for e in &mut events {
+                if let Event::CreditAccepted { txn: t, .. } = e {
+                    *t = txn;
+                }
+            }
+            let mut reused = probe();
+            let refused = reused.apply(at, Record::Events { wallet, events });
+            prop_assert!(refused.is_err(), "{txn} created twice was taken");
+        }
+        // Installed: the same wallets, and every transaction findable.
+        let installed = |image: Image| {
+            let (d, i, f) = stores();
+            let wallets: Vec<WalletState> = image
+                .install(&d, &i, &f, 0)
+                .into_iter()
+                .map(|w| match w {
+                    InstalledWallet::Live(state) => *state,
+                    InstalledWallet::Packed(_, bytes) => {
+                        pack::decode(&bytes).unwrap_or_else(|e| panic!("{e}"))
+                    }
+                })
+                .collect();
+            (wallets, d)
+        };
+        let (from_whole, d_whole) = installed(whole);
+        let (from_spilt, d_spilt) = installed(spilt);
+        prop_assert_eq!(&from_spilt, &from_whole);
+        for w in &from_whole {
+            prop_assert_eq!(d_spilt.wallets_of(w.spec.client), d_whole.wallets_of(w.spec.client));
+            for t in w.txns().filter(|t| !t.is_inbound_record()) {
+                prop_assert_eq!(d_spilt.wallet_of_txn(t.id), Some(w.id));
+                prop_assert_eq!(d_whole.wallet_of_txn(t.id), Some(w.id));
+            }
+        }
+    }
+}
+
 /// A snapshot file whose frames are all sound but whose content is not.
 fn file_with_sections(dir: &Path, version: u16, sections: &[Vec<u8>]) -> PathBuf {
     let header = SnapshotHeader {

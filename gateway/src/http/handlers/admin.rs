@@ -135,9 +135,8 @@ struct AuditView {
 
 /// The conservation check of ENGINE.md over a consistent cut of the engine.
 fn audit(app: &App) -> Result<Reply, ApiError> {
-    let (rows, invariants) = app
-        .gateway
-        .with_cut(|cut| (cut.audit(), cut.check_invariants()))?;
+    let survey = app.gateway.survey(false)?;
+    let (rows, invariants) = (survey.audit, survey.invariants);
     if let Err(why) = &invariants {
         tracing::error!(%why, "audit: an invariant does not hold");
     }
@@ -172,14 +171,15 @@ struct DigestView {
 /// digests mean equal states, which is how recovery is checked against a
 /// replay from scratch.
 fn digest(app: &App) -> Result<Reply, ApiError> {
-    let view = app.gateway.with_cut(|cut| {
-        cut.digest().map(|d| DigestView {
-            digest: d.to_string(),
-            wallets: cut.wallets.len(),
-            in_flight: cut.in_flight.len(),
-        })
-    })?;
-    let view = view.map_err(|e| ApiError::internal(format!("digest: {e}")))?;
+    let survey = app.gateway.survey(true)?;
+    let digest = survey
+        .digest
+        .ok_or_else(|| ApiError::internal("digest: not computed"))?;
+    let view = DigestView {
+        digest: digest.to_string(),
+        wallets: survey.wallets,
+        in_flight: survey.in_flight,
+    };
     Ok(Reply::data(StatusCode::OK, &view))
 }
 
