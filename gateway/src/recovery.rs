@@ -9,7 +9,7 @@
 use crate::image::Image;
 use crate::journal::{self, Record};
 use settle_engine::EngineConfig;
-use settle_snapshots::snapshot::{self, SnapshotFile};
+use settle_snapshots::snapshot::{self, SnapshotStream};
 use settle_snapshots::{Lsn, Recovery, ReplayError};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -193,7 +193,8 @@ pub fn base(
             continue;
         }
         let started = Instant::now();
-        let loaded = SnapshotFile::open(&entry.path)
+        // Streamed: the file is never held whole beside the image.
+        let loaded = SnapshotStream::open(&entry.path)
             .map_err(|e| e.to_string())
             .and_then(|file| {
                 if file.header.id != entry.id || file.header.position != entry.position {
@@ -202,7 +203,7 @@ pub fn base(
                         file.header.id, file.header.position, entry.id, entry.position
                     ));
                 }
-                Image::from_snapshot(&file, config.clone()).map_err(|e| e.to_string())
+                Image::from_stream(file, config.clone()).map_err(|e| e.to_string())
             });
         match loaded {
             Ok(image) => {

@@ -20,10 +20,11 @@ use settle_engine::message::implied_by;
 use settle_engine::msgpack::Reader;
 use settle_engine::wallet::pack::{self, Sink};
 use settle_engine::{
-    Asset, AssetCode, AssetRegistry, Decimal, EngineConfig, Ledger, TxnId, WalletId, WalletState,
-    wallet::Flows,
+    Asset, AssetCode, Decimal, EngineConfig, Ledger, TxnId, WalletId, WalletState, wallet::Flows,
 };
-use settle_snapshots::snapshot::SnapshotFile;
+use settle_snapshots::snapshot::{SnapshotFile, SnapshotHeader, SnapshotStream};
+use std::borrow::Cow;
+use std::path::Path;
 
 /// One section, read.
 enum Decoded {
@@ -34,7 +35,8 @@ enum Decoded {
 /// What one of the two loading threads read: its sections in file order,
 /// and its share of the scans' findings.
 struct Part {
-    sections: Vec<Decoded>,
+    /// Each with its index in the file.
+    sections: Vec<(usize, Decoded)>,
     /// (transaction, creating wallet), sorted by transaction.
     creators: Vec<(TxnId, WalletId)>,
     tally: Tally,
@@ -63,128 +65,193 @@ impl Sink for Scanning<'_> {
     }
 }
 
+/// One section's raw bytes, borrowed from a file in memory or read from
+/// a stream.
+struct Raw<'a> {
+    index: usize,
+    offset: u64,
+    bytes: Cow<'a, [u8]>,
+}
+
 impl Image {
-    /// The image a checked snapshot file holds. Sections are read on two
-    /// threads; the wallets must form a consistent ledger (as
-    /// `Ledger::restore` checks), and the content must match the header's
-    /// counts and totals. Wallets stay packed (see `stored`).
+    /// The image a checked snapshot file holds (in memory: offline tools,
+    /// tests). See `load`.
     pub fn from_snapshot(file: &SnapshotFile, config: EngineConfig) -> Result<Self, ImageError> {
-        let n = file.sections();
-        let assets = &config.assets;
-        let read_part = |part: usize| read_part(file, assets, part, n);
-        let (even, odd) = std::thread::scope(|s| {
-            let odd = s.spawn(|| read_part(1));
-            (read_part(0), odd.join())
+        let sections = (0..file.sections()).map(|i| {
+            let bytes = file
+                .section_bytes(i)
+                .ok_or_else(|| ImageError(format!("{}: no section {i}", file.path.display())))?;
+            Ok(Raw {
+                index: i,
+                offset: file.section_offset(i).unwrap_or(0),
+                bytes: Cow::Borrowed(bytes),
+            })
         });
-        let odd = odd.map_err(|_| ImageError("a snapshot decoder thread panicked".into()))??;
-        let even = even?;
-        let bad = |e: String| {
-            ImageError(format!(
-                "{}: the wallets do not form a consistent state: {e}",
-                file.path.display()
-            ))
+        load(&file.path, &file.header, sections, config)
+    }
+
+    /// The image a snapshot holds, read from disk as it is built: the file
+    /// is never held whole (a million wallets' file is ~1 GB, beside the
+    /// state a snapshot or recovery is building). The stream checks every
+    /// frame as it comes and the footer at the end; nothing is returned
+    /// unless the whole file checked out.
+    pub fn from_stream(
+        mut stream: SnapshotStream,
+        config: EngineConfig,
+    ) -> Result<Self, ImageError> {
+        let path = stream.path.clone();
+        let header = stream.header.clone();
+        let sections = std::iter::from_fn(|| stream.next_section().transpose()).map(|section| {
+            let s = section?;
+            Ok(Raw {
+                index: s.index,
+                offset: s.offset,
+                bytes: Cow::Owned(s.bytes),
+            })
+        });
+        load(&path, &header, sections, config)
+    }
+}
+
+/// Builds the image from `sections` in file order, decoded on two threads
+/// while this one reads: the wallets must form a consistent ledger (as
+/// `Ledger::restore` checks), and the content must match the header's
+/// counts and totals. Wallets stay packed (see `stored`).
+fn load<'a>(
+    path: &Path,
+    header: &SnapshotHeader,
+    sections: impl Iterator<Item = Result<Raw<'a>, ImageError>>,
+    config: EngineConfig,
+) -> Result<Image, ImageError> {
+    let assets = &config.assets;
+    // A few sections ahead of the decoders at most: memory stays bounded
+    // by the sections in hand, not by the file.
+    let (tx, rx) = crossbeam_channel::bounded::<Raw<'a>>(2);
+    let (fed, even, odd) = std::thread::scope(|s| {
+        let decode = |rx: crossbeam_channel::Receiver<Raw<'a>>| {
+            let mut part = Part {
+                sections: Vec::new(),
+                creators: Vec::new(),
+                tally: Tally::new(assets),
+            };
+            for raw in rx.iter() {
+                let section = read_section(path, &raw, &mut part)?;
+                part.sections.push((raw.index, section));
+            }
+            // Sorted here, on this thread; the two halves are merged after.
+            part.creators.sort_unstable_by_key(|c| c.0);
+            Ok::<_, ImageError>(part)
         };
-        let creators = merge_creators(even.creators, odd.creators).map_err(bad)?;
-        let mut tally = even.tally;
-        tally.merge(odd.tally);
-        let mut image = Image::empty(config.clone());
-        image.position = file.header.position;
-        // Back in file order (even and odd sections interleave), so that the
-        // wallets stay in id order.
-        let mut wallets: Vec<StoredWallet> = Vec::new();
-        let mut odd = odd.sections.into_iter();
-        for even in even.sections {
-            for section in std::iter::once(even).chain(odd.next()) {
-                match section {
-                    Decoded::Other(Section::Clients(list)) => image
-                        .clients
-                        .extend(list.into_iter().map(|c| (c.client.id, c))),
-                    Decoded::Other(Section::Customers(list)) => {
-                        image.customers.extend(list.into_iter().map(|c| (c.id, c)));
+        let other = rx.clone();
+        let odd = s.spawn(move || decode(other));
+        let even = s.spawn(move || decode(rx));
+        let mut fed = Ok(());
+        for raw in sections {
+            match raw {
+                // A decoder that stopped on an error says why at its join.
+                Ok(raw) => {
+                    if tx.send(raw).is_err() {
+                        break;
                     }
-                    Decoded::Other(Section::Idempotency(list)) => image
-                        .idempotency
-                        .extend(list.into_iter().map(|e| ((e.client, e.key.clone()), e))),
-                    Decoded::Other(Section::Funding(funding)) => image.funding.import(funding),
-                    Decoded::Wallets(list) if wallets.is_empty() => wallets = list,
-                    Decoded::Wallets(list) => wallets.extend(list),
+                }
+                Err(e) => {
+                    fed = Err(e);
+                    break;
                 }
             }
         }
-        // Written in id order; sorted here all the same (linear if so), as
-        // `Ledger::restore` did, and refused if an id repeats.
-        wallets.sort_unstable_by_key(|w| w.outline.id);
-        if let Some(pair) = wallets
-            .windows(2)
-            .find(|p| p[0].outline.id == p[1].outline.id)
-        {
-            return Err(bad(format!("{} appears twice", pair[0].outline.id)));
-        }
-        let in_flight = implied(&wallets).map_err(bad)?;
-        // The header's totals count the money in flight too; the tally kept
-        // for `summary` is of the stored wallets alone.
-        let mut with_messages = tally.clone();
-        for m in &in_flight {
-            with_messages.message(m);
-        }
-        if wallets.len() as u64 != file.header.summary.wallets
-            || asset_totals(with_messages.finish()) != file.header.summary.assets
-        {
-            return Err(ImageError(format!(
-                "{}: the content does not match the header's counts and totals",
-                file.path.display()
-            )));
-        }
-        image.ledger = Ledger::new(config);
-        image
-            .ledger
-            .restore_in_flight(in_flight)
-            .map_err(|e| bad(e.to_string()))?;
-        image.stored = Stored::new(wallets, creators, tally);
-        Ok(image)
-    }
-}
-
-/// Reads sections `part, part + 2, ...` of `n`.
-fn read_part(
-    file: &SnapshotFile,
-    assets: &AssetRegistry,
-    part: usize,
-    n: usize,
-) -> Result<Part, ImageError> {
-    let mut out = Part {
-        sections: Vec::new(),
-        creators: Vec::new(),
-        tally: Tally::new(assets),
+        drop(tx);
+        (fed, even.join(), odd.join())
+    });
+    fed?;
+    let panicked = || ImageError("a snapshot decoder thread panicked".into());
+    let even = even.map_err(|_| panicked())??;
+    let odd = odd.map_err(|_| panicked())??;
+    let bad = |e: String| {
+        ImageError(format!(
+            "{}: the wallets do not form a consistent state: {e}",
+            path.display()
+        ))
     };
-    for i in (part..n).step_by(2) {
-        let section = read_section(file, i, &mut out)?;
-        out.sections.push(section);
+    let creators = merge_creators(even.creators, odd.creators).map_err(bad)?;
+    let mut tally = even.tally;
+    tally.merge(odd.tally);
+    let mut image = Image::empty(config.clone());
+    image.position = header.position;
+    // Back in file order (the two threads took sections as they came),
+    // so that the wallets stay in id order.
+    let mut sections = even.sections;
+    sections.extend(odd.sections);
+    sections.sort_unstable_by_key(|(index, _)| *index);
+    let mut wallets: Vec<StoredWallet> = Vec::new();
+    for (_, section) in sections {
+        match section {
+            Decoded::Other(Section::Clients(list)) => image
+                .clients
+                .extend(list.into_iter().map(|c| (c.client.id, c))),
+            Decoded::Other(Section::Customers(list)) => {
+                image.customers.extend(list.into_iter().map(|c| (c.id, c)));
+            }
+            Decoded::Other(Section::Idempotency(list)) => image
+                .idempotency
+                .extend(list.into_iter().map(|e| ((e.client, e.key.clone()), e))),
+            Decoded::Other(Section::Funding(funding)) => image.funding.import(funding),
+            Decoded::Wallets(list) if wallets.is_empty() => wallets = list,
+            Decoded::Wallets(list) => wallets.extend(list),
+        }
     }
-    // Sorted here, on this thread; the two halves are merged after.
-    out.creators.sort_unstable_by_key(|c| c.0);
-    Ok(out)
+    // Written in id order; sorted here all the same (linear if so), as
+    // `Ledger::restore` did, and refused if an id repeats.
+    wallets.sort_unstable_by_key(|w| w.outline.id);
+    if let Some(pair) = wallets
+        .windows(2)
+        .find(|p| p[0].outline.id == p[1].outline.id)
+    {
+        return Err(bad(format!("{} appears twice", pair[0].outline.id)));
+    }
+    let in_flight = implied(&wallets).map_err(bad)?;
+    // The header's totals count the money in flight too; the tally kept
+    // for `summary` is of the stored wallets alone.
+    let mut with_messages = tally.clone();
+    for m in &in_flight {
+        with_messages.message(m);
+    }
+    if wallets.len() as u64 != header.summary.wallets
+        || asset_totals(with_messages.finish()) != header.summary.assets
+    {
+        return Err(ImageError(format!(
+            "{}: the content does not match the header's counts and totals",
+            path.display()
+        )));
+    }
+    image.ledger = Ledger::new(config);
+    image
+        .ledger
+        .restore_in_flight(in_flight)
+        .map_err(|e| bad(e.to_string()))?;
+    image.stored = Stored::new(wallets, creators, tally);
+    Ok(image)
 }
 
-/// Reads section `i` of `file`: packed wallets scanned by hand, anything
-/// else decoded through serde. Errors name the file, the section, its byte
+/// Reads one section: packed wallets scanned by hand, anything else
+/// decoded through serde. Errors name the file, the section, its byte
 /// offset and the wallet's index in it.
-fn read_section(file: &SnapshotFile, i: usize, part: &mut Part) -> Result<Decoded, ImageError> {
-    let bytes = file
-        .section_bytes(i)
-        .ok_or_else(|| ImageError(format!("{}: no section {i}", file.path.display())))?;
-    let mut r = Reader::new(bytes);
-    let is_wallets = r.map_len().ok() == Some(1) && r.str().ok() == Some(PACKED_WALLETS);
-    if !is_wallets {
-        return Ok(Decoded::Other(file.section::<Section>(i)?));
-    }
+fn read_section(path: &Path, raw: &Raw<'_>, part: &mut Part) -> Result<Decoded, ImageError> {
+    let (i, bytes) = (raw.index, &*raw.bytes);
     let bad = |what: String| {
         ImageError(format!(
             "{}: section {i} (at byte {}): {what}",
-            file.path.display(),
-            file.section_offset(i).unwrap_or(0)
+            path.display(),
+            raw.offset
         ))
     };
+    let mut r = Reader::new(bytes);
+    let is_wallets = r.map_len().ok() == Some(1) && r.str().ok() == Some(PACKED_WALLETS);
+    if !is_wallets {
+        return rmp_serde::from_slice::<Section>(bytes)
+            .map(Decoded::Other)
+            .map_err(|e| bad(format!("does not decode: {e}")));
+    }
     let n = r.array_len().map_err(|e| bad(e.to_string()))?;
     let mut wallets = Vec::with_capacity(n);
     for k in 0..n {

@@ -10,7 +10,7 @@ use settle_engine::{
     WalletKind,
 };
 use settle_engine::{WalletSettings, wallet::pack};
-use settle_snapshots::snapshot::{SnapshotFile, SnapshotWriter, snapshot_dir};
+use settle_snapshots::snapshot::{SnapshotFile, SnapshotStream, SnapshotWriter, snapshot_dir};
 
 fn usd() -> AssetCode {
     AssetCode::new("USD").unwrap_or_else(|e| panic!("{e}"))
@@ -594,6 +594,56 @@ fn a_snapshot_of_an_older_format_is_refused_with_the_reason() {
             && text.contains("format version 1")
             && text.contains("older settle"),
         "{text}"
+    );
+}
+
+/// A streamed load (recovery's and the snapshotter's: the file never held
+/// whole) builds what the in-memory load builds, across many sections, and
+/// refuses every file cut short or damaged: it decodes sections as they
+/// come, so only the footer's checks catch some of these.
+#[test]
+fn a_streamed_load_builds_the_same_image_and_refuses_damaged_files() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // More wallets than one section holds, some awaiting receipts.
+    let good = image(WALLETS_PER_SECTION as u128 + 100);
+    let path = write(&good, &snapshot_dir(dir.path()));
+    let stream = |p: &Path| {
+        SnapshotStream::open(p)
+            .map_err(ImageError::from)
+            .and_then(|s| Image::from_stream(s, EngineConfig::default()))
+    };
+    let streamed = stream(&path).unwrap_or_else(|e| panic!("{e}"));
+    let in_memory = load(&path);
+    assert_eq!(streamed.digest().ok(), in_memory.digest().ok());
+    assert_eq!(streamed.digest().ok(), good.digest().ok());
+    assert_eq!(streamed.summary().ok(), in_memory.summary().ok());
+    assert_eq!(streamed.wallet_count(), good.wallet_count());
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{e}"));
+    let bad = dir.path().join("bad.msgpack");
+    let n = bytes.len();
+    let cuts = (0..n).step_by(4_099).chain(n - 200..n);
+    for cut in cuts {
+        std::fs::write(&bad, &bytes[..cut]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(stream(&bad).is_err(), "cut at {cut} of {n} was accepted");
+    }
+    // The last 200 bytes (the end of the last section, the footer), and a
+    // stride through the rest.
+    for at in (0..n - 200).step_by(4_001).chain(n - 200..n) {
+        let mut flipped = bytes.clone();
+        flipped[at] ^= 0x10;
+        std::fs::write(&bad, &flipped).unwrap_or_else(|e| panic!("{e}"));
+        let err = stream(&bad).err();
+        assert!(
+            err.as_ref().is_some_and(|e| e.0.contains("bad.msgpack")),
+            "byte {at} flipped: {err:?}"
+        );
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    std::fs::write(&bad, &longer).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        stream(&bad).is_err(),
+        "a byte after the footer was accepted"
     );
 }
 

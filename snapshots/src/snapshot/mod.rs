@@ -27,5 +27,5 @@ pub use dir::{
     SnapshotEntry, file_name, list, parse_name, prune, remove_temporaries, snapshot_dir,
 };
 pub use format::{AssetTotals, FORMAT_VERSION, SnapshotHeader, Summary};
-pub use read::{SnapshotError, SnapshotFile};
+pub use read::{SnapshotError, SnapshotFile, SnapshotStream, StreamedSection};
 pub use write::SnapshotWriter;

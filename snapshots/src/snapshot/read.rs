@@ -1,9 +1,15 @@
-//! Reading a snapshot back: the whole file, every frame's checksum, the
-//! footer's count and hash. A snapshot that reads is sound to the byte.
+//! Reading a snapshot back: every frame's checksum, the footer's count and
+//! hash. A snapshot that reads is sound to the byte. `SnapshotStream`
+//! reads it frame by frame (loads of large snapshots: a million wallets'
+//! file is ~1 GB, and holding it whole beside the state it builds was the
+//! largest part of a snapshot's peak memory); `SnapshotFile` keeps every
+//! section in memory (offline tools, tests).
 
 use super::format::{self, FORMAT_VERSION, Footer, Kind, MAGIC, OLDEST_READ, SnapshotHeader};
 use serde::de::DeserializeOwned;
 use std::fmt;
+use std::fs::File;
+use std::io::{BufReader, Read};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -68,15 +74,36 @@ impl std::error::Error for SnapshotError {}
 pub struct SnapshotFile {
     pub path: PathBuf,
     pub header: SnapshotHeader,
+    /// The sections' bodies, one after another.
     bytes: Vec<u8>,
     sections: Vec<Range<usize>>,
+    /// Where each section's body starts in the file.
+    offsets: Vec<u64>,
+    /// Bytes of the file.
+    len: u64,
 }
 
 impl SnapshotFile {
-    /// Reads and checks `path` (see the type's doc).
+    /// Reads and checks `path` (see the type's doc), through
+    /// `SnapshotStream`: the same checks, the sections kept in memory.
     pub fn open(path: &Path) -> Result<Self, SnapshotError> {
-        let bytes = std::fs::read(path).map_err(|e| SnapshotError::io(path, e))?;
-        Self::check(path, bytes)
+        let mut stream = SnapshotStream::open(path)?;
+        let mut bytes = Vec::with_capacity(usize::try_from(stream.len).unwrap_or(0));
+        let (mut sections, mut offsets) = (Vec::new(), Vec::new());
+        while let Some(section) = stream.next_section()? {
+            let at = bytes.len();
+            bytes.extend_from_slice(&section.bytes);
+            sections.push(at..bytes.len());
+            offsets.push(section.offset);
+        }
+        Ok(SnapshotFile {
+            path: path.to_owned(),
+            header: stream.header,
+            bytes,
+            sections,
+            offsets,
+            len: stream.len,
+        })
     }
 
     /// Reads only the header (cheap: for listings). Not a verification.
@@ -110,93 +137,9 @@ impl SnapshotFile {
         decode_header(path, body)
     }
 
-    fn check(path: &Path, bytes: Vec<u8>) -> Result<Self, SnapshotError> {
-        if bytes.get(..MAGIC.len()) != Some(&MAGIC[..]) {
-            return Err(SnapshotError::invalid(
-                path,
-                0,
-                "not a settle snapshot (bad magic)",
-            ));
-        }
-        let mut pos = MAGIC.len();
-        let mut hash = blake3::Hasher::new();
-        let mut header = None;
-        let mut sections = Vec::new();
-        loop {
-            let (kind, body, next) = format::read_frame(&bytes, pos)
-                .map_err(|r| SnapshotError::invalid(path, pos, r))?;
-            let body_at = pos + format::FRAME_HEADER + 1;
-            match (kind, header.is_some()) {
-                (Kind::Header, false) => header = Some(decode_header(path, body)?),
-                (Kind::Section, true) => sections.push(body_at..body_at + body.len()),
-                (Kind::Footer, true) => {
-                    let footer: Footer = rmp_serde::from_slice(body).map_err(|e| {
-                        SnapshotError::invalid(
-                            path,
-                            pos,
-                            format!("the footer does not decode: {e}"),
-                        )
-                    })?;
-                    if footer.sections != sections.len() as u64 {
-                        return Err(SnapshotError::invalid(
-                            path,
-                            pos,
-                            format!(
-                                "the footer counts {} sections, the file holds {}",
-                                footer.sections,
-                                sections.len()
-                            ),
-                        ));
-                    }
-                    if footer.content_hash != *hash.finalize().as_bytes() {
-                        return Err(SnapshotError::invalid(
-                            path,
-                            pos,
-                            "the content hash does not match the footer's",
-                        ));
-                    }
-                    if next != bytes.len() {
-                        return Err(SnapshotError::invalid(
-                            path,
-                            next,
-                            format!("{} bytes after the footer", bytes.len() - next),
-                        ));
-                    }
-                    break;
-                }
-                (kind, _) => {
-                    return Err(SnapshotError::invalid(
-                        path,
-                        pos,
-                        format!("a {kind:?} frame out of place"),
-                    ));
-                }
-            }
-            hash.update(&[kind as u8]);
-            hash.update(body);
-            pos = next;
-            if pos == bytes.len() {
-                return Err(SnapshotError::invalid(
-                    path,
-                    pos,
-                    "the file ends without a footer (cut short)",
-                ));
-            }
-        }
-        let Some(header) = header else {
-            return Err(SnapshotError::invalid(path, 8, "no header"));
-        };
-        Ok(SnapshotFile {
-            path: path.to_owned(),
-            header,
-            bytes,
-            sections,
-        })
-    }
-
     /// Bytes of the file.
     pub fn size(&self) -> u64 {
-        self.bytes.len() as u64
+        self.len
     }
 
     /// Number of sections.
@@ -211,7 +154,7 @@ impl SnapshotFile {
 
     /// Where section `i`'s body starts in the file (for error messages).
     pub fn section_offset(&self, i: usize) -> Option<u64> {
-        self.sections.get(i).map(|r| r.start as u64)
+        self.offsets.get(i).copied()
     }
 
     /// Decodes section `i` as `T`.
@@ -220,13 +163,192 @@ impl SnapshotFile {
             .sections
             .get(i)
             .ok_or_else(|| SnapshotError::invalid(&self.path, 0, format!("no section {i}")))?;
-        rmp_serde::from_slice(&self.bytes[range.clone()]).map_err(|e| {
-            SnapshotError::invalid(
-                &self.path,
-                range.start,
-                format!("section {i} does not decode: {e}"),
-            )
+        rmp_serde::from_slice(&self.bytes[range.clone()]).map_err(|e| SnapshotError::Invalid {
+            path: self.path.clone(),
+            offset: self.section_offset(i).unwrap_or(0),
+            reason: format!("section {i} does not decode: {e}"),
         })
+    }
+}
+
+/// One section of a snapshot, as `SnapshotStream` reads it.
+#[derive(Debug)]
+pub struct StreamedSection {
+    /// Its place among the sections (0 = first).
+    pub index: usize,
+    /// Where its body starts in the file.
+    pub offset: u64,
+    /// Its body: MessagePack.
+    pub bytes: Vec<u8>,
+}
+
+/// A snapshot read frame by frame: the magic and the header at `open`,
+/// then one section per `next_section`, each frame's checksum checked as
+/// it is read, and at the end the footer's section count and content hash
+/// and that nothing follows it. The file is sound only once
+/// `next_section` returned `Ok(None)`: a caller builds from the sections
+/// as they come and throws the result away on any error.
+#[derive(Debug)]
+pub struct SnapshotStream {
+    pub path: PathBuf,
+    pub header: SnapshotHeader,
+    /// Bytes of the file.
+    pub len: u64,
+    frames: Frames,
+    hash: blake3::Hasher,
+    sections: usize,
+    finished: bool,
+}
+
+impl SnapshotStream {
+    /// Opens `path` and reads its magic and header frame.
+    pub fn open(path: &Path) -> Result<Self, SnapshotError> {
+        let file = File::open(path).map_err(|e| SnapshotError::io(path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| SnapshotError::io(path, e))?
+            .len();
+        let mut frames = Frames {
+            path: path.to_owned(),
+            file: BufReader::with_capacity(1 << 20, file),
+            pos: 0,
+            len,
+        };
+        let mut magic = [0u8; MAGIC.len()];
+        if frames.read_exact(&mut magic).is_err() || magic != MAGIC {
+            return Err(frames.bad(0, "not a settle snapshot (bad magic)"));
+        }
+        let (at, kind, body) = frames.next()?;
+        if kind != Kind::Header {
+            return Err(frames.bad(at, format!("a {kind:?} frame out of place")));
+        }
+        let header = decode_header(path, &body)?;
+        let mut hash = blake3::Hasher::new();
+        hash.update(&[kind as u8]);
+        hash.update(&body);
+        Ok(SnapshotStream {
+            path: path.to_owned(),
+            header,
+            len,
+            frames,
+            hash,
+            sections: 0,
+            finished: false,
+        })
+    }
+
+    /// The next section, or `None` after a footer that checks out.
+    pub fn next_section(&mut self) -> Result<Option<StreamedSection>, SnapshotError> {
+        if self.finished {
+            return Ok(None);
+        }
+        let (at, kind, body) = self.frames.next()?;
+        match kind {
+            Kind::Section => {
+                self.hash.update(&[kind as u8]);
+                self.hash.update(&body);
+                let index = self.sections;
+                self.sections += 1;
+                Ok(Some(StreamedSection {
+                    index,
+                    offset: at + (format::FRAME_HEADER + 1) as u64,
+                    bytes: body,
+                }))
+            }
+            Kind::Footer => {
+                let footer: Footer = rmp_serde::from_slice(&body).map_err(|e| {
+                    self.frames
+                        .bad(at, format!("the footer does not decode: {e}"))
+                })?;
+                if footer.sections != self.sections as u64 {
+                    return Err(self.frames.bad(
+                        at,
+                        format!(
+                            "the footer counts {} sections, the file holds {}",
+                            footer.sections, self.sections
+                        ),
+                    ));
+                }
+                if footer.content_hash != *self.hash.finalize().as_bytes() {
+                    return Err(self
+                        .frames
+                        .bad(at, "the content hash does not match the footer's"));
+                }
+                let end = self.frames.pos;
+                if end != self.len {
+                    return Err(self
+                        .frames
+                        .bad(end, format!("{} bytes after the footer", self.len - end)));
+                }
+                self.finished = true;
+                Ok(None)
+            }
+            Kind::Header => Err(self.frames.bad(at, "a Header frame out of place")),
+        }
+    }
+}
+
+/// The file under a `SnapshotStream`, read frame by frame.
+#[derive(Debug)]
+struct Frames {
+    path: PathBuf,
+    file: BufReader<File>,
+    /// Where the next frame starts.
+    pos: u64,
+    /// Bytes of the file.
+    len: u64,
+}
+
+impl Frames {
+    /// Reads the frame at `pos`: where it started, its kind, its body
+    /// (without the kind byte). A length is checked against what is left
+    /// of the file before anything is allocated for it.
+    fn next(&mut self) -> Result<(u64, Kind, Vec<u8>), SnapshotError> {
+        let at = self.pos;
+        if at == self.len {
+            return Err(self.bad(at, "the file ends without a footer (cut short)"));
+        }
+        let mut head = [0u8; format::FRAME_HEADER];
+        if self.read_exact(&mut head).is_err() {
+            return Err(self.bad(
+                at,
+                format!(
+                    "the file ends inside a frame header ({} bytes left)",
+                    self.len - at
+                ),
+            ));
+        }
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let left = self.len - self.pos;
+        if len == 0 || len > format::MAX_FRAME || len as u64 > left {
+            return Err(self.bad(
+                at,
+                format!("frame length {len} does not fit (1 to {left} bytes left)"),
+            ));
+        }
+        let mut frame = vec![0u8; format::FRAME_HEADER + len];
+        frame[..format::FRAME_HEADER].copy_from_slice(&head);
+        if self.read_exact(&mut frame[format::FRAME_HEADER..]).is_err() {
+            return Err(self.bad(at, "the file ends inside a frame"));
+        }
+        let (kind, _, _) = format::read_frame(&frame, 0).map_err(|r| self.bad(at, r))?;
+        // The body without the frame's header and kind byte, in place.
+        frame.drain(..=format::FRAME_HEADER);
+        Ok((at, kind, frame))
+    }
+
+    fn read_exact(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+        self.file.read_exact(buf)?;
+        self.pos += buf.len() as u64;
+        Ok(())
+    }
+
+    fn bad(&self, offset: u64, reason: impl Into<String>) -> SnapshotError {
+        SnapshotError::Invalid {
+            path: self.path.clone(),
+            offset,
+            reason: reason.into(),
+        }
     }
 }
 
