@@ -98,6 +98,23 @@ fn stores() -> (Directory, std::sync::Arc<IdempotencyStore>, Funding) {
     (directory, idempotency, funding)
 }
 
+/// Installs `image` into fresh stores: every wallet handed on, decoded,
+/// and the directory it filled.
+fn installed(image: Image) -> (Vec<WalletState>, Directory) {
+    let (d, i, f) = stores();
+    let wallets = image
+        .install(&d, &i, &f, 0)
+        .into_iter()
+        .map(|w| match w {
+            InstalledWallet::Live(state) => *state,
+            InstalledWallet::Packed(_, bytes) => {
+                pack::decode(&bytes).unwrap_or_else(|e| panic!("{e}"))
+            }
+        })
+        .collect();
+    (wallets, d)
+}
+
 /// Runs `op` on a copy of `ledger` and returns the record of its events
 /// (what the live engine would have logged).
 fn logged(ledger: &mut Ledger, op: Op) -> Record {
@@ -400,17 +417,7 @@ proptest! {
         let mut reread = load(&again);
         reread.decode_all().unwrap_or_else(|e| panic!("{e}"));
         prop_assert_eq!(&reread.ledger, &ledger);
-        let (d, i, f) = stores();
-        let from_lazy: Vec<WalletState> = lazy
-            .install(&d, &i, &f, 0)
-            .into_iter()
-            .map(|w| match w {
-                InstalledWallet::Live(state) => *state,
-                InstalledWallet::Packed(_, bytes) => {
-                    pack::decode(&bytes).unwrap_or_else(|e| panic!("{e}"))
-                }
-            })
-            .collect();
+        let (from_lazy, _) = installed(lazy);
         let from_eager: Vec<WalletState> = ledger.wallets().cloned().collect();
         prop_assert_eq!(from_lazy, from_eager);
         reread.check_invariants().map_err(TestCaseError::fail)?;
@@ -503,20 +510,6 @@ proptest! {
             prop_assert!(refused.is_err(), "{txn} created twice was taken");
         }
         // Installed: the same wallets, and every transaction findable.
-        let installed = |image: Image| {
-            let (d, i, f) = stores();
-            let wallets: Vec<WalletState> = image
-                .install(&d, &i, &f, 0)
-                .into_iter()
-                .map(|w| match w {
-                    InstalledWallet::Live(state) => *state,
-                    InstalledWallet::Packed(_, bytes) => {
-                        pack::decode(&bytes).unwrap_or_else(|e| panic!("{e}"))
-                    }
-                })
-                .collect();
-            (wallets, d)
-        };
         let (from_whole, d_whole) = installed(whole);
         let (from_spilt, d_spilt) = installed(spilt);
         prop_assert_eq!(&from_spilt, &from_whole);
