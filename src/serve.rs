@@ -32,7 +32,8 @@ pub struct ServeArgs {
     /// Connections served at once; more wait in the listen backlog.
     #[arg(long, default_value_t = 10_000)]
     pub max_connections: usize,
-    /// Seconds a request (body and answer) may take before 503.
+    /// Seconds a request (body and answer) may take before 503. Not
+    /// `POST /v1/admin/snapshots`: it answers once its snapshot is written.
     #[arg(long, default_value_t = 30)]
     pub request_timeout: u64,
     /// Seconds a client may take to send a request's headers.

@@ -55,6 +55,31 @@ async fn traffic(srv: &Server, key: &str, wallets: &[String], rounds: usize) {
     }
 }
 
+/// `POST /v1/admin/snapshots` answers once its snapshot is written, however
+/// long that takes: the server's request timeout (here 0 s, so that any
+/// request that has to wait at all runs past it) does not cut it off with
+/// a 503 while the snapshot goes on being written. Other requests still
+/// get the 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_a_snapshot_outlasts_the_request_timeout() {
+    let srv = Server::start_with(&["--request-timeout", "0"]).await;
+    let (id, _) = snapshot(&srv).await;
+    assert!(id.starts_with("snp_"), "{id}");
+    let waits = srv
+        .raw(
+            "POST",
+            "/v1/admin/clients",
+            &[
+                ("x-api-key", support::ADMIN_KEY),
+                ("content-type", "application/json"),
+            ],
+            json!({ "name": "late" }).to_string(),
+        )
+        .await;
+    let why = waits.err(503, "unavailable");
+    assert!(why.contains("did not finish within 0 s"), "{why}");
+}
+
 /// Takes a snapshot over HTTP; returns (id, position).
 async fn snapshot(srv: &Server) -> (String, u64) {
     let r = srv

@@ -358,6 +358,21 @@ impl App {
     /// Answers one request. The handler runs in its own task: once a
     /// command has been sent to a wallet, its answer is recorded for the
     /// idempotency key even if the client hangs up or the request times out.
+    /// Whether `req` answers when its work is done rather than within the
+    /// server's request timeout: creating a snapshot. Its work is bounded
+    /// by the snapshot itself (it waits behind one being written, then
+    /// writes its own: tens of seconds with a million wallets), and a 503
+    /// while the snapshot goes on to be written would tell the operator it
+    /// failed.
+    pub fn outlasts_request_timeout(&self, req: &Request) -> bool {
+        // Only admin paths are routed twice.
+        req.path.starts_with("/v1/admin/")
+            && matches!(
+                self.router.at(&req.method, &req.path),
+                Matched::Found(Route::CreateSnapshot, _)
+            )
+    }
+
     pub async fn handle(self: &Arc<Self>, req: Request) -> Outcome {
         let (route, template) = match self.router.at(&req.method, &req.path) {
             Matched::Found(route, template) => (route, template),

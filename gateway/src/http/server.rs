@@ -6,7 +6,8 @@
 //! headers must arrive within `header_read_timeout`; a body of at most
 //! `App::limits.max_body` bytes must arrive, and the answer be ready, within
 //! `request_timeout` (else 503; an operation already routed still finishes
-//! and is recorded for its idempotency key).
+//! and is recorded for its idempotency key). Routes whose work is bounded
+//! elsewhere answer when it is done (`App::outlasts_request_timeout`).
 
 use crate::http::app::{App, Outcome, Request};
 use crate::http::reply::{ApiError, Reply};
@@ -163,28 +164,37 @@ async fn serve_one(
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let method = parts.method.clone();
-    let outcome = match tokio::time::timeout(cfg.request_timeout, async {
-        let body = read_body(&parts, body, app.limits.max_body).await?;
-        let request = Request {
-            method: parts.method.clone(),
-            path: parts.uri.path().to_owned(),
-            query: parts.uri.query().map(str::to_owned),
-            api_key: header(&parts, "x-api-key"),
-            idempotency_key: header(&parts, "x-idempotency-key"),
-            content_type: header(&parts, "content-type"),
-            body,
-        };
-        Ok::<_, ApiError>(app.handle(request).await)
-    })
-    .await
-    {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(e)) => unrouted(e),
-        Err(_) => unrouted(ApiError::unavailable(format!(
+    let deadline = tokio::time::Instant::now() + cfg.request_timeout;
+    let timed_out = || {
+        unrouted(ApiError::unavailable(format!(
             "the request did not finish within {} s; an operation it started is kept for its idempotency key",
             cfg.request_timeout.as_secs()
-        ))),
+        )))
     };
+    let outcome =
+        match tokio::time::timeout_at(deadline, read_body(&parts, body, app.limits.max_body)).await
+        {
+            Err(_) => timed_out(),
+            Ok(Err(e)) => unrouted(e),
+            Ok(Ok(body)) => {
+                let request = Request {
+                    method: parts.method.clone(),
+                    path: parts.uri.path().to_owned(),
+                    query: parts.uri.query().map(str::to_owned),
+                    api_key: header(&parts, "x-api-key"),
+                    idempotency_key: header(&parts, "x-idempotency-key"),
+                    content_type: header(&parts, "content-type"),
+                    body,
+                };
+                if app.outlasts_request_timeout(&request) {
+                    app.handle(request).await
+                } else {
+                    tokio::time::timeout_at(deadline, app.handle(request))
+                        .await
+                        .unwrap_or_else(|_| timed_out())
+                }
+            }
+        };
     let elapsed = started.elapsed();
     let status = outcome.reply.status;
     tracing::debug!(
