@@ -7,8 +7,9 @@
 # Starts a fresh server with the given options, opens and funds WALLETS
 # wallets with `settle load --requests 10` (one request per wallet to open
 # it, batches of 1,000 to fund it), then prints VmRSS and the wallet gauges
-# every 10 s until every actor is passivated, takes a snapshot, and prints
-# the final figures. Lines: seconds since start, VmRSS MB, peak VmHWM MB,
+# every 10 s until every actor is passivated, takes a snapshot (printing the
+# same every second while it is written, then the server's log lines of the
+# snapshots), and prints the final figures. Lines: seconds since start, VmRSS MB, peak VmHWM MB,
 # bytes allocated and not freed (MB; a `--features heap-stats` build only),
 # active and passivated wallets, idempotency records.
 set -euo pipefail
@@ -33,10 +34,15 @@ wait $LP || { cat "$D/load.txt"; exit 1; }
 echo "set-up done"
 line
 while [ "$(metric settle_wallets_active)" != "0" ]; do sleep 10; line; done
-if ! curl -sf -X POST "$U/v1/admin/snapshots" -H "X-API-KEY: $(cat "$D/admin.key")" > "$D/snapshot.json"; then
+# The snapshot's own peak, sampled every second while it is written.
+curl -sf -X POST "$U/v1/admin/snapshots" -H "X-API-KEY: $(cat "$D/admin.key")" > "$D/snapshot.json" &
+CP=$!
+while kill -0 $CP 2>/dev/null; do sleep 1; line; done
+if ! wait $CP; then
   echo "the snapshot failed:"; cat "$D/snapshot.json"; tail -20 "$D/serve.log"; exit 1
 fi
 echo "snapshot done"
+grep -h "snapshot written" "$D/serve.log" | tail -3 || true
 line
 sleep 20
 line
