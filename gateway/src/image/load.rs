@@ -127,7 +127,7 @@ fn load<'a>(
     // A few sections ahead of the decoders at most: memory stays bounded
     // by the sections in hand, not by the file.
     let (tx, rx) = crossbeam_channel::bounded::<Raw<'a>>(2);
-    let (fed, even, odd) = std::thread::scope(|s| {
+    let (fed, first, second) = std::thread::scope(|s| {
         let decode = |rx: crossbeam_channel::Receiver<Raw<'a>>| {
             let mut part = Part {
                 sections: Vec::new(),
@@ -142,9 +142,9 @@ fn load<'a>(
             part.creators.sort_unstable_by_key(|c| c.0);
             Ok::<_, ImageError>(part)
         };
-        let other = rx.clone();
-        let odd = s.spawn(move || decode(other));
-        let even = s.spawn(move || decode(rx));
+        let rx2 = rx.clone();
+        let second = s.spawn(move || decode(rx2));
+        let first = s.spawn(move || decode(rx));
         let mut fed = Ok(());
         for raw in sections {
             match raw {
@@ -161,27 +161,27 @@ fn load<'a>(
             }
         }
         drop(tx);
-        (fed, even.join(), odd.join())
+        (fed, first.join(), second.join())
     });
     fed?;
     let panicked = || ImageError("a snapshot decoder thread panicked".into());
-    let even = even.map_err(|_| panicked())??;
-    let odd = odd.map_err(|_| panicked())??;
+    let first = first.map_err(|_| panicked())??;
+    let second = second.map_err(|_| panicked())??;
     let bad = |e: String| {
         ImageError(format!(
             "{}: the wallets do not form a consistent state: {e}",
             path.display()
         ))
     };
-    let creators = merge_creators(even.creators, odd.creators).map_err(bad)?;
-    let mut tally = even.tally;
-    tally.merge(odd.tally);
+    let creators = merge_creators(first.creators, second.creators).map_err(bad)?;
+    let mut tally = first.tally;
+    tally.merge(second.tally);
     let mut image = Image::empty(config.clone());
     image.position = header.position;
     // Back in file order (the two threads took sections as they came),
     // so that the wallets stay in id order.
-    let mut sections = even.sections;
-    sections.extend(odd.sections);
+    let mut sections = first.sections;
+    sections.extend(second.sections);
     sections.sort_unstable_by_key(|(index, _)| *index);
     let mut wallets: Vec<StoredWallet> = Vec::new();
     for (_, section) in sections {
