@@ -96,6 +96,18 @@ impl AnswerBody {
         kept.unwrap_or_else(|| AnswerBody::Plain(Bytes::copy_from_slice(&body)))
     }
 
+    /// The body kept as `new` keeps it. A body read from disk is plain
+    /// below `COMPRESS_FROM` (the dictionary never reaches the disk): an
+    /// image holding many such records keeps them compressed, as the live
+    /// store does.
+    #[must_use]
+    pub fn compact(self) -> AnswerBody {
+        match self {
+            AnswerBody::Plain(body) => AnswerBody::new(body),
+            kept => kept,
+        }
+    }
+
     /// The body as it was sent.
     pub fn bytes(&self) -> Result<Bytes, String> {
         match self {

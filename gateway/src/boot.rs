@@ -155,7 +155,9 @@ pub async fn boot(
         config.webhooks.clone(),
         config.gateway.engine.assets.clone(),
     ));
-    let wallets = image.install(&directory, &idempotency, &funding, clock.now().millis());
+    let wallets = image
+        .install(&directory, &idempotency, &funding, clock.now().millis())
+        .map_err(|e| fail("recovery stopped", &e))?;
     funding.attach(Arc::clone(&journal));
     let wallet_count = wallets.len();
     let snapshotter = match config.snapshots {

@@ -31,14 +31,16 @@ use settle_snapshots::Lsn;
 use settle_snapshots::snapshot::{
     AssetTotals, FORMAT_VERSION, SnapshotError, SnapshotHeader, SnapshotWriter, Summary,
 };
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 mod encode;
 mod load;
+mod records;
 mod stored;
 
 use encode::{WalletRef, encode_wallets};
+use records::Records;
 use stored::Stored;
 
 /// Wallets per snapshot section: sections are encoded and decoded in
@@ -67,12 +69,13 @@ pub struct Image {
     ledger: Ledger,
     pub clients: BTreeMap<ClientId, ClientEntry>,
     pub customers: BTreeMap<CustomerId, Customer>,
-    pub idempotency: HashMap<(ClientId, String), IdempotencyEntry>,
+    /// The idempotency records (a snapshot's kept in its file: `Records`).
+    idempotency: Records,
     /// Pay-in addresses, webhooks and the webhook outbox (derived from the
     /// wallets' events and the delivery marks, as live).
     pub funding: Funding,
-    /// The snapshot's wallets not decoded: their checked packed bytes, in
-    /// id order. `install` hands them to the actors as they are (every
+    /// The snapshot's wallets not decoded: their checked packed bytes (or
+    /// where they are in its file), in id order. `install` hands them to the actors as they are (every
     /// change to a wallet is an event, and a wallet with an event in the
     /// log's tail was taken out and decoded first).
     stored: Stored,
@@ -166,7 +169,7 @@ impl Image {
             ledger: Ledger::new(config),
             clients: BTreeMap::new(),
             customers: BTreeMap::new(),
-            idempotency: HashMap::new(),
+            idempotency: Records::default(),
             funding,
             stored: Stored::default(),
             spill_at: SPILL_AT,
@@ -195,6 +198,20 @@ impl Image {
         &self.ledger
     }
 
+    /// How many idempotency records the state holds.
+    pub fn idempotency_len(&self) -> usize {
+        self.idempotency.len()
+    }
+
+    /// The idempotency record of `client` and `key`, if the state holds one.
+    pub fn idempotency_record(
+        &self,
+        client: ClientId,
+        key: &str,
+    ) -> Option<Result<IdempotencyEntry, ImageError>> {
+        self.idempotency.get(client, key)
+    }
+
     /// How many wallets the state holds.
     pub fn wallet_count(&self) -> usize {
         self.ledger.wallets().len() + self.stored.len()
@@ -203,7 +220,7 @@ impl Image {
     /// Decodes every wallet still packed into the ledger (the eager form:
     /// offline checks, tests). Messages in flight are kept as tracked.
     pub fn decode_all(&mut self) -> Result<(), ImageError> {
-        let ids: Vec<_> = self.stored.iter().map(|(o, _)| o.id).collect();
+        let ids: Vec<_> = self.stored.iter().map(|w| w.id).collect();
         for id in ids {
             self.take(id)?;
         }
@@ -222,7 +239,7 @@ impl Image {
         match self.stored.take(wallet) {
             None => Ok(()),
             Some(Err(e)) => Err(ImageError(format!(
-                "the snapshot's wallet {wallet} does not decode: {e}"
+                "the snapshot's wallet cannot be read: {e}"
             ))),
             Some(Ok(state)) => self
                 .ledger
@@ -236,11 +253,9 @@ impl Image {
         let mut live = self.ledger.wallets().peekable();
         let mut stored = self.stored.iter().peekable();
         std::iter::from_fn(move || match (live.peek(), stored.peek()) {
-            (Some(l), Some((s, _))) if s.id < l.id => {
-                stored.next().map(|(o, b)| WalletRef::Packed(o, b))
-            }
+            (Some(l), Some(s)) if s.id < l.id => stored.next().map(WalletRef::Stored),
             (Some(_), _) => live.next().map(WalletRef::Live),
-            (None, _) => stored.next().map(|(o, b)| WalletRef::Packed(o, b)),
+            (None, _) => stored.next().map(WalletRef::Stored),
         })
     }
 
@@ -300,17 +315,16 @@ impl Image {
                 at,
                 ids,
             } => {
-                let entry = IdempotencyEntry {
+                self.idempotency.insert(IdempotencyEntry {
                     client,
-                    key: key.clone(),
+                    key,
                     fingerprint,
                     at,
                     outcome: IdempotencyOutcome::Claimed { ids },
-                };
-                self.idempotency.insert((client, key), entry);
+                });
             }
             Record::Forget { client, key } => {
-                self.idempotency.remove(&(client, key));
+                self.idempotency.remove(client, &key);
             }
             Record::Answer {
                 client,
@@ -320,14 +334,13 @@ impl Image {
                 status,
                 body,
             } => {
-                let entry = IdempotencyEntry {
+                self.idempotency.insert(IdempotencyEntry {
                     client,
-                    key: key.clone(),
+                    key,
                     fingerprint,
                     at,
                     outcome: IdempotencyOutcome::Answered { status, body },
-                };
-                self.idempotency.insert((client, key), entry);
+                });
             }
         }
         self.position = lsn;
@@ -352,10 +365,10 @@ impl Image {
         }
         self.touched.clear();
         // In id order, as `put_back` needs: the ledger's order.
-        let packed: Vec<(Outline, Box<[u8]>)> = idle
+        let packed: Vec<(WalletId, Box<[u8]>)> = idle
             .into_iter()
             .filter_map(|id| self.ledger.release(id))
-            .map(|state| (Outline::of(&state), pack::to_bytes(&state).into()))
+            .map(|state| (state.id, pack::to_bytes(&state).into()))
             .collect();
         tracing::debug!(wallets = packed.len(), "replay packed idle wallets");
         self.stored.put_back(packed);
@@ -364,8 +377,7 @@ impl Image {
     /// Drops idempotency records older than `ttl_ms` at `now_ms` (a
     /// snapshot need not carry what no retry can use any more).
     pub fn expire_idempotency(&mut self, now_ms: i64, ttl_ms: i64) {
-        self.idempotency
-            .retain(|_, e| now_ms.saturating_sub(e.at) < ttl_ms);
+        self.idempotency.retain_fresh(now_ms, ttl_ms);
     }
 
     /// The state digest (wallets and the messages in flight between them),
@@ -373,7 +385,7 @@ impl Image {
     /// wallets are decoded for it one at a time, on two threads.
     pub fn digest(&self) -> Result<StateDigest, ImageError> {
         let wallets: Vec<WalletRef<'_>> = self.wallets().collect();
-        encode::digest(&wallets, self.ledger.in_flight())
+        encode::digest(&wallets, &self.stored, self.ledger.in_flight())
     }
 
     /// Counts and the conservation audit, for a snapshot's header.
@@ -388,9 +400,14 @@ impl Image {
             summary.transactions += w.txns().len() as u64;
             *statuses.entry(w.status.as_str()).or_default() += 1;
         }
-        for (o, _) in self.stored.iter() {
-            summary.transactions += o.txns as u64;
-            *statuses.entry(o.status.as_str()).or_default() += 1;
+        let assets = &self.ledger.config().assets;
+        let stored = self
+            .stored
+            .scanned(assets)
+            .map_err(|e| ImageError(format!("a stored wallet does not scan: {e}")))?;
+        summary.transactions += stored.txns;
+        for (status, n) in stored.statuses {
+            *statuses.entry(status).or_default() += n;
         }
         summary.wallet_statuses = statuses
             .into_iter()
@@ -409,11 +426,7 @@ impl Image {
             "messages_in_flight".into(),
             self.ledger.in_flight().len() as u64,
         );
-        let assets = &self.ledger.config().assets;
-        let mut tally = self
-            .stored
-            .tally(assets)
-            .map_err(|e| ImageError(format!("a stored wallet does not scan: {e}")))?;
+        let mut tally = stored.tally;
         let mut live = Tally::new(assets);
         for w in self.ledger.wallets() {
             live.wallet(w);
@@ -446,11 +459,17 @@ impl Image {
         let customers: Vec<Customer> = self.customers.values().cloned().collect();
         writer.section(&encode(&Section::Clients(clients))?)?;
         writer.section(&encode(&Section::Customers(customers))?)?;
-        let mut records: Vec<&IdempotencyEntry> = self.idempotency.values().collect();
-        // Oldest first, as the store expires them.
-        records.sort_by_key(|e| (e.at, e.client, &e.key));
-        for chunk in records.chunks(RECORDS_PER_SECTION) {
-            let chunk: Vec<IdempotencyEntry> = chunk.iter().map(|e| (*e).clone()).collect();
+        // Oldest first, as the store expires them; read from the previous
+        // file one section at a time.
+        let mut chunk = Vec::with_capacity(RECORDS_PER_SECTION);
+        for entry in self.idempotency.in_order() {
+            chunk.push(entry?);
+            if chunk.len() == RECORDS_PER_SECTION {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(RECORDS_PER_SECTION));
+                writer.section(&encode(&Section::Idempotency(full))?)?;
+            }
+        }
+        if !chunk.is_empty() {
             writer.section(&encode(&Section::Idempotency(chunk))?)?;
         }
         writer.section(&encode(&Section::Funding(self.funding.export()))?)?;
@@ -458,15 +477,20 @@ impl Image {
         // Rounds of two sections, one per core, written in order.
         for round in wallets.chunks(WALLETS_PER_SECTION * 2) {
             let (a, b) = round.split_at(round.len().min(WALLETS_PER_SECTION));
+            let stored = &self.stored;
             let (a, b) = std::thread::scope(|s| {
-                let other = s.spawn(|| encode_wallets(b));
-                let mine = encode_wallets(a);
+                let other = s.spawn(|| encode_wallets(b, stored));
+                let mine = encode_wallets(a, stored);
                 (mine, other.join())
             });
-            writer.section(&a)?;
+            writer.section(&a?)?;
             match b {
-                Ok(bytes) if !bytes.is_empty() => writer.section(&bytes)?,
-                Ok(_) => {}
+                Ok(bytes) => {
+                    let bytes = bytes?;
+                    if !bytes.is_empty() {
+                        writer.section(&bytes)?;
+                    }
+                }
                 Err(_) => return Err(ImageError("a snapshot encoder thread panicked".into())),
             }
         }
@@ -477,13 +501,15 @@ impl Image {
     /// customers, and the indexes the wallets imply), the idempotency store
     /// (records past their TTL at `now_ms` are dropped), the funding rails
     /// (into an empty `Funding`), and the wallets, returned for the actors.
+    /// Fails only if a part kept in the snapshot file no longer reads as it
+    /// did.
     pub fn install(
         self,
         directory: &Directory,
         idempotency: &IdempotencyStore,
         funding: &Funding,
         now_ms: i64,
-    ) -> Vec<InstalledWallet> {
+    ) -> Result<Vec<InstalledWallet>, ImageError> {
         funding.import(self.funding.export());
         for ClientEntry { client, key_hash } in self.clients.into_values() {
             directory.apply(&DirectoryRecord::ClientCreated { client, key_hash });
@@ -491,9 +517,8 @@ impl Image {
         for customer in self.customers.into_values() {
             directory.apply(&DirectoryRecord::CustomerCreated { customer });
         }
-        let mut records: Vec<IdempotencyEntry> = self.idempotency.into_values().collect();
-        records.sort_by_key(|e| e.at);
-        for e in records {
+        for e in self.idempotency.in_order() {
+            let e = e?;
             let restored = match e.outcome {
                 IdempotencyOutcome::Claimed { ids } => Restored::Claim(ids),
                 IdempotencyOutcome::Answered { status, body } => {
@@ -515,25 +540,29 @@ impl Image {
         // decoded wallets and the stored ones, no lookups.
         let mut out = Vec::with_capacity(self.ledger.wallets().len() + self.stored.len());
         let mut stored = self.stored.into_wallets().peekable();
-        for state in self.ledger.into_boxed_wallets() {
-            while let Some((outline, bytes)) = stored.next_if(|(o, _)| o.id < state.id) {
-                directory.apply(&DirectoryRecord::WalletOpened {
-                    wallet: outline.id,
-                    client: outline.client,
-                });
-                out.push(InstalledWallet::Packed(outline, bytes));
-            }
-            index(directory, &state);
-            out.push(InstalledWallet::Live(state));
-        }
-        for (outline, bytes) in stored {
+        let packed = |stored: Result<(Outline, Box<[u8]>), String>| {
+            let (outline, bytes) = stored
+                .map_err(|e| ImageError(format!("the snapshot's wallet cannot be read: {e}")))?;
             directory.apply(&DirectoryRecord::WalletOpened {
                 wallet: outline.id,
                 client: outline.client,
             });
-            out.push(InstalledWallet::Packed(outline, bytes));
+            Ok::<_, ImageError>(InstalledWallet::Packed(outline, bytes))
+        };
+        for state in self.ledger.into_boxed_wallets() {
+            // An error sorts first: it is returned at once.
+            while let Some(next) =
+                stored.next_if(|w| w.as_ref().map_or(true, |(o, _)| o.id < state.id))
+            {
+                out.push(packed(next)?);
+            }
+            index(directory, &state);
+            out.push(InstalledWallet::Live(state));
         }
-        out
+        for next in stored {
+            out.push(packed(next)?);
+        }
+        Ok(out)
     }
 }
 

@@ -9,9 +9,11 @@
 //! the state after its position, by the same replay recovery uses. The
 //! thread runs at a low CPU priority (`background`), so on 2 cores it
 //! takes what requests leave idle rather than half the machine. The
-//! price is memory (the image being built is a second copy of the state
-//! while it exists) and CPU (loading the previous snapshot and replaying
-//! the records since, every time).
+//! price is CPU (loading the previous snapshot and replaying the records
+//! since, every time) and some memory: the image keeps the previous
+//! snapshot's wallets and idempotency records in its file (`Image`'s
+//! `from_stream`), so what it holds is the records since and the wallets
+//! they touched.
 
 use crate::journal::Journal;
 use crate::recovery::{self, Prefer};

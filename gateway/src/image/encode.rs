@@ -1,11 +1,13 @@
 //! Every wallet of an image, in id order, encoded: into a snapshot's wallet
-//! sections, or for the state digest. A wallet is decoded (`Live`) or still
-//! a snapshot's packed bytes (`Packed`); both passes run on two threads.
+//! sections, or for the state digest. A wallet is decoded (`Live`) or
+//! stored packed (`Stored`: in memory, or read from the snapshot file as
+//! it is encoded); both passes run on two threads.
 
+use super::stored::{Stored, StoredWallet};
 use super::{ImageError, PACKED_WALLETS};
 use settle_engine::digest::{self, Digester};
 use settle_engine::msgpack;
-use settle_engine::wallet::pack::{self, Outline};
+use settle_engine::wallet::pack;
 use settle_engine::{Message, StateDigest, WalletState};
 
 /// Wallets per chunk of the digest's two-thread encoding.
@@ -15,15 +17,18 @@ const DIGEST_CHUNK: usize = 2_048;
 #[derive(Clone, Copy, Debug)]
 pub(super) enum WalletRef<'a> {
     Live(&'a WalletState),
-    Packed(&'a Outline, &'a [u8]),
+    Stored(&'a StoredWallet),
 }
 
 /// One section of wallets (empty bytes for no wallets): a named-field map
 /// whose one entry holds each wallet's packed bytes. A stored wallet's
 /// bytes are copied as they are: they are what packing it would give.
-pub(super) fn encode_wallets(wallets: &[WalletRef<'_>]) -> Vec<u8> {
+pub(super) fn encode_wallets(
+    wallets: &[WalletRef<'_>],
+    stored: &Stored,
+) -> Result<Vec<u8>, ImageError> {
     if wallets.is_empty() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let mut out = Vec::with_capacity(wallets.len() * 192);
     msgpack::write_map_len(&mut out, 1);
@@ -37,24 +42,24 @@ pub(super) fn encode_wallets(wallets: &[WalletRef<'_>]) -> Vec<u8> {
                 pack::encode(state, &mut one);
                 msgpack::write_bin(&mut out, &one);
             }
-            WalletRef::Packed(_, bytes) => msgpack::write_bin(&mut out, bytes),
+            WalletRef::Stored(w) => {
+                let bytes = stored.bytes(w).map_err(ImageError)?;
+                msgpack::write_bin(&mut out, &bytes);
+            }
         }
     }
-    out
+    Ok(out)
 }
 
 /// The encodings the digest hashes, of `wallets` in order, in one buffer.
-fn digest_chunk(wallets: &[WalletRef<'_>]) -> Result<Vec<u8>, ImageError> {
+fn digest_chunk(wallets: &[WalletRef<'_>], stored: &Stored) -> Result<Vec<u8>, ImageError> {
     let mut out = Vec::with_capacity(wallets.len() * 512);
     for w in wallets {
         match w {
             WalletRef::Live(state) => digest::encode_wallet(state, &mut out),
-            WalletRef::Packed(outline, bytes) => {
-                let state = pack::decode(bytes).map_err(|e| {
-                    ImageError(format!(
-                        "the snapshot's wallet {} does not decode: {e}",
-                        outline.id
-                    ))
+            WalletRef::Stored(w) => {
+                let state = stored.decode(w).map_err(|e| {
+                    ImageError(format!("the snapshot's wallet does not decode: {e}"))
                 })?;
                 digest::encode_wallet(&state, &mut out)
             }
@@ -70,14 +75,15 @@ fn digest_chunk(wallets: &[WalletRef<'_>]) -> Result<Vec<u8>, ImageError> {
 /// hashed in order.
 pub(super) fn digest<'a>(
     wallets: &[WalletRef<'_>],
+    stored: &Stored,
     in_flight: impl IntoIterator<Item = &'a Message>,
 ) -> Result<StateDigest, ImageError> {
     let mut hasher = Digester::new(wallets.len());
     for round in wallets.chunks(DIGEST_CHUNK * 2) {
         let (a, b) = round.split_at(round.len().min(DIGEST_CHUNK));
         let (a, b) = std::thread::scope(|s| {
-            let other = s.spawn(|| digest_chunk(b));
-            (digest_chunk(a), other.join())
+            let other = s.spawn(|| digest_chunk(b, stored));
+            (digest_chunk(a, stored), other.join())
         });
         hasher.encoded_wallets(&a?);
         match b {

@@ -12,8 +12,15 @@
 //! - whether a wallet awaits receipts: only those wallets, and the
 //!   destinations of their transfers, are decoded, to put in flight the
 //!   messages the states imply (`message::implied_by`).
+//!
+//! A snapshot read from disk as it is loaded (`from_stream`) leaves its
+//! bulk there: each wallet is kept as where its bytes are and their
+//! CRC32C, each idempotency record as its key, time and place (see
+//! `stored` and `records`). One read whole (`from_snapshot`) is kept in
+//! memory.
 
-use super::stored::{Stored, StoredWallet};
+use super::records::{OnDisk, Records};
+use super::stored::{Packed, Scanned, Stored, StoredWallet};
 use super::{Image, ImageError, PACKED_WALLETS, Section, asset_totals};
 use settle_engine::audit::Tally;
 use settle_engine::message::implied_by;
@@ -22,7 +29,7 @@ use settle_engine::wallet::pack::{self, Sink};
 use settle_engine::{
     Asset, AssetCode, Decimal, EngineConfig, Ledger, TxnId, WalletId, WalletState, wallet::Flows,
 };
-use settle_snapshots::snapshot::{SnapshotFile, SnapshotHeader, SnapshotStream};
+use settle_snapshots::snapshot::{SnapshotFile, SnapshotHeader, SnapshotReread, SnapshotStream};
 use std::borrow::Cow;
 use std::path::Path;
 
@@ -30,6 +37,9 @@ use std::path::Path;
 enum Decoded {
     Other(Section),
     Wallets(Vec<StoredWallet>),
+    /// Idempotency records left in the file: the section's body offset and
+    /// length, and each record's key and time.
+    Records(u64, usize, Vec<OnDisk>),
 }
 
 /// What one of the two loading threads read: its sections in file order,
@@ -39,7 +49,9 @@ struct Part {
     sections: Vec<(usize, Decoded)>,
     /// (transaction, creating wallet), sorted by transaction.
     creators: Vec<(TxnId, WalletId)>,
-    tally: Tally,
+    scanned: Scanned,
+    /// The wallets awaiting a receipt.
+    awaiting: Vec<WalletId>,
 }
 
 /// What a scan hands on: the audit's sums and the transactions the
@@ -87,20 +99,22 @@ impl Image {
                 bytes: Cow::Borrowed(bytes),
             })
         });
-        load(&file.path, &file.header, sections, config)
+        load(&file.path, &file.header, sections, None, config)
     }
 
     /// The image a snapshot holds, read from disk as it is built: the file
     /// is never held whole (a million wallets' file is ~1 GB, beside the
-    /// state a snapshot or recovery is building). The stream checks every
-    /// frame as it comes and the footer at the end; nothing is returned
-    /// unless the whole file checked out.
+    /// state a snapshot or recovery is building), and its wallets and
+    /// idempotency records stay in it, read again when used. The stream
+    /// checks every frame as it comes and the footer at the end; nothing
+    /// is returned unless the whole file checked out.
     pub fn from_stream(
         mut stream: SnapshotStream,
         config: EngineConfig,
     ) -> Result<Self, ImageError> {
         let path = stream.path.clone();
         let header = stream.header.clone();
+        let file = stream.reread()?;
         let sections = std::iter::from_fn(|| stream.next_section().transpose()).map(|section| {
             let s = section?;
             Ok(Raw {
@@ -109,20 +123,23 @@ impl Image {
                 bytes: Cow::Owned(s.bytes),
             })
         });
-        load(&path, &header, sections, config)
+        load(&path, &header, sections, Some(file), config)
     }
 }
 
 /// Builds the image from `sections` in file order, decoded on two threads
 /// while this one reads: the wallets must form a consistent ledger (as
 /// `Ledger::restore` checks), and the content must match the header's
-/// counts and totals. Wallets stay packed (see `stored`).
+/// counts and totals. Wallets stay packed (see `stored`); with `file`, in
+/// it, with the idempotency records.
 fn load<'a>(
     path: &Path,
     header: &SnapshotHeader,
     sections: impl Iterator<Item = Result<Raw<'a>, ImageError>>,
+    file: Option<SnapshotReread>,
     config: EngineConfig,
 ) -> Result<Image, ImageError> {
+    let in_file = file.is_some();
     let assets = &config.assets;
     // A few sections ahead of the decoders at most: memory stays bounded
     // by the sections in hand, not by the file.
@@ -132,10 +149,11 @@ fn load<'a>(
             let mut part = Part {
                 sections: Vec::new(),
                 creators: Vec::new(),
-                tally: Tally::new(assets),
+                scanned: Scanned::new(assets),
+                awaiting: Vec::new(),
             };
             for raw in rx.iter() {
-                let section = read_section(path, &raw, &mut part)?;
+                let section = read_section(path, &raw, in_file, &mut part)?;
                 part.sections.push((raw.index, section));
             }
             // Sorted here, on this thread; the two halves are merged after.
@@ -174,10 +192,15 @@ fn load<'a>(
         ))
     };
     let creators = merge_creators(first.creators, second.creators).map_err(bad)?;
-    let mut tally = first.tally;
-    tally.merge(second.tally);
+    let mut scanned = first.scanned;
+    scanned.merge(second.scanned);
+    let mut awaiting = first.awaiting;
+    awaiting.extend(second.awaiting);
     let mut image = Image::empty(config.clone());
     image.position = header.position;
+    if let Some(file) = &file {
+        image.idempotency = Records::in_file(file.clone());
+    }
     // Back in file order (the two threads took sections as they came),
     // so that the wallets stay in id order.
     let mut sections = first.sections;
@@ -192,9 +215,12 @@ fn load<'a>(
             Decoded::Other(Section::Customers(list)) => {
                 image.customers.extend(list.into_iter().map(|c| (c.id, c)));
             }
-            Decoded::Other(Section::Idempotency(list)) => image
-                .idempotency
-                .extend(list.into_iter().map(|e| ((e.client, e.key.clone()), e))),
+            Decoded::Other(Section::Idempotency(list)) => {
+                for e in list {
+                    image.idempotency.insert(e);
+                }
+            }
+            Decoded::Records(offset, len, list) => image.idempotency.in_section(offset, len, list),
             Decoded::Other(Section::Funding(funding)) => image.funding.import(funding),
             Decoded::Wallets(list) if wallets.is_empty() => wallets = list,
             Decoded::Wallets(list) => wallets.extend(list),
@@ -202,21 +228,20 @@ fn load<'a>(
     }
     // Written in id order; sorted here all the same (linear if so), as
     // `Ledger::restore` did, and refused if an id repeats.
-    wallets.sort_unstable_by_key(|w| w.outline.id);
-    if let Some(pair) = wallets
-        .windows(2)
-        .find(|p| p[0].outline.id == p[1].outline.id)
-    {
-        return Err(bad(format!("{} appears twice", pair[0].outline.id)));
+    wallets.sort_unstable_by_key(|w| w.id);
+    if let Some(pair) = wallets.windows(2).find(|p| p[0].id == p[1].id) {
+        return Err(bad(format!("{} appears twice", pair[0].id)));
     }
-    let in_flight = implied(&wallets).map_err(bad)?;
+    let count = wallets.len();
+    let stored = Stored::new(wallets, creators, scanned.clone(), file);
+    let in_flight = implied(&stored, &awaiting).map_err(bad)?;
     // The header's totals count the money in flight too; the tally kept
     // for `summary` is of the stored wallets alone.
-    let mut with_messages = tally.clone();
+    let mut with_messages = scanned.tally;
     for m in &in_flight {
         with_messages.message(m);
     }
-    if wallets.len() as u64 != header.summary.wallets
+    if count as u64 != header.summary.wallets
         || asset_totals(with_messages.finish()) != header.summary.assets
     {
         return Err(ImageError(format!(
@@ -229,14 +254,19 @@ fn load<'a>(
         .ledger
         .restore_in_flight(in_flight)
         .map_err(|e| bad(e.to_string()))?;
-    image.stored = Stored::new(wallets, creators, tally);
+    image.stored = stored;
     Ok(image)
 }
 
 /// Reads one section: packed wallets scanned by hand, anything else
 /// decoded through serde. Errors name the file, the section, its byte
 /// offset and the wallet's index in it.
-fn read_section(path: &Path, raw: &Raw<'_>, part: &mut Part) -> Result<Decoded, ImageError> {
+fn read_section(
+    path: &Path,
+    raw: &Raw<'_>,
+    in_file: bool,
+    part: &mut Part,
+) -> Result<Decoded, ImageError> {
     let (i, bytes) = (raw.index, &*raw.bytes);
     let bad = |what: String| {
         ImageError(format!(
@@ -248,9 +278,19 @@ fn read_section(path: &Path, raw: &Raw<'_>, part: &mut Part) -> Result<Decoded, 
     let mut r = Reader::new(bytes);
     let is_wallets = r.map_len().ok() == Some(1) && r.str().ok() == Some(PACKED_WALLETS);
     if !is_wallets {
-        return rmp_serde::from_slice::<Section>(bytes)
-            .map(Decoded::Other)
-            .map_err(|e| bad(format!("does not decode: {e}")));
+        let section = rmp_serde::from_slice::<Section>(bytes)
+            .map_err(|e| bad(format!("does not decode: {e}")))?;
+        return Ok(match section {
+            // Each record's key and time, and where it is.
+            Section::Idempotency(list) if in_file => Decoded::Records(
+                raw.offset,
+                bytes.len(),
+                list.into_iter()
+                    .map(|e| (e.client, e.key.into_boxed_str(), e.at))
+                    .collect(),
+            ),
+            other => Decoded::Other(other),
+        });
     }
     let n = r.array_len().map_err(|e| bad(e.to_string()))?;
     let mut wallets = Vec::with_capacity(n);
@@ -261,7 +301,7 @@ fn read_section(path: &Path, raw: &Raw<'_>, part: &mut Part) -> Result<Decoded, 
         let first = part.creators.len();
         let mut sink = Scanning {
             creators: &mut part.creators,
-            tally: &mut part.tally,
+            tally: &mut part.scanned.tally,
         };
         let outline = pack::scan(one, &mut sink)
             .map_err(|e| bad(format!("wallet {k} does not decode: {e}")))?;
@@ -269,9 +309,25 @@ fn read_section(path: &Path, raw: &Raw<'_>, part: &mut Part) -> Result<Decoded, 
         for c in part.creators.iter_mut().skip(first) {
             c.1 = outline.id;
         }
+        part.scanned.count(&outline);
+        if outline.awaits_receipt {
+            part.awaiting.push(outline.id);
+        }
+        let packed = if in_file {
+            // Where the bytes are: they end where the reader now is.
+            let start = r.position() - one.len();
+            Packed::File {
+                offset: raw.offset + start as u64,
+                len: u32::try_from(one.len())
+                    .map_err(|_| bad(format!("wallet {k} is too large")))?,
+                crc: crc32c::crc32c(one),
+            }
+        } else {
+            Packed::Memory(one.into())
+        };
         wallets.push(StoredWallet {
-            outline,
-            bytes: Some(one.into()),
+            id: outline.id,
+            bytes: Some(packed),
         });
     }
     r.finish()
@@ -306,25 +362,18 @@ fn merge_creators(
 }
 
 /// The messages in flight the wallets imply: only the wallets awaiting a
-/// receipt, and their transfers' destinations, are decoded.
-fn implied(wallets: &[StoredWallet]) -> Result<Vec<settle_engine::Message>, String> {
-    let decode = |w: &StoredWallet| -> Result<WalletState, String> {
-        let bytes = w.bytes.as_deref().unwrap_or_default();
-        pack::decode(bytes).map_err(|e| format!("{} does not decode: {e}", w.outline.id))
+/// receipt (`awaiting`), and their transfers' destinations, are decoded.
+fn implied(stored: &Stored, awaiting: &[WalletId]) -> Result<Vec<settle_engine::Message>, String> {
+    let decode = |id: WalletId| -> Result<Option<WalletState>, String> {
+        stored.get(id).map(|w| stored.decode(w)).transpose()
     };
-    let sources = wallets
-        .iter()
-        .filter(|w| w.outline.awaits_receipt)
-        .map(decode)
-        .collect::<Result<Vec<_>, _>>()?;
-    let at_destination = |to: WalletId, txn: TxnId| {
-        let Ok(i) = wallets.binary_search_by_key(&to, |w| w.outline.id) else {
-            return Ok(None);
-        };
-        let Some(w) = wallets.get(i) else {
-            return Ok(None);
-        };
-        Ok(decode(w)?.txn(txn).map(|t| t.status))
-    };
+    let mut sources: Vec<WalletState> = Vec::with_capacity(awaiting.len());
+    for &id in awaiting {
+        sources.extend(decode(id)?);
+    }
+    // In id order, as the wallets are: the messages come out in one order.
+    sources.sort_unstable_by_key(|w| w.id);
+    let at_destination =
+        |to: WalletId, txn: TxnId| Ok(decode(to)?.and_then(|w| w.txn(txn).map(|t| t.status)));
     implied_by(sources.iter(), at_destination)
 }

@@ -1,27 +1,81 @@
-//! A snapshot's wallets kept as their packed bytes, not decoded.
+//! A snapshot's wallets kept as their packed bytes, not decoded; loaded
+//! from a file, kept in that file.
 //!
-//! Why: a million decoded `WalletState`s are ~1 KB each of fresh memory
-//! (books, flows, a tree of boxed transactions), and building them was most
-//! of a snapshot's load; yet recovery hands every wallet to its actor
-//! passivated, as these very bytes, and the log's tail touches few of them.
-//! So a load checks each wallet's bytes without building it (`pack::scan`),
-//! keeps the bytes with their outline, and decodes a wallet only when a log
-//! record touches it (`Stored::take`, which moves it into the image's
-//! ledger) or when the whole state must be read (digest, invariants).
+//! Why packed: a million decoded `WalletState`s are ~1 KB each of fresh
+//! memory (books, flows, a tree of boxed transactions), and building them
+//! was most of a snapshot's load; yet recovery hands every wallet to its
+//! actor passivated, as these very bytes, and the log's tail touches few of
+//! them. So a load checks each wallet's bytes without building it
+//! (`pack::scan`) and decodes a wallet only when a log record touches it
+//! (`Stored::take`, which moves it into the image's ledger) or when the
+//! whole state must be read (digest, invariants, a snapshot's sections).
 //! Replay puts wallets it has not touched lately back here, packed
 //! (`Stored::put_back`, from `Image::spill`).
+//!
+//! Why in the file: the snapshotter builds its image beside the live
+//! state, and a million wallets' bytes with their outlines were ~350 MB of
+//! that second copy (BENCHMARKS.md). A wallet loaded from a file is kept as
+//! where its bytes are and their CRC32C (32 bytes), and read again (and
+//! checked again) when it is used.
 
 use settle_engine::audit::Tally;
-use settle_engine::msgpack::DecodeError;
 use settle_engine::wallet::pack::{self, Outline};
 use settle_engine::{AssetRegistry, TxnId, WalletId, WalletState};
+use settle_snapshots::snapshot::SnapshotReread;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 /// One wallet of a snapshot.
 #[derive(Debug)]
 pub(super) struct StoredWallet {
-    pub outline: Outline,
+    pub id: WalletId,
     /// `None` once the wallet was taken (decoded into the ledger).
-    pub bytes: Option<Box<[u8]>>,
+    pub bytes: Option<Packed>,
+}
+
+/// Where a stored wallet's packed bytes are.
+#[derive(Debug)]
+pub(super) enum Packed {
+    /// In memory: from a snapshot read whole, or packed again by replay.
+    Memory(Box<[u8]>),
+    /// In the snapshot file the image was loaded from.
+    File { offset: u64, len: u32, crc: u32 },
+}
+
+/// What a pass over the stored wallets finds, for a snapshot's summary.
+#[derive(Clone, Debug)]
+pub(super) struct Scanned {
+    /// The audit's sums.
+    pub tally: Tally,
+    /// Wallets by status.
+    pub statuses: BTreeMap<&'static str, u64>,
+    /// Transaction records.
+    pub txns: u64,
+}
+
+impl Scanned {
+    pub fn new(assets: &AssetRegistry) -> Self {
+        Scanned {
+            tally: Tally::new(assets),
+            statuses: BTreeMap::new(),
+            txns: 0,
+        }
+    }
+
+    /// Counts one wallet's outline (its sums went to `tally` as it was
+    /// scanned).
+    pub fn count(&mut self, outline: &Outline) {
+        *self.statuses.entry(outline.status.as_str()).or_default() += 1;
+        self.txns += outline.txns as u64;
+    }
+
+    pub fn merge(&mut self, other: Scanned) {
+        self.tally.merge(other.tally);
+        for (status, n) in other.statuses {
+            *self.statuses.entry(status).or_default() += n;
+        }
+        self.txns += other.txns;
+    }
 }
 
 /// The snapshot's wallets not decoded yet, and what the load learnt from
@@ -40,20 +94,30 @@ pub(super) struct Stored {
     creators: Vec<(TxnId, WalletId)>,
     /// Wallets not taken.
     left: usize,
-    /// The audit's sums over the wallets not taken, while known (from the
-    /// load; a wallet taken makes it stale, and `tally` scans again).
-    tally: Option<Tally>,
+    /// The summary's figures over the wallets not taken, while known (from
+    /// the load; a wallet taken or put back makes them stale, and
+    /// `scanned` reads every wallet again).
+    scanned: Option<Scanned>,
+    /// The file `Packed::File` bytes are in.
+    file: Option<SnapshotReread>,
 }
 
 impl Stored {
     /// From a load's wallets and creators, both sorted and free of
-    /// duplicates (the caller checked), and their tally.
-    pub fn new(wallets: Vec<StoredWallet>, creators: Vec<(TxnId, WalletId)>, tally: Tally) -> Self {
+    /// duplicates (the caller checked), what their scan found, and the
+    /// file their bytes are in (if any are).
+    pub fn new(
+        wallets: Vec<StoredWallet>,
+        creators: Vec<(TxnId, WalletId)>,
+        scanned: Scanned,
+        file: Option<SnapshotReread>,
+    ) -> Self {
         Stored {
             left: wallets.len(),
             wallets,
             creators,
-            tally: Some(tally),
+            scanned: Some(scanned),
+            file,
         }
     }
 
@@ -62,47 +126,78 @@ impl Stored {
         self.left
     }
 
-    /// Takes wallet `id` out, decoded (`None`: not here).
-    pub fn take(&mut self, id: WalletId) -> Option<Result<WalletState, DecodeError>> {
-        let i = self
-            .wallets
-            .binary_search_by_key(&id, |w| w.outline.id)
-            .ok()?;
-        let bytes = self.wallets.get_mut(i)?.bytes.take()?;
+    /// Wallet `id`, if it is here (taken or not).
+    pub fn get(&self, id: WalletId) -> Option<&StoredWallet> {
+        let i = self.wallets.binary_search_by_key(&id, |w| w.id).ok()?;
+        self.wallets.get(i)
+    }
+
+    /// The packed bytes of `w` (read from the file, and checked again, if
+    /// they are there).
+    pub fn bytes<'a>(&'a self, w: &'a StoredWallet) -> Result<Cow<'a, [u8]>, String> {
+        match &w.bytes {
+            None => Err(format!("wallet {} was taken", w.id)),
+            Some(Packed::Memory(bytes)) => Ok(Cow::Borrowed(bytes)),
+            Some(Packed::File { offset, len, crc }) => {
+                let Some(file) = &self.file else {
+                    return Err(format!("wallet {} is in a file not kept", w.id));
+                };
+                file.bytes(*offset, *len as usize, *crc)
+                    .map(Cow::Owned)
+                    .map_err(|e| format!("wallet {}: {e}", w.id))
+            }
+        }
+    }
+
+    /// Wallet `id`, decoded.
+    pub fn decode(&self, w: &StoredWallet) -> Result<WalletState, String> {
+        let bytes = self.bytes(w)?;
+        pack::decode(&bytes).map_err(|e| format!("{} does not decode: {e}", w.id))
+    }
+
+    /// Takes wallet `id` out, decoded (`None`: not here, or taken).
+    pub fn take(&mut self, id: WalletId) -> Option<Result<WalletState, String>> {
+        let i = self.wallets.binary_search_by_key(&id, |w| w.id).ok()?;
+        let w = self.wallets.get(i)?;
+        w.bytes.as_ref()?;
+        let state = self.decode(w);
+        if let Some(w) = self.wallets.get_mut(i) {
+            w.bytes = None;
+        }
         self.left -= 1;
-        self.tally = None;
-        Some(pack::decode(&bytes))
+        self.scanned = None;
+        Some(state)
     }
 
     /// Keeps decoded wallets packed again (`Image::spill`): `wallets`, in
     /// strictly ascending id order, none of them among those not taken
     /// (each is new, or was taken). One merge pass, which also drops the
     /// places of wallets taken.
-    pub fn put_back(&mut self, wallets: Vec<(Outline, Box<[u8]>)>) {
+    pub fn put_back(&mut self, wallets: Vec<(WalletId, Box<[u8]>)>) {
         if wallets.is_empty() {
             return;
         }
         let old = std::mem::take(&mut self.wallets);
         let mut merged = Vec::with_capacity(self.left + wallets.len());
         let mut old = old.into_iter().filter(|w| w.bytes.is_some()).peekable();
-        for (outline, bytes) in wallets {
-            while let Some(w) = old.next_if(|w| w.outline.id < outline.id) {
+        for (id, bytes) in wallets {
+            while let Some(w) = old.next_if(|w| w.id < id) {
                 merged.push(w);
             }
             // A wallet both here and put back would be two states of one
             // wallet; the caller's contract rules it out, and the one put
             // back is the newer.
-            debug_assert!(old.peek().is_none_or(|w| w.outline.id != outline.id));
-            old.next_if(|w| w.outline.id == outline.id);
+            debug_assert!(old.peek().is_none_or(|w| w.id != id));
+            old.next_if(|w| w.id == id);
             merged.push(StoredWallet {
-                outline,
-                bytes: Some(bytes),
+                id,
+                bytes: Some(Packed::Memory(bytes)),
             });
         }
         merged.extend(old);
         self.left = merged.len();
         self.wallets = merged;
-        self.tally = None;
+        self.scanned = None;
     }
 
     /// The wallet of the snapshot that created `txn`, if one did (taken or
@@ -118,48 +213,60 @@ impl Stored {
     }
 
     /// The wallets not taken, in id order.
-    pub fn iter(&self) -> impl Iterator<Item = (&Outline, &[u8])> {
-        self.wallets
-            .iter()
-            .filter_map(|w| w.bytes.as_deref().map(|b| (&w.outline, b)))
+    pub fn iter(&self) -> impl Iterator<Item = &StoredWallet> {
+        self.wallets.iter().filter(|w| w.bytes.is_some())
     }
 
-    /// Gives up the wallets not taken, in id order.
-    pub fn into_wallets(self) -> impl Iterator<Item = (Outline, Box<[u8]>)> {
-        self.wallets
+    /// Gives up the wallets not taken, in id order, each with its outline
+    /// (scanned again) and its bytes in memory.
+    pub fn into_wallets(self) -> impl Iterator<Item = Result<(Outline, Box<[u8]>), String>> {
+        let Stored { wallets, file, .. } = self;
+        let holder = Stored {
+            file,
+            ..Stored::default()
+        };
+        wallets
             .into_iter()
-            .filter_map(|w| w.bytes.map(|b| (w.outline, b)))
+            .filter(|w| w.bytes.is_some())
+            .map(move |w| {
+                let bytes: Box<[u8]> = match w.bytes {
+                    Some(Packed::Memory(bytes)) => bytes,
+                    _ => holder.bytes(&w)?.into_owned().into(),
+                };
+                let outline = pack::scan(&bytes, &mut ())
+                    .map_err(|e| format!("{} does not decode: {e}", w.id))?;
+                Ok((outline, bytes))
+            })
     }
 
-    /// The audit's sums over the wallets not taken: as the load found them,
-    /// or scanned again (on two threads) once a wallet was taken.
-    pub fn tally(&self, assets: &AssetRegistry) -> Result<Tally, DecodeError> {
-        if let Some(tally) = &self.tally {
-            return Ok(tally.clone());
+    /// The summary's figures over the wallets not taken: as the load found
+    /// them, or every wallet read and scanned again (on two threads) once
+    /// one was taken or put back.
+    pub fn scanned(&self, assets: &AssetRegistry) -> Result<Scanned, String> {
+        if let Some(scanned) = &self.scanned {
+            return Ok(scanned.clone());
         }
         let half = self.wallets.len() / 2;
         let (a, b) = self.wallets.split_at(half);
         let scan = |part: &[StoredWallet]| {
-            let mut tally = Tally::new(assets);
-            for bytes in part.iter().filter_map(|w| w.bytes.as_deref()) {
-                pack::scan(bytes, &mut tally)?;
+            let mut found = Scanned::new(assets);
+            for w in part.iter().filter(|w| w.bytes.is_some()) {
+                let bytes = self.bytes(w)?;
+                let outline = pack::scan(&bytes, &mut found.tally)
+                    .map_err(|e| format!("{} does not scan: {e}", w.id))?;
+                found.count(&outline);
             }
-            Ok::<_, DecodeError>(tally)
+            Ok::<_, String>(found)
         };
         let (a, b) = std::thread::scope(|s| {
             let other = s.spawn(|| scan(b));
             (scan(a), other.join())
         });
-        let mut tally = a?;
+        let mut found = a?;
         match b {
-            Ok(b) => tally.merge(b?),
-            Err(_) => {
-                return Err(DecodeError {
-                    offset: 0,
-                    reason: "a scanning thread panicked".to_owned(),
-                });
-            }
+            Ok(b) => found.merge(b?),
+            Err(_) => return Err("a scanning thread panicked".to_owned()),
         }
-        Ok(tally)
+        Ok(found)
     }
 }

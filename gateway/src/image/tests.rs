@@ -2,6 +2,7 @@
 //! install, the lazy load against the eager state, and refusals that name
 //! the file.
 
+use super::stored::Stored;
 use super::*;
 use proptest::prelude::*;
 use settle_engine::msgpack::Reader;
@@ -83,6 +84,12 @@ fn write(image: &Image, dir: &Path) -> PathBuf {
 }
 
 fn load(path: &Path) -> Image {
+    let stream = SnapshotStream::open(path).unwrap_or_else(|e| panic!("{e}"));
+    Image::from_stream(stream, EngineConfig::default()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `load`'s image, read whole into memory first (offline tools).
+fn load_in_memory(path: &Path) -> Image {
     let file = SnapshotFile::open(path).unwrap_or_else(|e| panic!("{e}"));
     Image::from_snapshot(&file, EngineConfig::default()).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -104,6 +111,7 @@ fn installed(image: Image) -> (Vec<WalletState>, Directory) {
     let (d, i, f) = stores();
     let wallets = image
         .install(&d, &i, &f, 0)
+        .unwrap_or_else(|e| panic!("{e}"))
         .into_iter()
         .map(|w| match w {
             InstalledWallet::Live(state) => *state,
@@ -165,7 +173,9 @@ fn a_snapshot_restores_the_image_and_install_reuses_its_bytes() {
     assert_eq!(loaded.digest().ok(), eager.digest().ok());
     assert_eq!(loaded.summary().ok(), eager.summary().ok());
     let (directory, idempotency, funding) = stores();
-    let installed = loaded.install(&directory, &idempotency, &funding, 0);
+    let installed = loaded
+        .install(&directory, &idempotency, &funding, 0)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(installed.len(), image.wallet_count());
     for w in &installed {
         match w {
@@ -544,7 +554,7 @@ fn a_wallet_that_does_not_decode_is_refused_and_named() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let good = image(3);
     let wallets: Vec<WalletRef<'_>> = good.ledger.wallets().map(WalletRef::Live).collect();
-    let section = encode_wallets(&wallets);
+    let section = encode_wallets(&wallets, &Stored::default()).unwrap_or_else(|e| panic!("{e}"));
     // Damage inside the second wallet's bytes, under sound checksums (as a
     // bug, not the disk, would): the section is refused, naming the file,
     // the section and the wallet.
@@ -606,7 +616,7 @@ fn a_streamed_load_builds_the_same_image_and_refuses_damaged_files() {
             .and_then(|s| Image::from_stream(s, EngineConfig::default()))
     };
     let streamed = stream(&path).unwrap_or_else(|e| panic!("{e}"));
-    let in_memory = load(&path);
+    let in_memory = load_in_memory(&path);
     assert_eq!(streamed.digest().ok(), in_memory.digest().ok());
     assert_eq!(streamed.digest().ok(), good.digest().ok());
     assert_eq!(streamed.summary().ok(), in_memory.summary().ok());
@@ -638,6 +648,132 @@ fn a_streamed_load_builds_the_same_image_and_refuses_damaged_files() {
         stream(&bad).is_err(),
         "a byte after the footer was accepted"
     );
+}
+
+/// `image` with `n` idempotency records answered at times 1..=n (keys
+/// `k1`…, client 1; each body names its key).
+fn with_records(mut image: Image, n: usize) -> Image {
+    for i in 1..=n {
+        let record = Record::Answer {
+            client: ClientId::from_u128(1),
+            key: format!("k{i}"),
+            fingerprint: [7; 32],
+            at: i64::try_from(i).unwrap_or(i64::MAX),
+            status: 201,
+            body: AnswerBody::from(format!(r#"{{"data":{{"key":"k{i}"}}}}"#).as_str()),
+        };
+        let lsn = image.position + 1;
+        image.apply(lsn, record).unwrap_or_else(|e| panic!("{e}"));
+    }
+    image
+}
+
+#[test]
+fn an_image_keeps_a_files_bulk_in_it_and_writes_the_same_snapshot() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // Two sections of records and more than one of wallets.
+    let good = with_records(
+        image(WALLETS_PER_SECTION as u128 + 10),
+        RECORDS_PER_SECTION + 7,
+    );
+    let path = write(&good, &snapshot_dir(dir.path()));
+    let mut streamed = load(&path);
+    let in_memory = load_in_memory(&path);
+    assert_eq!(streamed.idempotency_len(), RECORDS_PER_SECTION + 7);
+    for key in ["k1", "k16390", "k16391"] {
+        let read = |img: &Image| {
+            img.idempotency_record(ClientId::from_u128(1), key)
+                .map(|r| r.unwrap_or_else(|e| panic!("{e}")))
+        };
+        assert_eq!(read(&streamed), read(&good), "{key}");
+        assert_eq!(read(&in_memory), read(&good), "{key}");
+    }
+    // Each writes the file it was loaded from, byte for byte: the records
+    // in their order, the wallets as they were.
+    let again = |img: &Image, name: &str| {
+        let to = dir.path().join(name);
+        std::fs::read(write(img, &to)).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let original = std::fs::read(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert!(again(&streamed, "streamed") == original);
+    assert!(again(&in_memory, "in_memory") == original);
+
+    // The log's tail forgets one record of the file, answers one anew,
+    // and adds one; expiry drops the oldest. The file's records are read
+    // again around them.
+    let forget = Record::Forget {
+        client: ClientId::from_u128(1),
+        key: "k2".into(),
+    };
+    let mut eager = with_records(
+        image(WALLETS_PER_SECTION as u128 + 10),
+        RECORDS_PER_SECTION + 7,
+    );
+    for img in [&mut streamed, &mut eager] {
+        let lsn = img.position + 1;
+        img.apply(lsn, forget.clone())
+            .unwrap_or_else(|e| panic!("{e}"));
+        for key in ["k3", "new"] {
+            let record = Record::Answer {
+                client: ClientId::from_u128(1),
+                key: key.into(),
+                fingerprint: [8; 32],
+                at: 20_000,
+                status: 200,
+                body: AnswerBody::from("{}"),
+            };
+            let lsn = img.position + 1;
+            img.apply(lsn, record).unwrap_or_else(|e| panic!("{e}"));
+        }
+        img.expire_idempotency(20_000, 20_000 - 1);
+    }
+    assert_eq!(streamed.idempotency_len(), RECORDS_PER_SECTION + 7 - 1);
+    assert!(again(&streamed, "tail") == again(&eager, "eager"));
+}
+
+#[test]
+fn a_file_changed_after_its_load_is_refused_when_read_again() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let good = with_records(image(40), 30);
+    let path = write(&good, &snapshot_dir(dir.path()));
+    let original = std::fs::read(&path).unwrap_or_else(|e| panic!("{e}"));
+    // A wallet's bytes (near the end: the wallet sections come last), and
+    // a record's (the first idempotency section follows the clients' and
+    // customers'): each is caught by the reads that need it.
+    let wallet_byte = original.len() - 300;
+    let record_byte = original
+        .windows(3)
+        .position(|w| w == b"k17")
+        .unwrap_or_else(|| panic!("no record k17 in the file"));
+    for at in [wallet_byte, record_byte] {
+        std::fs::write(&path, &original).unwrap_or_else(|e| panic!("{e}"));
+        let loaded = load(&path);
+        let mut changed = original.clone();
+        changed[at] ^= 0x01;
+        std::fs::write(&path, &changed).unwrap_or_else(|e| panic!("{e}"));
+        let err = loaded
+            .write_snapshot(
+                &dir.path().join(format!("w{at}")),
+                "snp_01JABCDEFGHJKMNPQRSTVWXYZ2",
+                1,
+            )
+            .err()
+            .unwrap_or_else(|| panic!("a file changed at byte {at} was copied"));
+        assert!(err.0.contains("changed since it was checked"), "{err}");
+        let (d, i, f) = stores();
+        let err = loaded
+            .install(&d, &i, &f, 0)
+            .err()
+            .unwrap_or_else(|| panic!("a file changed at byte {at} was installed"));
+        assert!(err.0.contains("changed since it was checked"), "{err}");
+    }
+    // The wallet's change is caught by the digest too (records are not in it).
+    std::fs::write(&path, &original).unwrap_or_else(|e| panic!("{e}"));
+    let loaded = load(&path);
+    let mut changed = original.clone();
+    changed[wallet_byte] ^= 0x01;
+    std::fs::write(&path, &changed).unwrap_or_else(|e| panic!("{e}"));
+    assert!(loaded.digest().is_err());
 }
 
 #[test]
@@ -689,7 +825,7 @@ fn wallets_that_decode_but_contradict_each_other_are_refused() {
     let states: Vec<WalletState> = good.ledger.wallets().cloned().collect();
     let live = |list: &[&WalletState]| -> Vec<u8> {
         let refs: Vec<WalletRef<'_>> = list.iter().map(|w| WalletRef::Live(w)).collect();
-        encode_wallets(&refs)
+        encode_wallets(&refs, &Stored::default()).unwrap_or_else(|e| panic!("{e}"))
     };
     // One wallet twice (in two sections: each section alone is sound); one
     // that created nothing, so that only its id repeats.
@@ -777,10 +913,8 @@ async fn answers_survive_a_snapshot_compressed_or_not_and_format_2_files_still_r
         img.apply(lsn, record).unwrap_or_else(|e| panic!("{e}"));
     }
     let kept = |img: &Image, key: &str| {
-        img.idempotency
-            .values()
-            .find(|e| e.key == key)
-            .map(|e| e.outcome.clone())
+        img.idempotency_record(ClientId::from_u128(1), key)
+            .map(|e| e.unwrap_or_else(|e| panic!("{e}")).outcome)
     };
     assert!(matches!(
         kept(&img, "large"),
@@ -792,7 +926,9 @@ async fn answers_survive_a_snapshot_compressed_or_not_and_format_2_files_still_r
     let loaded = load(&write(&img, dir.path()));
     assert_eq!(kept(&loaded, "large"), kept(&img, "large"));
     let (directory, idempotency, funding) = stores();
-    loaded.install(&directory, &idempotency, &funding, at);
+    loaded
+        .install(&directory, &idempotency, &funding, at)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(replayed(&idempotency, "small", at).await, small);
     assert_eq!(replayed(&idempotency, "large", at).await, large);
 
@@ -814,6 +950,8 @@ async fn answers_survive_a_snapshot_compressed_or_not_and_format_2_files_still_r
     let path = file_with_sections(&old, 2, &[section]);
     let loaded = load(&path);
     let (directory, idempotency, funding) = stores();
-    loaded.install(&directory, &idempotency, &funding, at);
+    loaded
+        .install(&directory, &idempotency, &funding, at)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(replayed(&idempotency, "old", at).await, large);
 }

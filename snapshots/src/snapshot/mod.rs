@@ -21,6 +21,7 @@
 mod dir;
 mod format;
 mod read;
+mod reread;
 mod write;
 
 pub use dir::{
@@ -28,4 +29,5 @@ pub use dir::{
 };
 pub use format::{AssetTotals, FORMAT_VERSION, SnapshotHeader, Summary};
 pub use read::{SnapshotError, SnapshotFile, SnapshotStream, StreamedSection};
+pub use reread::SnapshotReread;
 pub use write::SnapshotWriter;

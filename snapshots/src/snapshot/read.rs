@@ -5,6 +5,7 @@
 //! largest part of a snapshot's peak memory); `SnapshotFile` keeps every
 //! section in memory (offline tools, tests).
 
+use super::SnapshotReread;
 use super::format::{self, FORMAT_VERSION, Footer, Kind, MAGIC, OLDEST_READ, SnapshotHeader};
 use serde::de::DeserializeOwned;
 use std::fmt;
@@ -235,6 +236,19 @@ impl SnapshotStream {
             sections: 0,
             finished: false,
         })
+    }
+
+    /// The same file, open for reads of the parts this stream checks
+    /// (`SnapshotReread`): valid only once the stream finished without an
+    /// error, and then only for offsets it gave.
+    pub fn reread(&self) -> Result<SnapshotReread, SnapshotError> {
+        let file = self
+            .frames
+            .file
+            .get_ref()
+            .try_clone()
+            .map_err(|e| SnapshotError::io(&self.path, e))?;
+        Ok(SnapshotReread::new(&self.path, file))
     }
 
     /// The next section, or `None` after a footer that checks out.

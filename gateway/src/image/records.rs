@@ -1,0 +1,212 @@
+//! An image's idempotency records: those the log's tail wrote, in memory;
+//! those a snapshot file held, in that file.
+//!
+//! Why: a million idempotency records loaded from a snapshot were ~460 MB
+//! of the snapshotter's image (each answer's text, its key twice, a hash
+//! table's slots: BENCHMARKS.md), beside the live store's own copy. A
+//! record loaded from a file is kept as its key, its time and where it is
+//! (its section and index there), and read again, section by section with
+//! the frame's checksum checked again, when the image is written or
+//! installed.
+
+use super::{IdempotencyEntry, IdempotencyOutcome, ImageError, Section};
+use crate::http::idempotency::Fingerprint;
+use settle_engine::ClientId;
+use settle_snapshots::snapshot::SnapshotReread;
+use std::collections::HashMap;
+
+type Key = (ClientId, Box<str>);
+
+/// A record the log wrote (its key is the map's).
+#[derive(Debug)]
+struct Kept {
+    fingerprint: Fingerprint,
+    at: i64,
+    outcome: IdempotencyOutcome,
+}
+
+#[derive(Debug)]
+enum Slot {
+    Memory(Box<Kept>),
+    /// Record `index` of the file's idempotency section `section` (an
+    /// index into `Records::sections`).
+    File {
+        at: i64,
+        section: u32,
+        index: u32,
+    },
+}
+
+impl Slot {
+    fn at(&self) -> i64 {
+        match self {
+            Slot::Memory(kept) => kept.at,
+            Slot::File { at, .. } => *at,
+        }
+    }
+}
+
+/// The idempotency records of an image, by client and key.
+#[derive(Debug, Default)]
+pub(super) struct Records {
+    map: HashMap<Key, Slot, foldhash::fast::RandomState>,
+    /// The file's idempotency sections: where each one's body starts, and
+    /// its length.
+    sections: Vec<(u64, usize)>,
+    /// The file `Slot::File` records are in.
+    file: Option<SnapshotReread>,
+}
+
+/// A record's key and time, as a load keeps it.
+pub(super) type OnDisk = (ClientId, Box<str>, i64);
+
+impl Records {
+    /// Records kept in `file` (and those later inserted in memory).
+    pub fn in_file(file: SnapshotReread) -> Self {
+        Records {
+            file: Some(file),
+            ..Records::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Keeps `entry` in memory (a record of the log, or of a snapshot
+    /// read whole). Its answer is kept as the live store keeps it
+    /// (`AnswerBody::compact`).
+    pub fn insert(&mut self, entry: IdempotencyEntry) {
+        let outcome = match entry.outcome {
+            IdempotencyOutcome::Answered { status, body } => IdempotencyOutcome::Answered {
+                status,
+                body: body.compact(),
+            },
+            claimed => claimed,
+        };
+        let kept = Kept {
+            fingerprint: entry.fingerprint,
+            at: entry.at,
+            outcome,
+        };
+        self.map.insert(
+            (entry.client, entry.key.into_boxed_str()),
+            Slot::Memory(Box::new(kept)),
+        );
+    }
+
+    /// Notes the records of the file's idempotency section whose body
+    /// starts at `offset` and is `len` bytes long, in their order there.
+    pub fn in_section(&mut self, offset: u64, len: usize, records: Vec<OnDisk>) {
+        let section = u32::try_from(self.sections.len()).unwrap_or(u32::MAX);
+        self.sections.push((offset, len));
+        self.map.reserve(records.len());
+        for (index, (client, key, at)) in records.into_iter().enumerate() {
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            self.map
+                .insert((client, key), Slot::File { at, section, index });
+        }
+    }
+
+    pub fn remove(&mut self, client: ClientId, key: &str) {
+        self.map.remove(&(client, Box::from(key)));
+    }
+
+    /// Drops records first seen `ttl_ms` or longer before `now_ms`.
+    pub fn retain_fresh(&mut self, now_ms: i64, ttl_ms: i64) {
+        self.map
+            .retain(|_, slot| now_ms.saturating_sub(slot.at()) < ttl_ms);
+    }
+
+    /// One record (tests, tools).
+    pub fn get(&self, client: ClientId, key: &str) -> Option<Result<IdempotencyEntry, ImageError>> {
+        let (key, slot) = self.map.get_key_value(&(client, Box::from(key)))?;
+        let mut sections = SectionCache::default();
+        Some(self.entry(key, slot, &mut sections))
+    }
+
+    /// Every record, oldest first (by time seen, client, key: the order
+    /// the store expires them in, and one order whatever the map's), each
+    /// read from the file if it is there. A file's sections come in this
+    /// order already, so each is read once.
+    pub fn in_order(&self) -> impl Iterator<Item = Result<IdempotencyEntry, ImageError>> + '_ {
+        let mut order: Vec<(&Key, &Slot)> = self.map.iter().collect();
+        order.sort_unstable_by(|(a, x), (b, y)| (x.at(), a).cmp(&(y.at(), b)));
+        let mut sections = SectionCache::default();
+        order
+            .into_iter()
+            .map(move |(key, slot)| self.entry(key, slot, &mut sections))
+    }
+
+    fn entry(
+        &self,
+        key: &Key,
+        slot: &Slot,
+        sections: &mut SectionCache,
+    ) -> Result<IdempotencyEntry, ImageError> {
+        match slot {
+            Slot::Memory(kept) => Ok(IdempotencyEntry {
+                client: key.0,
+                key: key.1.to_string(),
+                fingerprint: kept.fingerprint,
+                at: kept.at,
+                outcome: kept.outcome.clone(),
+            }),
+            Slot::File { section, index, .. } => {
+                let records = sections.get(self, *section)?;
+                let found = records.get_mut(*index as usize).and_then(Option::take);
+                match found {
+                    Some(entry) if entry.client == key.0 && *entry.key == *key.1 => Ok(entry),
+                    _ => Err(ImageError(format!(
+                        "idempotency section {section} of the snapshot read again has no record \
+                         {index} for key {:?}",
+                        key.1
+                    ))),
+                }
+            }
+        }
+    }
+}
+
+/// The file's section last read, its records taken out as they are used.
+#[derive(Default)]
+struct SectionCache {
+    section: Option<u32>,
+    records: Vec<Option<IdempotencyEntry>>,
+}
+
+impl SectionCache {
+    fn get(
+        &mut self,
+        records: &Records,
+        section: u32,
+    ) -> Result<&mut Vec<Option<IdempotencyEntry>>, ImageError> {
+        if self.section != Some(section) {
+            let Some(file) = &records.file else {
+                return Err(ImageError("idempotency records in a file not kept".into()));
+            };
+            let Some(&(offset, len)) = records.sections.get(section as usize) else {
+                return Err(ImageError(format!("no idempotency section {section}")));
+            };
+            let body = file.section(offset, len)?;
+            let list = match rmp_serde::from_slice::<Section>(&body) {
+                Ok(Section::Idempotency(list)) => list,
+                Ok(_) => {
+                    return Err(ImageError(format!(
+                        "{}: the section at byte {offset} read again holds no idempotency records",
+                        file.path().display()
+                    )));
+                }
+                Err(e) => {
+                    return Err(ImageError(format!(
+                        "{}: the section at byte {offset} read again does not decode: {e}",
+                        file.path().display()
+                    )));
+                }
+            };
+            self.records = list.into_iter().map(Some).collect();
+            self.section = Some(section);
+        }
+        Ok(&mut self.records)
+    }
+}
