@@ -37,10 +37,12 @@ use std::path::{Path, PathBuf};
 mod encode;
 mod load;
 mod records;
+mod scratch;
 mod stored;
 
 use encode::{WalletRef, encode_wallets};
 use records::Records;
+use scratch::Scratch;
 use stored::Stored;
 
 /// Wallets per snapshot section: sections are encoded and decoded in
@@ -182,6 +184,14 @@ impl Image {
     pub fn with_spill_at(mut self, limit: usize) -> Self {
         self.spill_at = limit.max(1);
         self
+    }
+
+    /// Replay spills into scratch files in `dir` (the snapshot directory:
+    /// see `image::scratch`) from now on, instead of holding in memory the
+    /// wallets it packs again and the records beyond a few thousand.
+    pub fn spill_into(&mut self, dir: &Path) {
+        self.stored.spill_into(Scratch::new(dir));
+        self.idempotency.spill_into(Scratch::new(dir));
     }
 
     /// The state `ledger` holds, before any record (a ledger built in
@@ -521,9 +531,13 @@ impl Image {
             let e = e?;
             let restored = match e.outcome {
                 IdempotencyOutcome::Claimed { ids } => Restored::Claim(ids),
-                IdempotencyOutcome::Answered { status, body } => {
-                    Restored::Answer(StoredAnswer { status, body })
-                }
+                // Kept as the live store keeps answers: a body from a
+                // file is plain text (~470 B for a wallet's answer, ~100
+                // compressed; a million of them make the difference).
+                IdempotencyOutcome::Answered { status, body } => Restored::Answer(StoredAnswer {
+                    status,
+                    body: body.compact(),
+                }),
             };
             idempotency.restore(e.client, &e.key, e.fingerprint, e.at, now_ms, restored);
         }

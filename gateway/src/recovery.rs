@@ -156,6 +156,20 @@ pub fn base(
     config: &EngineConfig,
     prefer: Prefer,
 ) -> Result<Base, RecoveryError> {
+    let mut base = choose(dir, first_lsn, next_lsn, config, prefer)?;
+    // What replay packs again, and records past a few thousand, go to a
+    // scratch file beside the snapshots rather than into memory.
+    base.image.spill_into(dir);
+    Ok(base)
+}
+
+fn choose(
+    dir: &Path,
+    first_lsn: Lsn,
+    next_lsn: Lsn,
+    config: &EngineConfig,
+    prefer: Prefer,
+) -> Result<Base, RecoveryError> {
     let mut entries = snapshot::list(dir).map_err(|e| RecoveryError(e.to_string()))?;
     let mut skipped = Vec::new();
     let from_scratch = first_lsn <= 1;

@@ -20,6 +20,7 @@
 //! memory.
 
 use super::records::{OnDisk, Records};
+use super::scratch::Place;
 use super::stored::{Packed, Scanned, Stored, StoredWallet};
 use super::{Image, ImageError, PACKED_WALLETS, Section, asset_totals};
 use settle_engine::audit::Tally;
@@ -316,12 +317,12 @@ fn read_section(
         let packed = if in_file {
             // Where the bytes are: they end where the reader now is.
             let start = r.position() - one.len();
-            Packed::File {
+            Packed::File(Place {
                 offset: raw.offset + start as u64,
                 len: u32::try_from(one.len())
                     .map_err(|_| bad(format!("wallet {k} is too large")))?,
                 crc: crc32c::crc32c(one),
-            }
+            })
         } else {
             Packed::Memory(one.into())
         };

@@ -8,7 +8,13 @@
 //! (its section and index there), and read again, section by section with
 //! the frame's checksum checked again, when the image is written or
 //! installed.
+//!
+//! The log's tail can hold as many records as a snapshot (the first
+//! snapshot holds every record the log has): past `IN_MEMORY` records
+//! kept in memory, they are written to the image's scratch file, if it has
+//! one (`image::scratch`), and read back from there the same way.
 
+use super::scratch::{Place, Scratch};
 use super::{IdempotencyEntry, IdempotencyOutcome, ImageError, Section};
 use crate::http::idempotency::Fingerprint;
 use settle_engine::ClientId;
@@ -16,6 +22,10 @@ use settle_snapshots::snapshot::SnapshotReread;
 use std::collections::HashMap;
 
 type Key = (ClientId, Box<str>);
+
+/// Records inserted in memory beyond which they go to the scratch file:
+/// ~250 bytes each with their key and slot, so ~16 MB.
+const IN_MEMORY: usize = 65_536;
 
 /// A record the log wrote (its key is the map's).
 #[derive(Debug)]
@@ -35,13 +45,18 @@ enum Slot {
         section: u32,
         index: u32,
     },
+    /// In the scratch file: an `IdempotencyEntry`, named-field MessagePack.
+    Scratch {
+        at: i64,
+        place: Place,
+    },
 }
 
 impl Slot {
     fn at(&self) -> i64 {
         match self {
             Slot::Memory(kept) => kept.at,
-            Slot::File { at, .. } => *at,
+            Slot::File { at, .. } | Slot::Scratch { at, .. } => *at,
         }
     }
 }
@@ -55,6 +70,10 @@ pub(super) struct Records {
     sections: Vec<(u64, usize)>,
     /// The file `Slot::File` records are in.
     file: Option<SnapshotReread>,
+    /// Where records in memory go past `IN_MEMORY`, if anywhere.
+    scratch: Option<Scratch>,
+    /// Records inserted in memory since the last spill.
+    in_memory: usize,
 }
 
 /// A record's key and time, as a load keeps it.
@@ -71,6 +90,11 @@ impl Records {
 
     pub fn len(&self) -> usize {
         self.map.len()
+    }
+
+    /// Records in memory go to `scratch` from now on, past `IN_MEMORY`.
+    pub fn spill_into(&mut self, scratch: Scratch) {
+        self.scratch = Some(scratch);
     }
 
     /// Keeps `entry` in memory (a record of the log, or of a snapshot
@@ -93,6 +117,55 @@ impl Records {
             (entry.client, entry.key.into_boxed_str()),
             Slot::Memory(Box::new(kept)),
         );
+        self.in_memory += 1;
+        if self.in_memory > IN_MEMORY && self.scratch.is_some() {
+            self.spill();
+        }
+    }
+
+    /// Writes every record in memory to the scratch file (kept in memory
+    /// if it does not take them).
+    fn spill(&mut self) {
+        self.in_memory = 0;
+        let mut keys = Vec::new();
+        let mut parts = Vec::new();
+        for (key, slot) in &self.map {
+            let Slot::Memory(kept) = slot else { continue };
+            let entry = IdempotencyEntry {
+                client: key.0,
+                key: key.1.to_string(),
+                fingerprint: kept.fingerprint,
+                at: kept.at,
+                outcome: kept.outcome.clone(),
+            };
+            match rmp_serde::to_vec_named(&entry) {
+                Ok(bytes) => {
+                    keys.push(key.clone());
+                    parts.push(bytes);
+                }
+                Err(e) => tracing::warn!(%e, "an idempotency record stays in memory"),
+            }
+        }
+        let Some(scratch) = &mut self.scratch else {
+            return;
+        };
+        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        match scratch.write(&refs) {
+            Ok(places) => {
+                for (key, place) in keys.into_iter().zip(places) {
+                    if let Some(slot) = self.map.get_mut(&key) {
+                        *slot = Slot::Scratch {
+                            at: slot.at(),
+                            place,
+                        };
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(%e, "replay keeps idempotency records in memory");
+                self.scratch = None;
+            }
+        }
     }
 
     /// Notes the records of the file's idempotency section whose body
@@ -152,6 +225,28 @@ impl Records {
                 at: kept.at,
                 outcome: kept.outcome.clone(),
             }),
+            Slot::Scratch { place, .. } => {
+                let read = self
+                    .scratch
+                    .as_ref()
+                    .ok_or_else(|| "a scratch file not kept".to_owned())
+                    .and_then(|s| s.read(*place))
+                    .and_then(|bytes| {
+                        rmp_serde::from_slice::<IdempotencyEntry>(&bytes)
+                            .map_err(|e| format!("does not decode: {e}"))
+                    });
+                match read {
+                    Ok(entry) if entry.client == key.0 && *entry.key == *key.1 => Ok(entry),
+                    Ok(_) => Err(ImageError(format!(
+                        "the scratch file holds another record where {:?} was written",
+                        key.1
+                    ))),
+                    Err(e) => Err(ImageError(format!(
+                        "idempotency record {:?} in the scratch file: {e}",
+                        key.1
+                    ))),
+                }
+            }
             Slot::File { section, index, .. } => {
                 let records = sections.get(self, *section)?;
                 let found = records.get_mut(*index as usize).and_then(Option::take);

@@ -10,7 +10,8 @@
 //! (`Stored::take`, which moves it into the image's ledger) or when the
 //! whole state must be read (digest, invariants, a snapshot's sections).
 //! Replay puts wallets it has not touched lately back here, packed
-//! (`Stored::put_back`, from `Image::spill`).
+//! (`Stored::put_back`, from `Image::spill`): into a scratch file, if the
+//! image has a directory for one (`image::scratch`), else in memory.
 //!
 //! Why in the file: the snapshotter builds its image beside the live
 //! state, and a million wallets' bytes with their outlines were ~350 MB of
@@ -18,6 +19,7 @@
 //! where its bytes are and their CRC32C (32 bytes), and read again (and
 //! checked again) when it is used.
 
+use super::scratch::{Place, Scratch};
 use settle_engine::audit::Tally;
 use settle_engine::wallet::pack::{self, Outline};
 use settle_engine::{AssetRegistry, TxnId, WalletId, WalletState};
@@ -36,10 +38,13 @@ pub(super) struct StoredWallet {
 /// Where a stored wallet's packed bytes are.
 #[derive(Debug)]
 pub(super) enum Packed {
-    /// In memory: from a snapshot read whole, or packed again by replay.
+    /// In memory: from a snapshot read whole, or packed again by replay
+    /// without a scratch file.
     Memory(Box<[u8]>),
     /// In the snapshot file the image was loaded from.
-    File { offset: u64, len: u32, crc: u32 },
+    File(Place),
+    /// In the scratch file, packed again by replay.
+    Scratch(Place),
 }
 
 /// What a pass over the stored wallets finds, for a snapshot's summary.
@@ -100,6 +105,8 @@ pub(super) struct Stored {
     scanned: Option<Scanned>,
     /// The file `Packed::File` bytes are in.
     file: Option<SnapshotReread>,
+    /// Where wallets put back go, if anywhere but memory.
+    scratch: Option<Scratch>,
 }
 
 impl Stored {
@@ -118,7 +125,13 @@ impl Stored {
             creators,
             scanned: Some(scanned),
             file,
+            scratch: None,
         }
+    }
+
+    /// Wallets put back from now on go to a scratch file in `dir`.
+    pub fn spill_into(&mut self, scratch: Scratch) {
+        self.scratch = Some(scratch);
     }
 
     /// Wallets not taken.
@@ -138,11 +151,20 @@ impl Stored {
         match &w.bytes {
             None => Err(format!("wallet {} was taken", w.id)),
             Some(Packed::Memory(bytes)) => Ok(Cow::Borrowed(bytes)),
-            Some(Packed::File { offset, len, crc }) => {
+            Some(Packed::File(at)) => {
                 let Some(file) = &self.file else {
                     return Err(format!("wallet {} is in a file not kept", w.id));
                 };
-                file.bytes(*offset, *len as usize, *crc)
+                file.bytes(at.offset, at.len as usize, at.crc)
+                    .map(Cow::Owned)
+                    .map_err(|e| format!("wallet {}: {e}", w.id))
+            }
+            Some(Packed::Scratch(at)) => {
+                let Some(scratch) = &self.scratch else {
+                    return Err(format!("wallet {} is in a scratch file not kept", w.id));
+                };
+                scratch
+                    .read(*at)
                     .map(Cow::Owned)
                     .map_err(|e| format!("wallet {}: {e}", w.id))
             }
@@ -177,10 +199,11 @@ impl Stored {
         if wallets.is_empty() {
             return;
         }
+        let wallets = self.spill(wallets);
         let old = std::mem::take(&mut self.wallets);
         let mut merged = Vec::with_capacity(self.left + wallets.len());
         let mut old = old.into_iter().filter(|w| w.bytes.is_some()).peekable();
-        for (id, bytes) in wallets {
+        for (id, packed) in wallets {
             while let Some(w) = old.next_if(|w| w.id < id) {
                 merged.push(w);
             }
@@ -191,13 +214,39 @@ impl Stored {
             old.next_if(|w| w.id == id);
             merged.push(StoredWallet {
                 id,
-                bytes: Some(Packed::Memory(bytes)),
+                bytes: Some(packed),
             });
         }
         merged.extend(old);
         self.left = merged.len();
         self.wallets = merged;
         self.scanned = None;
+    }
+
+    /// `wallets` written to the scratch file, if there is one and it takes
+    /// them; else kept in memory (a full disk slows nothing down: it costs
+    /// memory, as before there was a scratch file).
+    fn spill(&mut self, wallets: Vec<(WalletId, Box<[u8]>)>) -> Vec<(WalletId, Packed)> {
+        if let Some(scratch) = &mut self.scratch {
+            let parts: Vec<&[u8]> = wallets.iter().map(|(_, b)| &**b).collect();
+            match scratch.write(&parts) {
+                Ok(places) => {
+                    return wallets
+                        .iter()
+                        .zip(places)
+                        .map(|((id, _), at)| (*id, Packed::Scratch(at)))
+                        .collect();
+                }
+                Err(e) => {
+                    tracing::warn!(%e, "replay keeps the wallets it packs in memory");
+                    self.scratch = None;
+                }
+            }
+        }
+        wallets
+            .into_iter()
+            .map(|(id, bytes)| (id, Packed::Memory(bytes)))
+            .collect()
     }
 
     /// The wallet of the snapshot that created `txn`, if one did (taken or
@@ -220,9 +269,15 @@ impl Stored {
     /// Gives up the wallets not taken, in id order, each with its outline
     /// (scanned again) and its bytes in memory.
     pub fn into_wallets(self) -> impl Iterator<Item = Result<(Outline, Box<[u8]>), String>> {
-        let Stored { wallets, file, .. } = self;
+        let Stored {
+            wallets,
+            file,
+            scratch,
+            ..
+        } = self;
         let holder = Stored {
             file,
+            scratch,
             ..Stored::default()
         };
         wallets

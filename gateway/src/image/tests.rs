@@ -441,15 +441,23 @@ proptest! {
     /// after 1 to 4 decoded wallets, instead of `SPILL_AT`) builds the state
     /// of one that keeps them all decoded: the same digest, summary,
     /// snapshot file, installed wallets and directory, whether it starts
-    /// empty or from a snapshot; and a transaction created twice is still
-    /// refused after its creator was packed.
+    /// empty or from a snapshot, and whether it packs them into memory or
+    /// a scratch file; and a transaction created twice is still refused
+    /// after its creator was packed.
     #[test]
     fn a_replay_that_packs_idle_wallets_builds_the_same_state(
         before in prop::collection::vec(step(), 0..40),
         after in prop::collection::vec(step(), 0..40),
         limit in 1usize..5,
+        to_disk in any::<bool>(),
     ) {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let spilling = |mut image: Image| {
+            if to_disk {
+                image.spill_into(&dir.path().join("scratch"));
+            }
+            image.with_spill_at(limit)
+        };
         let mut ledger = Ledger::new(EngineConfig::default());
         let mut log: Vec<Record> = (0..5u8)
             .map(|i| logged(&mut ledger, open_usd(u128::from(i) + 1, 1)))
@@ -466,7 +474,7 @@ proptest! {
             image
         };
         let whole = replay(Image::empty(EngineConfig::default()), &log);
-        let spilt = replay(Image::empty(EngineConfig::default()).with_spill_at(limit), &log);
+        let spilt = replay(spilling(Image::empty(EngineConfig::default())), &log);
         prop_assert!(spilt.ledger().wallets().len() <= limit);
         prop_assert_eq!(spilt.wallet_count(), whole.wallet_count());
         prop_assert_eq!(spilt.digest().ok(), whole.digest().ok());
@@ -478,7 +486,7 @@ proptest! {
         prop_assert!(read(&a) == read(&b), "the snapshot files differ");
         // From that snapshot, the tail, spilling again.
         let tail = history(&mut ledger, &after, 2 << 64);
-        let from_snapshot = replay(load(&a).with_spill_at(limit), &tail);
+        let from_snapshot = replay(spilling(load(&a)), &tail);
         prop_assert_eq!(
             from_snapshot.digest().ok(),
             Image::from_ledger(ledger.clone()).digest().ok()
@@ -505,7 +513,7 @@ proptest! {
             let Record::Events { wallet, mut events } = credit(TxnId::from_u128(7 << 64)) else {
                 panic!("a credit logs events");
             };
-            let probe = || replay(Image::empty(EngineConfig::default()).with_spill_at(limit), &log);
+            let probe = || replay(spilling(Image::empty(EngineConfig::default())), &log);
             let mut fresh = probe();
             let at = fresh.position + 1;
             let ok = Record::Events { wallet, events: events.clone() };
@@ -729,6 +737,73 @@ fn an_image_keeps_a_files_bulk_in_it_and_writes_the_same_snapshot() {
     }
     assert_eq!(streamed.idempotency_len(), RECORDS_PER_SECTION + 7 - 1);
     assert!(again(&streamed, "tail") == again(&eager, "eager"));
+}
+
+#[tokio::test]
+async fn records_past_the_memory_limit_go_to_the_scratch_file_and_come_back() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let body = |key: &str| format!(r#"{{"data":{{"key":"{key}"}}}}"#);
+    // Past the limit (65,536), one record answered twice (its second
+    // answer, in memory after the spill, is the one kept) and one
+    // forgotten after it was spilt.
+    let n = 70_000;
+    let fill = |img: &mut Image| {
+        let mut next = |record: Record| {
+            let lsn = img.position + 1;
+            img.apply(lsn, record).unwrap_or_else(|e| panic!("{e}"));
+        };
+        let answer = |key: &str, status: u16| Record::Answer {
+            client: ClientId::from_u128(1),
+            key: key.into(),
+            fingerprint: [1; 32],
+            at: 5,
+            status,
+            body: AnswerBody::from(body(key).as_str()),
+        };
+        for i in 0..n {
+            next(answer(&format!("k{i}"), 201));
+        }
+        next(answer("k1", 200));
+        next(Record::Forget {
+            client: ClientId::from_u128(1),
+            key: "k2".into(),
+        });
+    };
+    let mut kept = Image::empty(EngineConfig::default());
+    fill(&mut kept);
+    let mut spilt = Image::empty(EngineConfig::default());
+    let scratch = dir.path().join("scratch");
+    spilt.spill_into(&scratch);
+    fill(&mut spilt);
+    assert_eq!(spilt.idempotency_len(), n - 1);
+    // The scratch file is unnamed: the directory was made, nothing shows.
+    let names = std::fs::read_dir(&scratch)
+        .unwrap_or_else(|e| panic!("nothing spilt: {e}"))
+        .count();
+    assert_eq!(names, 0);
+    let file = |img: &Image, name: &str| {
+        std::fs::read(write(img, &dir.path().join(name))).unwrap_or_else(|e| panic!("{e}"))
+    };
+    assert!(file(&spilt, "spilt") == file(&kept, "kept"));
+    let status = |key: &str| {
+        spilt
+            .idempotency_record(ClientId::from_u128(1), key)
+            .map(|r| match r.unwrap_or_else(|e| panic!("{e}")).outcome {
+                IdempotencyOutcome::Answered { status, .. } => status,
+                IdempotencyOutcome::Claimed { .. } => 0,
+            })
+    };
+    assert_eq!(status("k1"), Some(200));
+    assert_eq!(status("k2"), None);
+    assert_eq!(status("k3"), Some(201));
+    // Installed, a retry of a spilt record gets its answer.
+    let (directory, idempotency, funding) = stores();
+    spilt
+        .install(&directory, &idempotency, &funding, 5)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(idempotency.len(), n - 1);
+    assert_eq!(replayed(&idempotency, "k3", 5).await, body("k3"));
+    assert_eq!(replayed(&idempotency, "k69999", 5).await, body("k69999"));
 }
 
 #[test]
