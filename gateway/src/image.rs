@@ -57,9 +57,12 @@ const RECORDS_PER_SECTION: usize = 16_384;
 /// first snapshot, or recovery without one) would otherwise decode every
 /// wallet the log ever opened, ~1 KB each plus what it grew to; a million
 /// wallets made the first snapshot's copy of the state 2.5 GB beside the
-/// live one's. Packed, a wallet costs its bytes (~200 B for a funded
-/// wallet) and an outline. 65,536 decoded wallets are ~100 MB.
-pub const SPILL_AT: usize = 65_536;
+/// live one's. Packed, a wallet costs its place in the scratch file (or
+/// its bytes, ~200 B for a funded wallet, without one). 16,384 decoded
+/// wallets are ~25 MB; 65,536 (~100 MB) kept a snapshot of a million
+/// wallets over 2 GiB resident, and more spills cost little (each merges
+/// 40 bytes per stored wallet).
+pub const SPILL_AT: usize = 16_384;
 
 /// The engine's durable state after the record at `position`.
 #[derive(Debug)]

@@ -227,6 +227,7 @@ fn load<'a>(
             Decoded::Wallets(list) => wallets.extend(list),
         }
     }
+    image.idempotency.sort();
     // Written in id order; sorted here all the same (linear if so), as
     // `Ledger::restore` did, and refused if an id repeats.
     wallets.sort_unstable_by_key(|w| w.id);

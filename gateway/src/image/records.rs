@@ -5,9 +5,10 @@
 //! of the snapshotter's image (each answer's text, its key twice, a hash
 //! table's slots: BENCHMARKS.md), beside the live store's own copy. A
 //! record loaded from a file is kept as its key, its time and where it is
-//! (its section and index there), and read again, section by section with
-//! the frame's checksum checked again, when the image is written or
-//! installed.
+//! (its section and index there), 48 bytes and the key's text in a list
+//! sorted by key (a hash table's slots would double that), and read again,
+//! section by section with the frame's checksum checked again, when the
+//! image is written or installed.
 //!
 //! The log's tail can hold as many records as a snapshot (the first
 //! snapshot holds every record the log has): past `IN_MEMORY` records
@@ -35,16 +36,10 @@ struct Kept {
     outcome: IdempotencyOutcome,
 }
 
+/// A record of the log.
 #[derive(Debug)]
 enum Slot {
     Memory(Box<Kept>),
-    /// Record `index` of the file's idempotency section `section` (an
-    /// index into `Records::sections`).
-    File {
-        at: i64,
-        section: u32,
-        index: u32,
-    },
     /// In the scratch file: an `IdempotencyEntry`, named-field MessagePack.
     Scratch {
         at: i64,
@@ -56,15 +51,35 @@ impl Slot {
     fn at(&self) -> i64 {
         match self {
             Slot::Memory(kept) => kept.at,
-            Slot::File { at, .. } | Slot::Scratch { at, .. } => *at,
+            Slot::Scratch { at, .. } => *at,
         }
     }
 }
 
+/// Record `index` of the file's idempotency section `section` (an index
+/// into `Records::sections`).
+#[derive(Debug)]
+struct FileRecord {
+    client: ClientId,
+    key: Box<str>,
+    at: i64,
+    section: u32,
+    index: u32,
+}
+
+/// `FileRecord::section` of a record the log forgot or replaced, or that
+/// expired: its place in the sorted list stays, it is no longer a record.
+const GONE: u32 = u32::MAX;
+
 /// The idempotency records of an image, by client and key.
 #[derive(Debug, Default)]
 pub(super) struct Records {
+    /// The log's records.
     map: HashMap<Key, Slot, foldhash::fast::RandomState>,
+    /// The file's records, sorted by (client, key) once loaded (`sort`).
+    on_file: Vec<FileRecord>,
+    /// Those not `GONE`.
+    on_file_live: usize,
     /// The file's idempotency sections: where each one's body starts, and
     /// its length.
     sections: Vec<(u64, usize)>,
@@ -89,7 +104,25 @@ impl Records {
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.on_file_live + self.map.len()
+    }
+
+    /// The file's record of `client` and `key`, gone or not.
+    fn on_file_index(&self, client: ClientId, key: &str) -> Option<usize> {
+        self.on_file
+            .binary_search_by(|r| (r.client, &*r.key).cmp(&(client, key)))
+            .ok()
+    }
+
+    /// The file's record of `client` and `key` is no longer one.
+    fn forget_on_file(&mut self, client: ClientId, key: &str) {
+        if let Some(i) = self.on_file_index(client, key)
+            && let Some(r) = self.on_file.get_mut(i)
+            && r.section != GONE
+        {
+            r.section = GONE;
+            self.on_file_live -= 1;
+        }
     }
 
     /// Records in memory go to `scratch` from now on, past `IN_MEMORY`.
@@ -113,6 +146,7 @@ impl Records {
             at: entry.at,
             outcome,
         };
+        self.forget_on_file(entry.client, &entry.key);
         self.map.insert(
             (entry.client, entry.key.into_boxed_str()),
             Slot::Memory(Box::new(kept)),
@@ -171,52 +205,99 @@ impl Records {
     /// Notes the records of the file's idempotency section whose body
     /// starts at `offset` and is `len` bytes long, in their order there.
     pub fn in_section(&mut self, offset: u64, len: usize, records: Vec<OnDisk>) {
-        let section = u32::try_from(self.sections.len()).unwrap_or(u32::MAX);
+        let section = u32::try_from(self.sections.len()).unwrap_or(GONE - 1);
         self.sections.push((offset, len));
-        self.map.reserve(records.len());
+        self.on_file.reserve(records.len());
         for (index, (client, key, at)) in records.into_iter().enumerate() {
             let index = u32::try_from(index).unwrap_or(u32::MAX);
-            self.map
-                .insert((client, key), Slot::File { at, section, index });
+            self.on_file.push(FileRecord {
+                client,
+                key,
+                at,
+                section,
+                index,
+            });
         }
+    }
+
+    /// Sorts the file's records by key once every section is in; of a key
+    /// the file holds twice (no writer does), the later record is the one
+    /// kept, as a map's insert would.
+    pub fn sort(&mut self) {
+        // Stable: a key's records stay in file order.
+        self.on_file
+            .sort_by(|a, b| (a.client, &a.key).cmp(&(b.client, &b.key)));
+        for i in 1..self.on_file.len() {
+            if let [a, b] = &mut self.on_file[i - 1..=i]
+                && (a.client, &a.key) == (b.client, &b.key)
+            {
+                a.section = GONE;
+            }
+        }
+        self.on_file_live = self.on_file.iter().filter(|r| r.section != GONE).count();
     }
 
     pub fn remove(&mut self, client: ClientId, key: &str) {
         self.map.remove(&(client, Box::from(key)));
+        self.forget_on_file(client, key);
     }
 
     /// Drops records first seen `ttl_ms` or longer before `now_ms`.
     pub fn retain_fresh(&mut self, now_ms: i64, ttl_ms: i64) {
-        self.map
-            .retain(|_, slot| now_ms.saturating_sub(slot.at()) < ttl_ms);
+        let fresh = |at: i64| now_ms.saturating_sub(at) < ttl_ms;
+        self.map.retain(|_, slot| fresh(slot.at()));
+        for r in &mut self.on_file {
+            if r.section != GONE && !fresh(r.at) {
+                r.section = GONE;
+                self.on_file_live -= 1;
+            }
+        }
     }
 
     /// One record (tests, tools).
     pub fn get(&self, client: ClientId, key: &str) -> Option<Result<IdempotencyEntry, ImageError>> {
-        let (key, slot) = self.map.get_key_value(&(client, Box::from(key)))?;
-        let mut sections = SectionCache::default();
-        Some(self.entry(key, slot, &mut sections))
+        if let Some((key, slot)) = self.map.get_key_value(&(client, Box::from(key))) {
+            return Some(self.entry(key, slot));
+        }
+        let r = self.on_file.get(self.on_file_index(client, key)?)?;
+        (r.section != GONE).then(|| self.on_file_entry(r, &mut SectionCache::default()))
     }
 
     /// Every record, oldest first (by time seen, client, key: the order
     /// the store expires them in, and one order whatever the map's), each
     /// read from the file if it is there. A file's sections come in this
     /// order already, so each is read once.
-    pub fn in_order(&self) -> impl Iterator<Item = Result<IdempotencyEntry, ImageError>> + '_ {
-        let mut order: Vec<(&Key, &Slot)> = self.map.iter().collect();
-        order.sort_unstable_by(|(a, x), (b, y)| (x.at(), a).cmp(&(y.at(), b)));
+    pub fn in_order<'a>(
+        &'a self,
+    ) -> impl Iterator<Item = Result<IdempotencyEntry, ImageError>> + 'a {
+        /// One record, wherever it is.
+        enum Ref<'a> {
+            Log(&'a Key, &'a Slot),
+            File(&'a FileRecord),
+        }
+        let sort_key = |r: &Ref<'a>| -> (i64, ClientId, &'a str) {
+            match r {
+                Ref::Log(key, slot) => (slot.at(), key.0, &key.1),
+                Ref::File(f) => (f.at, f.client, &f.key),
+            }
+        };
+        let mut order: Vec<Ref<'_>> = self.map.iter().map(|(k, s)| Ref::Log(k, s)).collect();
+        order.extend(
+            self.on_file
+                .iter()
+                .filter(|r| r.section != GONE)
+                .map(Ref::File),
+        );
+        order.sort_unstable_by(|a, b| sort_key(a).cmp(&sort_key(b)));
         let mut sections = SectionCache::default();
-        order
-            .into_iter()
-            .map(move |(key, slot)| self.entry(key, slot, &mut sections))
+        order.into_iter().map(move |r| match r {
+            Ref::Log(key, slot) => self.entry(key, slot),
+            Ref::File(f) => self.on_file_entry(f, &mut sections),
+        })
     }
 
-    fn entry(
-        &self,
-        key: &Key,
-        slot: &Slot,
-        sections: &mut SectionCache,
-    ) -> Result<IdempotencyEntry, ImageError> {
+    /// A record of the log, read from the scratch file if it is there.
+    fn entry(&self, key: &Key, slot: &Slot) -> Result<IdempotencyEntry, ImageError> {
         match slot {
             Slot::Memory(kept) => Ok(IdempotencyEntry {
                 client: key.0,
@@ -247,18 +328,25 @@ impl Records {
                     ))),
                 }
             }
-            Slot::File { section, index, .. } => {
-                let records = sections.get(self, *section)?;
-                let found = records.get_mut(*index as usize).and_then(Option::take);
-                match found {
-                    Some(entry) if entry.client == key.0 && *entry.key == *key.1 => Ok(entry),
-                    _ => Err(ImageError(format!(
-                        "idempotency section {section} of the snapshot read again has no record \
-                         {index} for key {:?}",
-                        key.1
-                    ))),
-                }
-            }
+        }
+    }
+
+    /// The file's record `r`, read from its section.
+    fn on_file_entry(
+        &self,
+        r: &FileRecord,
+        sections: &mut SectionCache,
+    ) -> Result<IdempotencyEntry, ImageError> {
+        let (section, index) = (r.section, r.index);
+        let records = sections.get(self, section)?;
+        let found = records.get_mut(index as usize).and_then(Option::take);
+        match found {
+            Some(entry) if entry.client == r.client && *entry.key == *r.key => Ok(entry),
+            _ => Err(ImageError(format!(
+                "idempotency section {section} of the snapshot read again has no record \
+                 {index} for key {:?}",
+                r.key
+            ))),
         }
     }
 }
