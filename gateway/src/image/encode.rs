@@ -35,6 +35,7 @@ pub(super) fn encode_wallets(
     msgpack::write_str(&mut out, PACKED_WALLETS);
     msgpack::write_array_len(&mut out, wallets.len());
     let mut one = Vec::with_capacity(256);
+    let mut read = stored_bytes(wallets, stored)?.into_iter();
     for w in wallets {
         match w {
             WalletRef::Live(state) => {
@@ -43,7 +44,9 @@ pub(super) fn encode_wallets(
                 msgpack::write_bin(&mut out, &one);
             }
             WalletRef::Stored(w) => {
-                let bytes = stored.bytes(w).map_err(ImageError)?;
+                let bytes = read
+                    .next()
+                    .ok_or_else(|| ImageError(format!("wallet {} was not read", w.id)))?;
                 msgpack::write_bin(&mut out, &bytes);
             }
         }
@@ -51,15 +54,38 @@ pub(super) fn encode_wallets(
     Ok(out)
 }
 
+/// The bytes of the stored wallets among `wallets`, in order, read
+/// together (`Stored::bytes_of`).
+fn stored_bytes<'a>(
+    wallets: &[WalletRef<'a>],
+    stored: &'a Stored,
+) -> Result<Vec<std::borrow::Cow<'a, [u8]>>, ImageError> {
+    let list: Vec<&StoredWallet> = wallets
+        .iter()
+        .filter_map(|w| match w {
+            WalletRef::Stored(w) => Some(*w),
+            WalletRef::Live(_) => None,
+        })
+        .collect();
+    stored.bytes_of(&list).map_err(ImageError)
+}
+
 /// The encodings the digest hashes, of `wallets` in order, in one buffer.
 fn digest_chunk(wallets: &[WalletRef<'_>], stored: &Stored) -> Result<Vec<u8>, ImageError> {
     let mut out = Vec::with_capacity(wallets.len() * 512);
+    let mut read = stored_bytes(wallets, stored)?.into_iter();
     for w in wallets {
         match w {
             WalletRef::Live(state) => digest::encode_wallet(state, &mut out),
             WalletRef::Stored(w) => {
-                let state = stored.decode(w).map_err(|e| {
-                    ImageError(format!("the snapshot's wallet does not decode: {e}"))
+                let bytes = read
+                    .next()
+                    .ok_or_else(|| ImageError(format!("wallet {} was not read", w.id)))?;
+                let state = pack::decode(&bytes).map_err(|e| {
+                    ImageError(format!(
+                        "the snapshot's wallet {} does not decode: {e}",
+                        w.id
+                    ))
                 })?;
                 digest::encode_wallet(&state, &mut out)
             }

@@ -52,6 +52,16 @@ impl SnapshotReread {
         Ok(buf)
     }
 
+    /// `len` bytes at `offset`, unchecked: for reading many parts at once,
+    /// each of which the caller then checks against its own CRC32C.
+    pub fn span(&self, offset: u64, len: usize) -> Result<Vec<u8>, SnapshotError> {
+        let mut buf = vec![0u8; len];
+        self.file
+            .read_exact_at(&mut buf, offset)
+            .map_err(|e| SnapshotError::io(&self.path, e))?;
+        Ok(buf)
+    }
+
     /// The body of the section whose body starts at `offset` and is `len`
     /// bytes long (a `StreamedSection`'s `offset` and `bytes.len()`), its
     /// frame's checksum checked again.
