@@ -11,9 +11,10 @@
 //! image is written or installed.
 //!
 //! The log's tail can hold as many records as a snapshot (the first
-//! snapshot holds every record the log has): past `IN_MEMORY` records
-//! kept in memory, they are written to the image's scratch file, if it has
-//! one (`image::scratch`), and read back from there the same way.
+//! snapshot holds every record the log has): past `IN_MEMORY` records, or
+//! `IN_MEMORY_BYTES` of answers, kept in memory, they are written to the
+//! image's scratch file, if it has one (`image::scratch`), and read back
+//! from there the same way.
 
 use super::scratch::{Place, Scratch};
 use super::{IdempotencyEntry, IdempotencyOutcome, ImageError, Section};
@@ -27,6 +28,12 @@ type Key = (ClientId, Box<str>);
 /// Records inserted in memory beyond which they go to the scratch file:
 /// ~250 bytes each with their key and slot, so ~16 MB.
 const IN_MEMORY: usize = 65_536;
+
+/// Bytes of answers kept in memory beyond which the records go to the
+/// scratch file: a batch's answer is ~42 KB compressed, so funding a
+/// million wallets in batches of 1,000 left ~42 MB of them under the
+/// count above.
+const IN_MEMORY_BYTES: usize = 16 << 20;
 
 /// A record the log wrote (its key is the map's).
 #[derive(Debug)]
@@ -85,10 +92,13 @@ pub(super) struct Records {
     sections: Vec<(u64, usize)>,
     /// The file `Slot::File` records are in.
     file: Option<SnapshotReread>,
-    /// Where records in memory go past `IN_MEMORY`, if anywhere.
+    /// Where records in memory go past `IN_MEMORY` or `IN_MEMORY_BYTES`,
+    /// if anywhere.
     scratch: Option<Scratch>,
-    /// Records inserted in memory since the last spill.
+    /// Records inserted in memory since the last spill, and their
+    /// answers' bytes.
     in_memory: usize,
+    in_memory_bytes: usize,
 }
 
 /// A record's key and time, as a load keeps it.
@@ -125,7 +135,8 @@ impl Records {
         }
     }
 
-    /// Records in memory go to `scratch` from now on, past `IN_MEMORY`.
+    /// Records in memory go to `scratch` from now on, past `IN_MEMORY` or
+    /// `IN_MEMORY_BYTES`.
     pub fn spill_into(&mut self, scratch: Scratch) {
         self.scratch = Some(scratch);
     }
@@ -141,6 +152,9 @@ impl Records {
             },
             claimed => claimed,
         };
+        if let IdempotencyOutcome::Answered { body, .. } = &outcome {
+            self.in_memory_bytes += body.stored_len();
+        }
         let kept = Kept {
             fingerprint: entry.fingerprint,
             at: entry.at,
@@ -152,7 +166,8 @@ impl Records {
             Slot::Memory(Box::new(kept)),
         );
         self.in_memory += 1;
-        if self.in_memory > IN_MEMORY && self.scratch.is_some() {
+        let over = self.in_memory > IN_MEMORY || self.in_memory_bytes > IN_MEMORY_BYTES;
+        if over && self.scratch.is_some() {
             self.spill();
         }
     }
@@ -161,6 +176,7 @@ impl Records {
     /// if it does not take them).
     fn spill(&mut self) {
         self.in_memory = 0;
+        self.in_memory_bytes = 0;
         let mut keys = Vec::new();
         let mut parts = Vec::new();
         for (key, slot) in &self.map {

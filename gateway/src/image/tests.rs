@@ -807,6 +807,50 @@ async fn records_past_the_memory_limit_go_to_the_scratch_file_and_come_back() {
 }
 
 #[test]
+fn large_answers_go_to_the_scratch_file_before_the_record_count_says_so() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let scratch = dir.path().join("scratch");
+    let mut img = Image::empty(EngineConfig::default());
+    img.spill_into(&scratch);
+    // 40 answers of 1 MB that compress little (hex of a hash chain):
+    // more than 16 MB kept, far fewer than 65,536 records.
+    let mut seed = blake3::hash(b"seed");
+    let mut bodies = Vec::new();
+    for i in 0..40 {
+        let mut text = String::with_capacity(1 << 20);
+        while text.len() < 1 << 20 {
+            seed = blake3::hash(seed.as_bytes());
+            text.push_str(&seed.to_hex());
+        }
+        let record = Record::Answer {
+            client: ClientId::from_u128(1),
+            key: format!("big{i}"),
+            fingerprint: [1; 32],
+            at: 5,
+            status: 201,
+            body: AnswerBody::new(bytes::Bytes::from(text.clone())),
+        };
+        bodies.push(text);
+        let lsn = img.position + 1;
+        img.apply(lsn, record).unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert!(scratch.is_dir(), "nothing was spilt");
+    for (i, text) in bodies.iter().enumerate() {
+        let entry = img
+            .idempotency_record(ClientId::from_u128(1), &format!("big{i}"))
+            .map(|r| r.unwrap_or_else(|e| panic!("{e}")));
+        let Some(IdempotencyEntry {
+            outcome: IdempotencyOutcome::Answered { body, .. },
+            ..
+        }) = entry
+        else {
+            panic!("big{i} lost")
+        };
+        assert!(body.bytes().unwrap_or_else(|e| panic!("{e}")) == text.as_bytes());
+    }
+}
+
+#[test]
 fn a_file_changed_after_its_load_is_refused_when_read_again() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let good = with_records(image(40), 30);
