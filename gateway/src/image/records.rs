@@ -90,7 +90,7 @@ pub(super) struct Records {
     /// The file's idempotency sections: where each one's body starts, and
     /// its length.
     sections: Vec<(u64, usize)>,
-    /// The file `Slot::File` records are in.
+    /// The file the `on_file` records are in.
     file: Option<SnapshotReread>,
     /// Where records in memory go past `IN_MEMORY` or `IN_MEMORY_BYTES`,
     /// if anywhere.

@@ -144,8 +144,11 @@ impl Stored {
 
     /// Wallet `id`, if it is here (taken or not).
     pub fn get(&self, id: WalletId) -> Option<&StoredWallet> {
-        let i = self.wallets.binary_search_by_key(&id, |w| w.id).ok()?;
-        self.wallets.get(i)
+        self.wallets.get(self.index_of(id)?)
+    }
+
+    fn index_of(&self, id: WalletId) -> Option<usize> {
+        self.wallets.binary_search_by_key(&id, |w| w.id).ok()
     }
 
     /// The packed bytes of `w` (read from the file, and checked again, if
@@ -210,17 +213,10 @@ impl Stored {
             for (k, at) in run.iter().enumerate() {
                 let from = usize::try_from(at.offset - first.offset).map_err(|e| e.to_string())?;
                 let one = bytes.get(from..from + at.len as usize).unwrap_or_default();
-                let crc = crc32c::crc32c(one);
-                if crc != at.crc {
+                file.check(at.offset, one, at.crc).map_err(|e| {
                     let id = wallets.get(i + k).map_or(w.id, |w| w.id);
-                    return Err(format!(
-                        "wallet {id}: {}: the file changed since it was checked: its bytes at {} \
-                         have CRC32C {crc:08x}, not {:08x}",
-                        file.path().display(),
-                        at.offset,
-                        at.crc
-                    ));
-                }
+                    format!("wallet {id}: {e}")
+                })?;
                 out.push(Cow::Owned(one.to_vec()));
             }
             i += run.len();
@@ -228,7 +224,7 @@ impl Stored {
         Ok(out)
     }
 
-    /// Wallet `id`, decoded.
+    /// Wallet `w`, decoded.
     pub fn decode(&self, w: &StoredWallet) -> Result<WalletState, String> {
         let bytes = self.bytes(w)?;
         pack::decode(&bytes).map_err(|e| format!("{} does not decode: {e}", w.id))
@@ -236,7 +232,7 @@ impl Stored {
 
     /// Takes wallet `id` out, decoded (`None`: not here, or taken).
     pub fn take(&mut self, id: WalletId) -> Option<Result<WalletState, String>> {
-        let i = self.wallets.binary_search_by_key(&id, |w| w.id).ok()?;
+        let i = self.index_of(id)?;
         let w = self.wallets.get(i)?;
         w.bytes.as_ref()?;
         let state = self.decode(w);

@@ -42,14 +42,24 @@ impl SnapshotReread {
         self.file
             .read_exact_at(&mut buf, offset)
             .map_err(|e| SnapshotError::io(&self.path, e))?;
-        let found = crc32c::crc32c(&buf);
+        self.check(offset, &buf, crc)?;
+        Ok(buf)
+    }
+
+    /// Whether `part`, read again from `offset`, has the CRC32C `crc`
+    /// (parts of a `span`).
+    pub fn check(&self, offset: u64, part: &[u8], crc: u32) -> Result<(), SnapshotError> {
+        let found = crc32c::crc32c(part);
         if found != crc {
             return Err(self.changed(
                 offset,
-                format!("{len} bytes read again have CRC32C {found:08x}, not {crc:08x}"),
+                format!(
+                    "{} bytes read again have CRC32C {found:08x}, not {crc:08x}",
+                    part.len()
+                ),
             ));
         }
-        Ok(buf)
+        Ok(())
     }
 
     /// `len` bytes at `offset`, unchecked: for reading many parts at once,
