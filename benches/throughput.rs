@@ -19,9 +19,12 @@ mod support;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use settle_engine::TxnId;
 use settle_engine::actor::Ack;
+use settle_engine::actor::{Clock, SystemClock};
 use settle_gateway::GatewayConfig;
 use settle_gateway::Submitted;
+use settle_gateway::http::app::IdMint;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{Pairs, cpu_seconds, funded_gateway, transfer};
 
@@ -90,17 +93,20 @@ async fn transfers() {
             "transfers round {round}: {} routed transfers, {callers} callers (window {window}), 10,000 wallets",
             per * callers
         );
+        let ids = Arc::new(IdMint::new());
         timed(&label, "transfer", callers, per, |c| {
             let g = g.clone();
+            let ids = Arc::clone(&ids);
             async move {
                 let mut pairs = Pairs::new(0x9E37_79B9 ^ (c << 20) ^ round, wallets);
                 // Up to `window` answers outstanding; the oldest is awaited
                 // before the next transfer is sent (a pipelining client).
                 let mut outstanding = VecDeque::with_capacity(window);
-                for k in 0..per {
-                    let id = TxnId::from_u128(
-                        (u128::from(round) << 120) | (u128::from(c) << 64) | u128::from(k),
-                    );
+                for _ in 0..per {
+                    // Minted as the server mints them: ULIDs from one
+                    // monotonic generator, so a wallet's records come in
+                    // nearly increasing id order (`wallet::history`).
+                    let id = TxnId::from_u128(ids.next(SystemClock.now()).0);
                     let (from, to) = pairs.next();
                     if outstanding.len() == window
                         && let Some(s) = outstanding.pop_front()

@@ -410,7 +410,7 @@ impl Image {
         // Counted by status first: no string per wallet.
         let mut statuses: BTreeMap<&'static str, u64> = BTreeMap::new();
         for w in self.ledger.wallets() {
-            summary.transactions += w.txns().len() as u64;
+            summary.transactions += w.txn_count() as u64;
             *statuses.entry(w.status.as_str()).or_default() += 1;
         }
         let assets = &self.ledger.config().assets;

@@ -5,6 +5,7 @@
 //! so a refused event leaves the wallet untouched. Live execution and replay
 //! both come through here.
 
+use super::history::{History, Vacant};
 use super::{AssetBook, AssetMap, Flows, QueuedItem, WalletState, WalletStatus};
 use crate::asset::AssetCode;
 use crate::event::Event;
@@ -14,7 +15,6 @@ use crate::money;
 use crate::reject::ApplyError;
 use crate::txn::{ConversionTerms, Direction, Outbound, Txn, TxnInfo, TxnKind, TxnStatus};
 use rust_decimal::Decimal;
-use std::collections::btree_map::{Entry, VacantEntry};
 use std::collections::{BTreeMap, BTreeSet};
 
 fn bad(msg: impl Into<String>) -> ApplyError {
@@ -68,12 +68,12 @@ fn flow_of(flows: &AssetMap<Flows>, asset: AssetCode) -> Flows {
 
 /// The record of `txn`, which must be in `status`, for update in place.
 fn txn_in_mut(
-    txns: &mut BTreeMap<TxnId, Box<Txn>>,
+    txns: &mut History,
     wallet: WalletId,
     txn: TxnId,
     status: TxnStatus,
 ) -> Result<&mut Txn, ApplyError> {
-    match txns.get_mut(&txn) {
+    match txns.get_mut(txn) {
         Some(t) if t.status == status => Ok(t),
         Some(t) => Err(bad(format!(
             "{wallet}: {txn} is {}, not {}",
@@ -102,15 +102,9 @@ fn fill_extra(
 }
 
 /// The place of a new record: refused if the id is taken.
-fn vacant(
-    txns: &mut BTreeMap<TxnId, Box<Txn>>,
-    wallet: WalletId,
-    txn: TxnId,
-) -> Result<VacantEntry<'_, TxnId, Box<Txn>>, ApplyError> {
-    match txns.entry(txn) {
-        Entry::Vacant(slot) => Ok(slot),
-        Entry::Occupied(_) => Err(bad(format!("{wallet}: transaction {txn} exists"))),
-    }
+fn vacant(txns: &mut History, wallet: WalletId, txn: TxnId) -> Result<Vacant<'_>, ApplyError> {
+    txns.vacant(txn)
+        .ok_or_else(|| bad(format!("{wallet}: transaction {txn} exists")))
 }
 
 impl WalletState {
@@ -145,7 +139,7 @@ impl WalletState {
             updated_at: *at,
             books,
             flows: AssetMap::new(),
-            txns: BTreeMap::new(),
+            txns: History::default(),
             expiries: BTreeSet::new(),
             awaiting_receipt: BTreeMap::new(),
         })
@@ -232,7 +226,7 @@ impl WalletState {
     }
 
     fn txn_in(&self, txn: TxnId, status: TxnStatus) -> Result<&Txn, ApplyError> {
-        match self.txns.get(&txn) {
+        match self.txns.get(txn) {
             Some(t) if t.status == status => Ok(t),
             Some(t) => Err(bad(format!(
                 "{}: {txn} is {}, not {}",
@@ -245,7 +239,7 @@ impl WalletState {
     }
 
     fn set_status(&mut self, txn: TxnId, status: TxnStatus, at: Timestamp) {
-        if let Some(t) = self.txns.get_mut(&txn) {
+        if let Some(t) = self.txns.get_mut(txn) {
             t.status = status;
             t.updated_at = at;
         }
@@ -290,7 +284,7 @@ impl WalletState {
         book.cash = cash;
         book.pending = pend;
         self.flows.insert(asset, flows);
-        slot.insert(Box::new(record));
+        slot.insert(record);
         Ok(())
     }
 
@@ -388,7 +382,7 @@ impl WalletState {
         if let Some(when) = expires_at {
             self.expiries.insert((when, txn));
         }
-        slot.insert(Box::new(t));
+        slot.insert(t);
         Ok(())
     }
 
@@ -523,7 +517,7 @@ impl WalletState {
         if let Some(when) = expires_at {
             self.expiries.insert((when, txn));
         }
-        slot.insert(Box::new(t));
+        slot.insert(t);
         Ok(())
     }
 
@@ -565,7 +559,7 @@ impl WalletState {
             TxnStatus::Released
         };
         self.set_status(txn, status, at);
-        if let (Some(t), Some(_)) = (self.txns.get_mut(&txn), captured) {
+        if let (Some(t), Some(_)) = (self.txns.get_mut(txn), captured) {
             t.extra_mut().captured = captured;
         }
         Ok(())
@@ -613,7 +607,7 @@ impl WalletState {
             checked_book_mut(&mut self.books, id, asset)?.cash = cash;
             self.flows.insert(asset, flows);
         }
-        slot.insert(Box::new(t));
+        slot.insert(t);
         Ok(())
     }
 

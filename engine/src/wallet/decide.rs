@@ -85,7 +85,7 @@ impl WalletState {
     /// `Some(Done)` when this transaction id was already used for the same
     /// kind of operation here: the command was a retry and does nothing more.
     pub(crate) fn seen(&self, txn: TxnId, kind: TxnKind) -> Result<Option<Done>, Reject> {
-        match self.txns.get(&txn) {
+        match self.txns.get(txn) {
             None => Ok(None),
             // Inbound transfer records share the source's id; they are not
             // this wallet's commands, so a command reusing the id is refused.
@@ -105,7 +105,7 @@ impl WalletState {
     fn target_txn(&self, txn: TxnId, want: Target) -> Result<&Txn, Reject> {
         let t = self
             .txns
-            .get(&txn)
+            .get(txn)
             .ok_or_else(|| Reject::NotFound(format!("transaction {txn} not found")))?;
         let fits = match want {
             Target::Credit => t.kind == TxnKind::Credit,
@@ -160,7 +160,7 @@ impl WalletState {
         }
         let wallet = self.id;
         for txn in due {
-            let status = self.txns.get(&txn).map(|t| t.status);
+            let status = self.txns.get(txn).map(|t| t.status);
             let event = match status {
                 Some(TxnStatus::Held) => Event::ReservationReleased {
                     wallet,
@@ -679,7 +679,7 @@ impl WalletState {
         }
         match message {
             Message::Deliver(leg) => {
-                if let Some(t) = self.txns.get(&leg.txn) {
+                if let Some(t) = self.txns.get(leg.txn) {
                     // Applied before (a re-sent message) -- or an id clash,
                     // which the ledger refuses at submit.
                     let ours =

@@ -8,6 +8,7 @@ mod apply;
 mod asset_map;
 mod decide;
 mod execute;
+mod history;
 mod open;
 pub mod pack;
 
@@ -256,10 +257,9 @@ pub struct WalletState {
     /// Per asset: one or a few entries (see `asset_map` for why not a tree).
     books: AssetMap<AssetBook>,
     flows: AssetMap<Flows>,
-    /// Boxed: a node of the map then holds only ids and pointers, so that
-    /// inserting shifts and splits little, and a half-full node wastes little
-    /// memory (a wallet keeps every record it ever had).
-    txns: BTreeMap<TxnId, Box<Txn>>,
+    /// Every record the wallet ever had, by id (see `history` for why a
+    /// sorted vector).
+    txns: history::History,
     /// Held reservations and queued items that carry `expiresAt`, by instant.
     expiries: BTreeSet<(Timestamp, TxnId)>,
     /// Transfers sent from here whose delivery is not yet acknowledged. A
@@ -290,18 +290,23 @@ impl WalletState {
     }
 
     pub fn txn(&self, id: TxnId) -> Option<&Txn> {
-        self.txns.get(&id).map(|t| &**t)
+        self.txns.get(id)
     }
 
     /// All transactions, oldest id first.
-    pub fn txns(&self) -> impl DoubleEndedIterator<Item = &Txn> + ExactSizeIterator {
-        self.txns.values().map(|t| &**t)
+    pub fn txns(&self) -> impl DoubleEndedIterator<Item = &Txn> {
+        self.txns.iter()
+    }
+
+    /// How many transactions `txns` lists.
+    pub fn txn_count(&self) -> usize {
+        self.txns.len()
     }
 
     /// Where a queued item waits in its FIFO queue (1 = head), if it does.
     /// Linear in the queue's depth (bounded by `Limits::max_queue_depth`).
     pub fn queue_position(&self, txn: TxnId) -> Option<usize> {
-        let t = self.txns.get(&txn)?;
+        let t = self.txns.get(txn)?;
         if t.status != TxnStatus::AwaitingFunds || t.direction == Some(crate::txn::Direction::In) {
             return None;
         }
@@ -327,7 +332,7 @@ impl WalletState {
         if self.books.len() == 1 {
             return true;
         }
-        match self.txns.get(&txn).and_then(|t| t.outbound()) {
+        match self.txns.get(txn).and_then(|t| t.outbound()) {
             Some(crate::txn::Outbound::Conversion { to, terms }) if to == self.id => self
                 .books
                 .get(&terms.buy_asset)
@@ -343,7 +348,7 @@ impl WalletState {
         let mut held: BTreeMap<AssetCode, Decimal> = BTreeMap::new();
         let mut pending: BTreeMap<AssetCode, Decimal> = BTreeMap::new();
         let mut expiring = BTreeSet::new();
-        for t in self.txns.values() {
+        for t in self.txns.iter() {
             match (t.kind, t.status) {
                 (TxnKind::Reservation, TxnStatus::Held) => {
                     *held.entry(t.asset).or_default() += t.amount;
@@ -362,7 +367,7 @@ impl WalletState {
             return Err(format!("{w}: expiry index disagrees with live items"));
         }
         for (id, &(asset, amount)) in &self.awaiting_receipt {
-            let fits = self.txns.get(id).is_some_and(|t| {
+            let fits = self.txns.get(*id).is_some_and(|t| {
                 t.status == TxnStatus::Settled && t.asset == asset && t.amount == amount
             });
             if !fits {
@@ -405,7 +410,7 @@ impl WalletState {
             for item in &b.queue {
                 let t = self
                     .txns
-                    .get(&item.txn)
+                    .get(item.txn)
                     .ok_or(format!("{w}: queued {} has no record", item.txn))?;
                 if t.status != TxnStatus::AwaitingFunds
                     || t.asset != *code
@@ -419,7 +424,7 @@ impl WalletState {
             }
             let awaiting = self
                 .txns
-                .values()
+                .iter()
                 .filter(|t| t.status == TxnStatus::AwaitingFunds && t.asset == *code)
                 .count();
             if awaiting != b.queue.len() {
@@ -441,7 +446,7 @@ impl WalletState {
             let unconfirmed: Decimal = self
                 .awaiting_receipt
                 .keys()
-                .filter_map(|id| self.txns.get(id))
+                .filter_map(|id| self.txns.get(*id))
                 .filter(|t| t.asset == *code)
                 .map(|t| t.amount)
                 .sum();

@@ -99,7 +99,7 @@ pub fn encode(state: &WalletState, out: &mut Vec<u8>) {
         }
     }
     mp::write_array_len(out, state.txns.len());
-    for t in state.txns.values() {
+    for t in state.txns.iter() {
         write_txn(out, t);
     }
     mp::write_array_len(out, state.expiries.len());
@@ -179,9 +179,10 @@ pub fn read(r: &mut Reader<'_>) -> Result<WalletState, DecodeError> {
     let mut txns = Vec::with_capacity(n);
     for _ in 0..n {
         let t = read_txn(r)?;
-        txns.push((t.id, Box::new(t)));
+        txns.push(t);
     }
-    let txns = sorted_map(txns).ok_or_else(|| r.error("transactions out of order"))?;
+    let txns = super::history::History::from_sorted(txns)
+        .ok_or_else(|| r.error("transactions out of order"))?;
     let n = r.array_len()?;
     let mut expiries = Vec::with_capacity(n);
     for _ in 0..n {
