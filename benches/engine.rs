@@ -31,7 +31,7 @@ fn funded() -> (Ledger, Vec<Event>) {
         };
         let credit = Op::Credit {
             wallet,
-            txn: TxnId::from_u128(u128::MAX - n),
+            txn: TxnId::from_u128(n + 1),
             asset: usd(),
             amount: Decimal::new(100_000_000, 2),
             pending: false,

@@ -7,13 +7,14 @@
 #
 #   benches/http/open_loop.sh BINARY PORT RATE
 #
-# FSYNC (always), SERVE_ENV (e.g. "TOKIO_WORKER_THREADS=1") and DUR (10s)
+# FSYNC (always), SERVE_ENV (e.g. "TOKIO_WORKER_THREADS=1"), SERVE_OPTS (more
+# `serve` options, e.g. "--segment-mib 1024") and DUR (10s)
 # from the environment. 10,000 wallets are set up first; the run itself
 # spreads over 100 of them, 64 connections, 2 s warm-up.
 set -euo pipefail
 BIN=$1; PORT=$2; RATE=$3
 . "$(dirname "$0")/server.sh"
-start_server "$BIN" "$PORT" --fsync "${FSYNC:-always}"
+start_server "$BIN" "$PORT" --fsync "${FSYNC:-always}" ${SERVE_OPTS:-}
 "$BIN" load --url "$U" --data-dir "$D" --duration 1s --wallets 10000 --json > /dev/null 2>&1
 hist() { curl -s "$U/metrics" | grep settle_http_request_duration_seconds_bucket | grep transfers \
   | sed 's/.*le="\([^"]*\)".* \([0-9]*\)$/\1 \2/'; }

@@ -2,6 +2,7 @@
 //! by a hash of the key, so that callers on different keys rarely meet on a
 //! lock (the registry, the transaction index, the idempotency store).
 
+use crossbeam_utils::CachePadded;
 use std::hash::{BuildHasher, Hash};
 
 /// The keyed hash for ids the gateway mints (wallets, transactions) and for
@@ -11,7 +12,10 @@ pub(crate) type IdHash = foldhash::fast::RandomState;
 
 #[derive(Debug)]
 pub(crate) struct Shards<T> {
-    shards: Box<[T]>,
+    /// Each on cache lines of its own: a lock is written by every reader,
+    /// and neighbours sharing its line would be fought over by cores that
+    /// never meet on a key.
+    shards: Box<[CachePadded<T>]>,
     /// Picks the shard; maps inside shards use other keys, so that the keys
     /// of one shard do not share their low hash bits.
     hasher: IdHash,
@@ -20,7 +24,7 @@ pub(crate) struct Shards<T> {
 impl<T> Shards<T> {
     pub fn new(n: usize, make: impl FnMut(usize) -> T) -> Self {
         Self {
-            shards: (0..n.max(1)).map(make).collect(),
+            shards: (0..n.max(1)).map(make).map(CachePadded::new).collect(),
             hasher: IdHash::default(),
         }
     }
@@ -33,6 +37,6 @@ impl<T> Shards<T> {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &T> {
-        self.shards.iter()
+        self.shards.iter().map(|s| &**s)
     }
 }

@@ -91,6 +91,8 @@ impl Vacant<'_> {
                 chunk.first = chunk.records[0].id;
                 if chunk.records.len() > 2 * CHUNK {
                     let later = chunk.records.split_off(CHUNK);
+                    // Its room for twice `CHUNK` would stay unused.
+                    chunk.records.shrink_to_fit();
                     h.sealed.insert(
                         c + 1,
                         Chunk {
