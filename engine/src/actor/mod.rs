@@ -16,7 +16,7 @@ mod wallet;
 
 pub use host::{Clock, CommitError, ManualClock, SystemClock, Then, WalletHost};
 pub use shared::{
-    HeldState, RESEND_AFTER_MS, ReceiptsWaiting, StateError, WalletShared, decode_state,
+    HeldState, LiveState, RESEND_AFTER_MS, ReceiptsWaiting, StateError, WalletShared, decode_state,
     encode_state,
 };
 pub use wallet::{Ack, Answer, Outcome, WalletActor, WalletMsg};

@@ -100,9 +100,9 @@ impl WalletActorState {
         f: impl FnOnce(&mut WalletState, &mut Vec<Event>) -> R,
     ) -> Result<(R, Effects), ActorProcessingErr> {
         let receipts = self.shared.take_receipts();
-        let mut state = self.shared.live()?;
+        let mut live = self.shared.live()?;
+        let (state, buffer) = live.parts()?;
         // Events a failed actor applied but did not commit come first.
-        let mut buffer = self.shared.uncommitted();
         if !buffer.is_empty() {
             tracing::warn!(
                 wallet = %self.shared.id,
@@ -115,22 +115,21 @@ impl WalletActorState {
                 txn,
                 to: self.shared.id,
             };
-            if let Err(err) = state.receive(at, &receipt, &mut buffer) {
+            if let Err(err) = state.receive(at, &receipt, buffer) {
                 tracing::error!(wallet = %self.shared.id, %err, "receipt not applied");
             }
         }
-        let r = f(&mut state, &mut buffer);
-        let events = std::mem::take(&mut *buffer);
-        drop(buffer);
+        let r = f(state, buffer);
+        let events = std::mem::take(buffer);
         let mut posts = Vec::new();
         for e in &events {
-            match message::sent_by(&state, e) {
+            match message::sent_by(state, e) {
                 Ok(Some(m)) => posts.push(m),
                 Ok(None) => {}
                 Err(err) => tracing::error!(wallet = %self.shared.id, %err, "no message for event"),
             }
         }
-        self.shared.publish(&state);
+        self.shared.publish(state);
         Ok((r, Effects { events, posts }))
     }
 
