@@ -33,7 +33,8 @@ const CHUNK: usize = 64;
 
 /// A wallet's records, strictly increasing by id across `sealed` then
 /// `open`. (A record's `id` is never changed in place: it is the key.)
-#[derive(Clone, PartialEq, Eq, Debug, Default)]
+/// Equal to another when it holds the same records, however chunked.
+#[derive(Clone, Debug, Default)]
 pub(crate) struct History {
     /// Full chunks, oldest first; every record of one is below every record
     /// of the next. Never empty chunks.
@@ -46,7 +47,7 @@ pub(crate) struct History {
     len: usize,
 }
 
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, Debug)]
 struct Chunk {
     /// Its first record's id, for the search across chunks.
     first: TxnId,
@@ -235,6 +236,14 @@ fn from_the_end(records: &[Txn], id: TxnId) -> Result<usize, usize> {
         .map_err(|i| lo + i)
 }
 
+impl PartialEq for History {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for History {}
+
 /// As a map from id to record, in id order: the bytes a `BTreeMap` of the
 /// same records writes (digests and older formats depend on them).
 impl Serialize for History {
@@ -400,6 +409,18 @@ mod tests {
         assert!(history.sealed.iter().all(|c| c.records.len() <= 2 * CHUNK));
         assert!(history.sealed.len() > 300 / CHUNK, "no chunk was split");
         assert!(history.sealed.iter().all(|c| c.first == c.records[0].id));
+        // The same records chunked afresh (as a packed wallet is read back)
+        // are the same history.
+        let afresh = History::from_sorted(history.iter().cloned().collect());
+        assert!(
+            afresh
+                .as_ref()
+                .is_some_and(|h| h.sealed.len() != history.sealed.len())
+        );
+        assert_eq!(afresh, Some(history.clone()));
+        let mut one_less = history.iter().cloned().collect::<Vec<_>>();
+        one_less.pop();
+        assert_ne!(History::from_sorted(one_less), Some(history));
     }
 
     #[test]
