@@ -119,6 +119,12 @@ impl History {
             len: records.len(),
             ..History::default()
         };
+        if records.len() < CHUNK {
+            // Most wallets (and every one activated with few records): the
+            // vector read is the open chunk as it is, not copied again.
+            history.open = records;
+            return Some(history);
+        }
         let mut records = records.into_iter();
         loop {
             let chunk: Vec<Txn> = records.by_ref().take(CHUNK).collect();

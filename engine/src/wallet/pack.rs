@@ -35,6 +35,7 @@
 //! key order (no key can be lost or doubled). Any change to this layout
 //! changes the snapshot format: bump `FORMAT_VERSION` in `settle-snapshots`.
 
+use super::history::History;
 use super::{AssetBook, AssetMap, Flows, QueuedItem, WalletKind, WalletSettings, WalletSpec};
 use super::{WalletState, WalletStatus};
 use crate::asset::{Asset, AssetCode};
@@ -178,11 +179,9 @@ pub fn read(r: &mut Reader<'_>) -> Result<WalletState, DecodeError> {
     let n = r.array_len()?;
     let mut txns = Vec::with_capacity(n);
     for _ in 0..n {
-        let t = read_txn(r)?;
-        txns.push(t);
+        txns.push(read_txn(r)?);
     }
-    let txns = super::history::History::from_sorted(txns)
-        .ok_or_else(|| r.error("transactions out of order"))?;
+    let txns = History::from_sorted(txns).ok_or_else(|| r.error("transactions out of order"))?;
     let n = r.array_len()?;
     let mut expiries = Vec::with_capacity(n);
     for _ in 0..n {
