@@ -69,7 +69,24 @@ pub(crate) struct Runtime {
     /// Wallets whose actor the last sweep found used before this instant
     /// (ms) are passivated even if not idle: too many actors were running.
     evict_before: AtomicI64,
+    /// The sweep's lists, kept between sweeps (and one sweep at a time).
+    sweep_lists: Mutex<SweepLists>,
     me: Weak<Runtime>,
+}
+
+/// A sweep's working lists. With tens of thousands of running actors they
+/// are hundreds of KB: allocated afresh, the allocator took them from the
+/// OS each time (it gives freed large blocks back), and faulting their
+/// pages in made a sweep of 10,000 running actors take ~7 ms, a stall of
+/// its worker every 250 ms (BENCHMARKS.md, "The sweep's lists kept").
+#[derive(Debug, Default)]
+struct SweepLists {
+    /// Running actors, copied out of `Runtime::actors`.
+    live: Vec<(ActorId, WalletId)>,
+    /// Running wallets with a timer due or receipts overdue.
+    due: Vec<WalletId>,
+    /// (last used, wallet) of actors that keep running.
+    running: Vec<(i64, WalletId)>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -108,6 +125,7 @@ impl Runtime {
             coarse_now: AtomicI64::new(now),
             restarts: AtomicU64::new(0),
             evict_before: AtomicI64::new(i64::MIN),
+            sweep_lists: Mutex::new(SweepLists::default()),
             me: me.clone(),
         })
     }
@@ -299,18 +317,20 @@ impl Runtime {
     /// 1,000,000 wallets a sweep over all of them took 50-100 ms of every
     /// 250 (BENCHMARKS.md).
     pub fn sweep(&self) {
+        let mut lists = self.sweep_lists.lock();
+        let SweepLists { live, due, running } = &mut *lists;
         let now = self.clock.now().millis();
         self.coarse_now.store(now, Ordering::Relaxed);
         let idle_ms = i64::try_from(self.config.idle_after.as_millis()).unwrap_or(i64::MAX);
-        let mut due = Vec::new();
-        // Actors that keep running after this sweep: busy ones, and idle
-        // ones past this sweep's share of passivations. Both hold memory,
-        // so both count against `max_active`.
-        let mut running: Vec<(i64, WalletId)> = Vec::new();
+        // Actors that keep running after this sweep (`running`): busy ones,
+        // and idle ones past this sweep's share of passivations. Both hold
+        // memory, so both count against `max_active`.
         let mut passivations_left = self.config.passivate_per_sweep;
-        let live: Vec<(ActorId, WalletId)> =
-            self.actors.lock().iter().map(|(a, w)| (*a, *w)).collect();
-        for (id, wallet) in live {
+        live.clear();
+        due.clear();
+        running.clear();
+        live.extend(self.actors.lock().iter().map(|(a, w)| (*a, *w)));
+        for &(id, wallet) in live.iter() {
             let slots = self.registry.shard(wallet).read();
             let Some(slot) = slots.get(&wallet) else {
                 continue;
@@ -350,7 +370,7 @@ impl Runtime {
             ticked.is_ok()
         };
         // Running wallets not ticked now are looked at again next sweep.
-        for wallet in due {
+        for &wallet in due.iter() {
             tick(wallet);
         }
         for wallet in self.due_sleepers(now) {
@@ -407,7 +427,7 @@ impl Runtime {
     /// wallets faster than the share passivates them once kept them all
     /// running: 1,000,000 wallets peaked at 5.7 GB). An idle actor the sweep
     /// already asked may be asked again; the second request finds it gone.
-    fn evict_least_recent(&self, mut active: Vec<(i64, WalletId)>) {
+    fn evict_least_recent(&self, active: &mut [(i64, WalletId)]) {
         let cap = self.config.max_active;
         let excess = active.len() - cap;
         active.select_nth_unstable_by_key(excess - 1, |(used, _)| *used);

@@ -40,10 +40,18 @@ impl Actor for GatewayActor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             GatewayMsg::Sweep => {
-                // Timed: a sweep runs on a tokio worker, so its length is
-                // a stall for whatever waits behind it (BENCHMARKS.md).
                 let started = std::time::Instant::now();
-                runtime.sweep();
+                // On a blocking-pool thread, not on this tokio worker: with
+                // 10,000 running actors a sweep takes milliseconds, and on a
+                // worker that was a stall for every request queued behind it
+                // (BENCHMARKS.md, "The sweep off the workers"). On a thread
+                // of its own it shares the cores instead. The gateway actor
+                // waits for it, so sweeps never overlap.
+                let sweeping = Arc::clone(runtime);
+                if let Err(e) = tokio::task::spawn_blocking(move || sweeping.sweep()).await {
+                    // A bug; the next sweep is still due (timers, passivation).
+                    tracing::error!(%e, "a sweep failed");
+                }
                 metrics::histogram!("settle_sweep_seconds").record(started.elapsed().as_secs_f64());
             }
         }
