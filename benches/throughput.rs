@@ -13,6 +13,15 @@
 //! `SETTLE_EVENT_INTERVAL` and `SETTLE_GLOBAL_QUEUE_INTERVAL` the runtime.
 #![allow(clippy::float_arithmetic, clippy::cast_possible_truncation)]
 
+/// The host's CPU shares over a run (`settle load` reports the same): on
+/// this VM the same binary moves ±20% with the hypervisor's steal.
+#[path = "../src/load/host.rs"]
+#[allow(
+    dead_code,
+    unused_imports,
+    reason = "the module's own unit tests are built but not run here"
+)]
+mod host;
 mod support;
 
 #[global_allocator]
@@ -59,6 +68,7 @@ where
 {
     let started = Instant::now();
     let cpu_before = cpu_seconds();
+    let host_before = host::sample();
     let tasks: Vec<_> = (0..callers).map(|c| tokio::spawn(caller(c))).collect();
     for t in tasks {
         t.await.unwrap_or_else(|e| panic!("{e}"));
@@ -66,8 +76,14 @@ where
     let secs = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_before;
     let n = (per * callers) as f64;
+    let host = match host_before.zip(host::sample()) {
+        Some((before, after)) => host::share(before, after).map_or(String::new(), |h| {
+            format!(" (host busy {:.0}%, steal {:.1}%)", h.busy, h.steal)
+        }),
+        None => String::new(),
+    };
     println!(
-        "{label}: {secs:.2} s, {:.0} {unit}s/s, {:.2} CPU-us per {unit}",
+        "{label}: {secs:.2} s, {:.0} {unit}s/s, {:.2} CPU-us per {unit}{host}",
         n / secs,
         cpu * 1e6 / n
     );
