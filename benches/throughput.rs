@@ -14,7 +14,8 @@
 #![allow(clippy::float_arithmetic, clippy::cast_possible_truncation)]
 
 /// The host's CPU shares over a run (`settle load` reports the same): on
-/// this VM the same binary moves ±20% with the hypervisor's steal.
+/// this VM the same binary moves by ±20% from one run to the next, and a
+/// figure should say whether the hypervisor took the CPU (steal) or not.
 #[path = "../src/load/host.rs"]
 #[allow(
     dead_code,

@@ -43,10 +43,11 @@ impl Actor for GatewayActor {
                 let started = std::time::Instant::now();
                 // On a blocking-pool thread, not on this tokio worker: with
                 // 10,000 running actors a sweep takes milliseconds, and on a
-                // worker that was a stall for every request queued behind it
-                // (BENCHMARKS.md, "The sweep off the workers"). On a thread
-                // of its own it shares the cores instead. The gateway actor
-                // waits for it, so sweeps never overlap.
+                // worker that was a stall for every request queued behind
+                // it. On a thread of its own it shares the cores instead
+                // (BENCHMARKS.md, "The sweep's lists kept, and the sweep off
+                // the workers"). The gateway actor waits for it, so sweeps
+                // never overlap.
                 let sweeping = Arc::clone(runtime);
                 if let Err(e) = tokio::task::spawn_blocking(move || sweeping.sweep()).await {
                     // A bug; the next sweep is still due (timers, passivation).
