@@ -224,7 +224,7 @@ pub fn list(app: &App, client: ClientId, id: &str, query: Option<&str>) -> Resul
         count: page.len(),
         total_count: total,
         next_cursor: if more {
-            page.last().map(|v| v.id.clone())
+            page.last().map(|v| v.id.0.to_string())
         } else {
             None
         },

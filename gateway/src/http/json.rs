@@ -8,9 +8,10 @@
 use crate::http::reply::ApiError;
 use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use settle_engine::Timestamp;
+use std::fmt;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -133,25 +134,58 @@ fn scientific(base: &str, exp: &str) -> Option<Decimal> {
 
 /// Formats an amount with exactly `scale` decimals (`"10.50"`).
 pub fn format_amount(amount: Decimal, scale: u32) -> String {
+    amount_text(amount, scale).0.to_string()
+}
+
+/// A value an answer shows as a JSON string, written by its `Display`
+/// straight into the answer's buffer: no `String` per field. (A transfer's
+/// answer has six such fields; their allocations were a measurable share of
+/// a batch's cost, BENCHMARKS.md.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Text<T>(pub T);
+
+impl<T: fmt::Display> Serialize for Text<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+/// An amount shown with exactly `scale` decimals (`"10.50"`).
+pub fn amount_text(amount: Decimal, scale: u32) -> Text<Decimal> {
     let mut d = amount;
     d.rescale(scale);
-    d.to_string()
+    Text(d)
+}
+
+/// A time shown as RFC 3339 UTC with milliseconds (`format_time`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Time(pub Timestamp);
+
+impl fmt::Display for Time {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        with_time_text(self.0, |text| f.write_str(text))
+    }
 }
 
 /// RFC 3339 UTC with milliseconds: `2026-11-21T10:00:00.123Z`.
 pub fn format_time(at: Timestamp) -> String {
-    // The answers of one request (a batch, a page of history) mostly carry
-    // the same few milliseconds: the last one formatted on this thread is
-    // kept, and cloning it is far cheaper than formatting again.
+    with_time_text(at, str::to_owned)
+}
+
+/// Calls `f` with the text of `at`. The answers of one request (a batch, a
+/// page of history) mostly carry the same few milliseconds: the last one
+/// formatted on this thread is kept, and reusing it is far cheaper than
+/// formatting again. (`f` must not format a time itself: the cache is
+/// borrowed while it runs.)
+fn with_time_text<R>(at: Timestamp, f: impl FnOnce(&str) -> R) -> R {
     thread_local! {
         static LAST: std::cell::RefCell<Option<(i64, String)>> = const { std::cell::RefCell::new(None) };
     }
     LAST.with_borrow_mut(|last| match last {
-        Some((ms, text)) if *ms == at.millis() => text.clone(),
+        Some((ms, text)) if *ms == at.millis() => f(text),
         _ => {
-            let text = format_time_uncached(at);
-            *last = Some((at.millis(), text.clone()));
-            text
+            let (_, text) = last.insert((at.millis(), format_time_uncached(at)));
+            f(text)
         }
     })
 }
@@ -351,5 +385,40 @@ mod tests {
             assert_eq!(format_time(t), want);
             assert_eq!(format_time(t), format_time_uncached(t));
         }
+    }
+
+    #[test]
+    fn text_fields_are_written_as_their_strings() {
+        for (t, want) in [
+            (
+                Timestamp::from_millis(1_795_291_214_146),
+                "2026-11-21T20:00:14.146Z",
+            ),
+            (
+                Timestamp::from_millis(1_795_291_214_147),
+                "2026-11-21T20:00:14.147Z",
+            ),
+            (Timestamp::from_millis(0), "1970-01-01T00:00:00.000Z"),
+        ] {
+            assert_eq!(json(&Text(Time(t))), format!("\"{want}\""));
+        }
+        for (amount, scale, want) in [
+            (Decimal::from(10), 2, "10.00"),
+            (Decimal::new(105, 1), 2, "10.50"),
+            (Decimal::new(1, 8), 8, "0.00000001"),
+            (Decimal::new(-25, 1), 2, "-2.50"),
+            (Decimal::from(5), 0, "5"),
+            (Decimal::MAX, 0, "79228162514264337593543950335"),
+        ] {
+            assert_eq!(json(&amount_text(amount, scale)), format!("\"{want}\""));
+            assert_eq!(format_amount(amount, scale), want);
+        }
+        let id = settle_engine::TxnId::from_u128(1);
+        assert_eq!(json(&Text(id)), format!("\"{id}\""));
+        assert_eq!(json(&Text("say \"hi\"")), r#""say \"hi\"""#);
+    }
+
+    fn json<T: Serialize>(v: &T) -> String {
+        serde_json::to_string(v).unwrap_or_else(|e| panic!("{e}"))
     }
 }

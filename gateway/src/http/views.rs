@@ -2,11 +2,13 @@
 //! Amounts print at their asset's full scale; field names are camelCase.
 
 use crate::directory::{Client, Customer};
-use crate::http::json::{format_amount, format_time, metadata_json};
+use crate::http::json::{Text, Time, amount_text, format_amount, format_time, metadata_json};
+use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use settle_engine::{
-    AssetCode, AssetRegistry, Balance, Direction, Txn, TxnKind, WalletId, WalletKind, WalletState,
+    AssetCode, AssetRegistry, Balance, Direction, Txn, TxnId, TxnKind, WalletId, WalletKind,
+    WalletState,
 };
 
 #[derive(Serialize, Debug)]
@@ -171,39 +173,41 @@ pub fn direction(d: Direction) -> &'static str {
     }
 }
 
+/// A transaction as the API shows it. Ids, amounts and times are held as
+/// values and written as text straight into the answer (`Text`, `Time`).
 #[derive(Serialize, Debug)]
 #[serde(rename_all = "camelCase")]
 pub struct TxnView {
-    pub id: String,
+    pub id: Text<TxnId>,
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub status: &'static str,
-    pub wallet_id: String,
+    pub wallet_id: Text<WalletId>,
     pub asset: AssetCode,
-    pub amount: String,
+    pub amount: Text<Decimal>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub direction: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub counterparty_wallet_id: Option<String>,
+    pub counterparty_wallet_id: Option<Text<WalletId>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue_position: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub captured_amount: Option<String>,
+    pub captured_amount: Option<Text<Decimal>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub buy_asset: Option<AssetCode>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub buy_amount: Option<String>,
+    pub buy_amount: Option<Text<Decimal>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rate: Option<String>,
+    pub rate: Option<Text<Decimal>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Box<RawValue>>,
     pub sequence: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
+    pub expires_at: Option<Text<Time>>,
+    pub created_at: Text<Time>,
+    pub updated_at: Text<Time>,
 }
 
 impl TxnView {
@@ -216,30 +220,29 @@ impl TxnView {
     ) -> Self {
         let scale = assets.get(t.asset).map_or(0, |a| a.scale);
         let conversion = t.conversion();
-        // The buy side of a conversion to another wallet is in an asset this
-        // wallet may not hold: its amount is already at the buy scale.
-        let buy_amount = conversion.map(|c| c.buy_amount.to_string());
         let info = t.info();
         Self {
-            id: t.id.to_string(),
+            id: Text(t.id),
             kind: txn_kind(t.kind),
             status: t.status.as_str(),
-            wallet_id: wallet.to_string(),
+            wallet_id: Text(wallet),
             asset: t.asset,
-            amount: format_amount(t.amount, scale),
+            amount: amount_text(t.amount, scale),
             direction: t.direction.map(direction),
-            counterparty_wallet_id: t.counterparty.map(|c| c.to_string()),
+            counterparty_wallet_id: t.counterparty.map(Text),
             queue_position,
-            captured_amount: t.captured().map(|c| format_amount(c, scale)),
+            captured_amount: t.captured().map(|c| amount_text(c, scale)),
             buy_asset: conversion.map(|c| c.buy_asset),
-            buy_amount,
-            rate: conversion.map(|c| c.rate.normalize().to_string()),
+            // The buy side of a conversion to another wallet is in an asset
+            // this wallet may not hold: its amount is already at the buy scale.
+            buy_amount: conversion.map(|c| Text(c.buy_amount)),
+            rate: conversion.map(|c| Text(c.rate.normalize())),
             reference: info.and_then(|i| i.reference.clone()),
             metadata: info.and_then(|i| i.metadata.as_deref()).map(metadata_json),
             sequence: t.sequence,
-            expires_at: t.expires_at().map(format_time),
-            created_at: format_time(t.created_at),
-            updated_at: format_time(t.updated_at),
+            expires_at: t.expires_at().map(|at| Text(Time(at))),
+            created_at: Text(Time(t.created_at)),
+            updated_at: Text(Time(t.updated_at)),
         }
     }
 }
