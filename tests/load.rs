@@ -277,6 +277,11 @@ async fn bad_options_are_refused_with_a_message_and_no_panic() {
         (vec!["--connections", "0"], "--connections must be"),
         (vec!["--requests", "0"], "--requests must be"),
         (vec!["--zipf=-1"], "--zipf must be"),
+        // A negative value written apart reaches the same check, not clap's
+        // "unexpected argument".
+        (vec!["--zipf", "-1"], "--zipf must be"),
+        (vec!["--rate", "-5"], "--rate must be"),
+        (vec!["--fund", "-5"], "--fund"),
         (vec!["--wallets", "1"], "at least 2"),
         (vec!["--fund", "1.234"], "--fund"),
         (vec!["--duration", "0s"], "--duration must be"),

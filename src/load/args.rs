@@ -27,13 +27,13 @@ pub struct LoadArgs {
     /// request's intended send time (no coordinated omission). Without it:
     /// closed loop (each connection sends its next request as soon as the
     /// last is answered).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub rate: Option<f64>,
     /// Wallets to create and fund before the run (a new client each run).
     #[arg(long, default_value_t = 1000)]
     pub wallets: usize,
     /// What each wallet is funded with (USD, a decimal string).
-    #[arg(long, default_value = "1000000.00")]
+    #[arg(long, default_value = "1000000.00", allow_hyphen_values = true)]
     pub fund: String,
     /// The operation mix, as weights: `transfer=70,credit=10,debit=10,reserve=10`.
     /// A reservation is followed by its capture (also counted as an operation).
@@ -45,7 +45,7 @@ pub struct LoadArgs {
     pub batch: usize,
     /// Hot-wallet skew: wallets are picked with a Zipf distribution of this
     /// exponent (0: uniform; 1: the classic Zipf; larger: hotter).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub zipf: f64,
     /// Seed of the workload's random choices (random if not given; the
     /// report shows the one used).
