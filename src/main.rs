@@ -99,13 +99,18 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to standard error, `info` and up unless `RUST_LOG` says otherwise.
+/// Logs to standard error, `info` and up unless `RUST_LOG` says otherwise;
+/// in colour only when standard error is a terminal.
 /// Request logs are at `debug` (`RUST_LOG=settle::http=debug` shows them).
 fn init_logs() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal: a log redirected to a file (or journald)
+    // should not carry escape codes.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .init();
 }
