@@ -420,6 +420,98 @@ async fn a_damaged_snapshot_is_refused_by_the_tools_and_passed_over_at_start() {
     drop(srv);
 }
 
+/// The log's segment files, by name.
+fn wal_files(data: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(data.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".wal"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// When the only snapshot is damaged and the log before it was compacted
+/// away, nothing can rebuild the state: the server must refuse to start,
+/// say why (the file and the damage, once) and what to do, and touch
+/// nothing. Starting empty would lose every balance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_sole_snapshot_over_a_compacted_log_stops_the_start() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let args = ["--snapshot-interval", "0", "--segment-mib", "1"];
+    let mut srv = Server::start_in_with(&data, &args).await;
+    let (_, key) = srv.admin_create_client("compacted").await;
+    let wallet = srv.create_wallet(&key, "USD").await;
+    // Batches of credits until the log has moved past its first segment.
+    let credits: Vec<Value> = (0..1_000)
+        .map(|_| json!({"op": "credit", "walletId": wallet, "asset": "USD", "amount": "1.00"}))
+        .collect();
+    for _ in 0..20 {
+        if wal_files(&data).len() > 2 {
+            break;
+        }
+        srv.post_json("/v1/batch", &key, &json!({"operations": credits}))
+            .await
+            .ok(200);
+    }
+    let (id, _) = snapshot(&srv).await;
+    let files = wal_files(&data);
+    assert!(
+        files
+            .first()
+            .is_some_and(|f| !f.starts_with("00000000000000000000")),
+        "the snapshot did not compact the log: {files:?}"
+    );
+    srv.kill9();
+    drop(srv);
+
+    let file = snapshot_file(&data, &id);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&file, &bytes).unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_settle"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", p(&data)])
+        .env("SETTLE_ADMIN_KEY", support::ADMIN_KEY)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("settle serve kept running on a state it cannot rebuild");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(out.stdout.is_empty(), "it said it listens: {said}");
+    for words in [
+        "no snapshot can start recovery",
+        "checksum",
+        "settle restore",
+    ] {
+        assert!(said.contains(words), "expected {words:?} in:\n{said}");
+    }
+    assert!(!said.contains("panicked"), "{said}");
+    // The refusal names the file once (the log line and the exit message
+    // are two lines, each naming it once).
+    let name = file.file_name().unwrap().to_str().unwrap();
+    for line in said.lines().filter(|l| l.contains("no snapshot can start")) {
+        assert_eq!(line.matches(name).count(), 1, "{line}");
+    }
+    // Nothing touched: the damaged file and the log stay for the operator.
+    assert_eq!(std::fs::read(&file).unwrap(), bytes);
+    assert_eq!(wal_files(&data), files);
+}
+
 /// A retry of a batch gets `want` again, marked replayed.
 async fn replays_as(srv: &Server, key: &str, k: &str, body: &str, want: &support::Resp) {
     let again = srv.write("POST", "/v1/batch", key, k, body).await;

@@ -233,7 +233,10 @@ fn choose(
                     skipped,
                 });
             }
-            Err(why) => skipped.push((entry.path, why)),
+            Err(why) => {
+                let why = without_path(&entry.path, why);
+                skipped.push((entry.path, why));
+            }
         }
     }
     if from_scratch {
@@ -256,4 +259,41 @@ fn choose(
             why.join("; ")
         }
     )))
+}
+
+/// Why `path` was passed over, without the path when the error names it
+/// itself (the snapshot reader's errors do): the path is shown beside the
+/// reason, in the log and in the refusal, and was printed twice.
+fn without_path(path: &Path, why: String) -> String {
+    let shown = path.display().to_string();
+    match why.strip_prefix(shown.as_str()) {
+        Some(rest) => rest.trim_start_matches(':').trim_start().to_owned(),
+        None => why,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_path;
+    use std::path::Path;
+
+    #[test]
+    fn a_reason_does_not_repeat_the_path() {
+        let p = Path::new("d/snapshots/1-snp_x.msgpack");
+        assert_eq!(
+            without_path(
+                p,
+                "d/snapshots/1-snp_x.msgpack at byte 7: frame checksum mismatch".into()
+            ),
+            "at byte 7: frame checksum mismatch"
+        );
+        assert_eq!(
+            without_path(p, "d/snapshots/1-snp_x.msgpack: truncated".into()),
+            "truncated"
+        );
+        assert_eq!(
+            without_path(p, "its position 9 is past the end of the log".into()),
+            "its position 9 is past the end of the log"
+        );
+    }
 }
