@@ -455,6 +455,22 @@ async fn a_damaged_sole_snapshot_over_a_compacted_log_stops_the_start() {
             .await
             .ok(200);
     }
+    // Each segment past the first was started by a rotation, from a
+    // prepared spare or new, and counted so.
+    let m = srv
+        .raw("GET", "/metrics", &[], bytes::Bytes::new())
+        .await
+        .text();
+    let started: usize = m
+        .lines()
+        .filter(|l| l.starts_with("settle_wal_segments_total{from="))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<usize>().ok())
+        .sum();
+    assert!(
+        started + 1 >= wal_files(&data).len() && started >= 2,
+        "{started} segments counted, files {:?}:\n{m}",
+        wal_files(&data)
+    );
     let (id, _) = snapshot(&srv).await;
     let files = wal_files(&data);
     assert!(

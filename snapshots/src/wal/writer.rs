@@ -411,6 +411,11 @@ impl Writer {
         let mut stats = self.shared.stats.lock();
         stats.segments_created += 1;
         stats.spares_used += u64::from(from_spare);
+        drop(stats);
+        // A segment not from a spare is sparse: its fsyncs cost more. Many
+        // of them say the preparer does not keep up with the log.
+        let from = if from_spare { "spare" } else { "new" };
+        metrics::counter!("settle_wal_segments_total", "from" => from).increment(1);
         Ok(())
     }
 }
