@@ -3,7 +3,9 @@
 # came from: the client's p50/p99/max and p99/max per second, the share of
 # requests the server itself took longer than 1/2.5/5/10/25 ms over
 # (settle_http_request_duration_seconds), the server's CPU per request, and
-# this machine's CPU steal during the run (settle load's hostCpu).
+# this machine's CPU steal during the run (settle load's hostCpu), and the
+# log's fsyncs (settle_wal_fsync_seconds: how many, and how many took over
+# 2.5/5/10/25 ms) and the segments it started, from a spare or new.
 #
 #   benches/http/open_loop.sh BINARY PORT RATE
 #
@@ -38,3 +40,11 @@ print("steal %.1f%% busy %.1f%% | client p50 %.1f p99 %.1f max %.1f ms | server 
     over, (c1 - c0) / hz * 1e6 / reqs))
 print("  p99/max per second (ms): " + " ".join("%.0f/%.0f" % (t["p99Micros"] / 1e3, t["maxMicros"] / 1e3) for t in j["timeline"]))
 PY
+curl -s "$U/metrics" | python3 -c '
+import re, sys
+m = sys.stdin.read()
+b = {le: int(float(v)) for le, v in re.findall(r"settle_wal_fsync_seconds_bucket\{le=\"([^\"]+)\"\} (\S+)", m)}
+n = b.get("+Inf", 0)
+seg = " ".join("%s %s" % kv for kv in re.findall(r"settle_wal_segments_total\{from=\"(\w+)\"\} (\S+)", m))
+print("  fsyncs %d, over 2.5/5/10/25 ms: %s | segments started: %s" % (n, "/".join(str(n - b.get(le, n)) for le in ("0.0025", "0.005", "0.01", "0.025")), seg or "none"))
+'
