@@ -16,4 +16,6 @@ start_server "$BIN" "$PORT" --fsync always
 python3 -c "
 import json; j = json.load(open('$D/load.json'))
 print('ops/s %.0f p99 %.1f ms' % (j['operations'] / j['elapsedSecs'], j['latencyMicros']['p99'] / 1e3), end=' | ')"
-echo "segments started: $(metric 'settle_wal_segments_total{from="spare"}') from a spare, $(metric 'settle_wal_segments_total{from="new"}') new"
+# A label never counted is absent from /metrics: 0.
+spare=$(metric 'settle_wal_segments_total{from="spare"}'); new=$(metric 'settle_wal_segments_total{from="new"}')
+echo "segments started: ${spare:-0} from a spare, ${new:-0} new"
