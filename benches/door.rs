@@ -87,9 +87,20 @@ async fn world(app: &Arc<App>) -> (String, Vec<String>) {
 
 /// Transfer `i` of a fixed, varied pattern over the wallets.
 fn transfer(wallets: &[String], i: usize) -> Value {
-    let from = &wallets[(i * 7) % wallets.len()];
-    let to = &wallets[(i * 13 + 1) % wallets.len()];
-    json!({"fromWalletId": from, "toWalletId": to, "asset": "USD", "amount": "0.01"})
+    transfer_from(wallets, wallets.len(), i)
+}
+
+/// Transfer `i`, paid from one of the first `sources` wallets (to any
+/// other): with fewer sources than a batch's transfers, each source pays
+/// several of them, as a merchant's payouts do.
+fn transfer_from(wallets: &[String], sources: usize, i: usize) -> Value {
+    let n = wallets.len();
+    let from = (i * 7) % sources.clamp(1, n);
+    let mut to = (i * 13 + 1) % n;
+    if to == from {
+        to = (to + 1) % n;
+    }
+    json!({"fromWalletId": wallets[from], "toWalletId": wallets[to], "asset": "USD", "amount": "0.01"})
 }
 
 /// CPU per operation (µs) of `requests` handled by `tasks` concurrent tasks.
@@ -118,10 +129,10 @@ async fn cpu_per_op(app: &Arc<App>, requests: Vec<Request>, tasks: usize, ops_ea
     (cpu_seconds() - before) * 1e6 / (n * ops_each) as f64
 }
 
-fn batch_request(key: &str, wallets: &[String], n: usize) -> Request {
+fn batch_request(key: &str, wallets: &[String], sources: usize, n: usize) -> Request {
     let ops: Vec<Value> = (0..BATCH)
         .map(|k| {
-            let mut t = transfer(wallets, n * BATCH + k);
+            let mut t = transfer_from(wallets, sources, n * BATCH + k);
             t["op"] = json!("transfer");
             t
         })
@@ -139,6 +150,8 @@ fn env_count(name: &str, default: usize) -> usize {
 
 /// `SETTLE_DOOR_SINGLES` and `SETTLE_DOOR_BATCHES` set how many of each are
 /// handed over (20,000 and 40); 0 skips that half, for a profile of the other.
+/// `SETTLE_DOOR_SOURCES` sets how many wallets pay a batch's transfers
+/// (all 1,000: each pays about one; 100: each pays about ten).
 fn cpu_report(runtime: &tokio::runtime::Runtime, app: &Arc<App>, key: &str, wallets: &[String]) {
     let singles = env_count("SETTLE_DOOR_SINGLES", 20_000);
     if singles > 0 {
@@ -151,13 +164,14 @@ fn cpu_report(runtime: &tokio::runtime::Runtime, app: &Arc<App>, key: &str, wall
         );
     }
     let batches = env_count("SETTLE_DOOR_BATCHES", 40);
+    let sources = env_count("SETTLE_DOOR_SOURCES", WALLETS);
     if batches > 0 {
         let requests: Vec<Request> = (0..batches)
-            .map(|n| batch_request(key, wallets, n))
+            .map(|n| batch_request(key, wallets, sources, n))
             .collect();
         let batched = runtime.block_on(cpu_per_op(app, requests, 1, BATCH));
         println!(
-            "door CPU per operation: batch of 1,000 transfers {batched:.1} µs ({batches} batches)"
+            "door CPU per operation: batch of 1,000 transfers {batched:.1} µs ({batches} batches, {sources} sources)"
         );
     }
 }
@@ -199,7 +213,19 @@ fn door(c: &mut Criterion) {
         b.to_async(&runtime).iter_batched(
             || {
                 n += 1;
-                batch_request(&key, &wallets, n)
+                batch_request(&key, &wallets, WALLETS, n)
+            },
+            |req| handled(Arc::clone(&app), req, 200),
+            BatchSize::SmallInput,
+        );
+    });
+    // Payouts: each of 100 wallets pays ~10 of the batch's transfers, which
+    // travel to it as one message (`Gateway::submit_many`).
+    g.bench_function("batch of 1,000 transfers from 100 wallets", |b| {
+        b.to_async(&runtime).iter_batched(
+            || {
+                n += 1;
+                batch_request(&key, &wallets, 100, n)
             },
             |req| handled(Arc::clone(&app), req, 200),
             BatchSize::SmallInput,

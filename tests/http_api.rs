@@ -1917,23 +1917,30 @@ async fn batch_runs_every_operation_in_order() {
     .await;
 }
 
-/// A batch's many operations on one wallet apply in the order given.
+/// A batch's many operations on one wallet apply in the order given, also
+/// when they travel in several groups interleaved with another wallet's.
 #[tokio::test]
 async fn batch_applies_a_long_sequence_in_order() {
     let srv = Server::start().await;
     let key = srv.client_key().await;
     let w = srv.create_wallet(&key, "USD").await;
+    let v = srv.create_wallet(&key, "USD").await;
     let mut ops = Vec::new();
     for i in 0..1_500 {
         // credit 1, debit 1, credit 1, …: each debit settles only if it runs
-        // after the credit just before it.
-        if i % 2 == 0 {
-            ops.push(json!({"op": "credit", "walletId": w, "asset": "USD", "amount": "1"}));
-        } else {
-            ops.push(
-                json!({"op": "debit", "walletId": w, "asset": "USD", "amount": "1",
-                            "onInsufficientFunds": "reject"}),
-            );
+        // after the credit just before it. The two wallets' operations
+        // alternate in the request.
+        for wallet in [&w, &v] {
+            if i % 2 == 0 {
+                ops.push(
+                    json!({"op": "credit", "walletId": wallet, "asset": "USD", "amount": "1"}),
+                );
+            } else {
+                ops.push(
+                    json!({"op": "debit", "walletId": wallet, "asset": "USD", "amount": "1",
+                                "onInsufficientFunds": "reject"}),
+                );
+            }
         }
     }
     let res = srv
@@ -1942,16 +1949,20 @@ async fn batch_applies_a_long_sequence_in_order() {
         .ok(200)["results"]
         .clone();
     let res = res.as_array().expect("results");
-    assert_eq!(res.len(), 1_500);
-    let mut last_seq = 0;
+    assert_eq!(res.len(), 3_000);
+    let mut last_seq = [0, 0];
     for (i, r) in res.iter().enumerate() {
         assert_eq!(r["status"], 201, "operation {i}: {r}");
         assert_eq!(r["data"]["status"], "settled", "operation {i}: {r}");
+        let wallet = [&w, &v][i % 2];
+        assert_eq!(&r["data"]["walletId"], wallet, "operation {i}: {r}");
         let seq = r["data"]["sequence"].as_u64().expect("sequence");
-        assert!(seq > last_seq, "operation {i} out of order: {r}");
-        last_seq = seq;
+        assert!(seq > last_seq[i % 2], "operation {i} out of order: {r}");
+        last_seq[i % 2] = seq;
     }
-    assert_eq!(srv.balance(&key, &w, "USD").await["cash"], "0.00");
+    for wallet in [&w, &v] {
+        assert_eq!(srv.balance(&key, wallet, "USD").await["cash"], "0.00");
+    }
 }
 
 #[tokio::test]

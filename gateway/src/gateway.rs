@@ -9,7 +9,7 @@ use crate::registry::Slot;
 use crate::runtime::{Admit, Runtime};
 use crate::supervisor::{GatewayActor, GatewayMsg};
 use ractor::{Actor, ActorRef};
-use settle_engine::actor::{Ack, Answer, Clock, SystemClock, Then, WalletMsg, WalletShared};
+use settle_engine::actor::{Ack, Answer, Clock, Order, SystemClock, Then, WalletMsg, WalletShared};
 use settle_engine::wallet::{Action, opening};
 use settle_engine::{
     AssetAudit, ClientId, Done, Event, Message, Op, Reject, StateDigest, WalletId, WalletState,
@@ -218,9 +218,61 @@ impl Gateway {
                 reply: tx.into(),
                 ack,
             },
-            Admit::Client,
+            Admit::Client(1),
         )?;
         Ok(Submitted { wallet, rx })
+    }
+
+    /// The most commands `submit_many` takes in one group.
+    pub fn max_group(&self) -> usize {
+        MAX_GROUP.min(self.runtime.config.max_inflight_per_wallet as usize)
+    }
+
+    /// Routes several commands for one wallet (the wallet of each `op`, as
+    /// `submit` would route it) in one message: they run in order in one
+    /// turn of the wallet, and their events go to the log together. Each
+    /// is answered as if it had come alone. Counted against the limits as
+    /// that many commands; refused whole if they do not all fit. At most
+    /// `max_group` of them, all for one wallet, none `OpenWallet`.
+    pub fn submit_many(&self, ops: Vec<Op>, ack: Ack) -> Result<SubmittedMany, GatewayError> {
+        let wallet = match ops.first() {
+            Some(op) => op.wallet(),
+            None => return Err(invalid("a group holds at least one command")),
+        };
+        if ops.len() > self.max_group() {
+            return Err(invalid(&format!(
+                "a group holds at most {} commands",
+                self.max_group()
+            )));
+        }
+        if ops
+            .iter()
+            .any(|op| op.wallet() != wallet || matches!(op, Op::OpenWallet { .. }))
+        {
+            return Err(invalid(
+                "a group's commands are for one wallet, and open none",
+            ));
+        }
+        let count = ops.len();
+        let commands = u32::try_from(count).unwrap_or(u32::MAX);
+        let orders = ops
+            .into_iter()
+            .map(|op| Order {
+                destination: self.destination_verdict(&op),
+                op,
+            })
+            .collect();
+        let (tx, rx) = ractor::concurrency::oneshot();
+        self.runtime.route(
+            wallet,
+            WalletMsg::ExecuteMany {
+                orders,
+                reply: tx.into(),
+                ack,
+            },
+            Admit::Client(commands),
+        )?;
+        Ok(SubmittedMany { wallet, count, rx })
     }
 
     /// The client a wallet belongs to, if the wallet exists.
@@ -353,6 +405,47 @@ impl Gateway {
                 .collect(),
             in_flight: v.in_flight.clone(),
         })
+    }
+}
+
+/// The most commands one `submit_many` message carries: enough that the
+/// message, the answer and the commit are a small share of each command's
+/// cost, few enough that one turn of a wallet stays short (~64 commands
+/// of a few µs each) and its log record small.
+const MAX_GROUP: usize = 64;
+
+fn invalid(why: &str) -> GatewayError {
+    GatewayError::Rejected(Reject::InvalidRequest(why.to_owned()))
+}
+
+/// Routed commands for one wallet whose answers are on their way together.
+#[derive(Debug)]
+pub struct SubmittedMany {
+    wallet: WalletId,
+    count: usize,
+    rx: ractor::concurrency::OneshotReceiver<Vec<settle_engine::actor::Outcome>>,
+}
+
+impl SubmittedMany {
+    /// Each command's answer, in the order submitted; all fail alike if
+    /// the wallet's actor stopped before answering.
+    pub async fn answers(self) -> Result<Vec<Result<Answer, GatewayError>>, GatewayError> {
+        match self.rx.await {
+            Ok(outcomes) if outcomes.len() == self.count => Ok(outcomes
+                .into_iter()
+                .map(|o| o.map_err(GatewayError::Rejected))
+                .collect()),
+            Ok(outcomes) => Err(GatewayError::Unavailable(format!(
+                "wallet {} answered {} of {} commands",
+                self.wallet,
+                outcomes.len(),
+                self.count
+            ))),
+            Err(_) => Err(GatewayError::Unavailable(format!(
+                "wallet {} restarted before answering; retry",
+                self.wallet
+            ))),
+        }
     }
 }
 

@@ -44,5 +44,7 @@ pub mod webhooks;
 
 pub use config::GatewayConfig;
 pub use error::GatewayError;
-pub use gateway::{CommitHook, CommitObserver, Cut, CutView, Gateway, Stats, Submitted};
+pub use gateway::{
+    CommitHook, CommitObserver, Cut, CutView, Gateway, Stats, Submitted, SubmittedMany,
+};
 pub use settle_engine as engine;

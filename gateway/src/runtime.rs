@@ -27,8 +27,29 @@ use std::sync::{Arc, OnceLock, Weak};
 /// Who sent a message: clients are subject to the limits, wallets are not.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Admit {
-    Client,
+    /// A client's message, carrying this many commands (a batch's
+    /// commands for one wallet travel in one message).
+    Client(u32),
     Internal,
+}
+
+impl Admit {
+    /// Client commands the message carries.
+    fn commands(self) -> u32 {
+        match self {
+            Admit::Client(n) => n,
+            Admit::Internal => 0,
+        }
+    }
+
+    /// What the message counts for in its wallet's `inflight`: each
+    /// command, so that the per-wallet bound holds however they travel.
+    fn weight(self) -> u32 {
+        match self {
+            Admit::Client(n) => n,
+            Admit::Internal => 1,
+        }
+    }
 }
 
 pub(crate) struct Runtime {
@@ -133,24 +154,29 @@ impl Runtime {
     }
 
     fn count_in(&self, shared: &WalletShared, admit: Admit) {
-        shared.inflight.fetch_add(1, Ordering::AcqRel);
-        if admit == Admit::Client {
-            shared.client_inflight.fetch_add(1, Ordering::AcqRel);
-            self.inflight.fetch_add(1, Ordering::AcqRel);
+        shared.inflight.fetch_add(admit.weight(), Ordering::AcqRel);
+        let commands = admit.commands();
+        if commands > 0 {
+            shared.client_inflight.fetch_add(commands, Ordering::AcqRel);
+            self.inflight.fetch_add(commands as usize, Ordering::AcqRel);
         }
         shared
             .last_used
             .store(self.coarse_now.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
-    fn admit(&self, shared: &WalletShared) -> Result<(), GatewayError> {
+    /// Whether `commands` more client commands may be counted in for this
+    /// wallet (and in total).
+    fn admit(&self, shared: &WalletShared, commands: u32) -> Result<(), GatewayError> {
         if let Some(why) = self.journal.as_ref().and_then(|j| j.refusal()) {
             return Err(GatewayError::Unavailable(why));
         }
-        if shared.inflight.load(Ordering::Acquire) >= self.config.max_inflight_per_wallet {
+        let waiting = shared.inflight.load(Ordering::Acquire);
+        if waiting.saturating_add(commands) > self.config.max_inflight_per_wallet {
             return Err(GatewayError::Overloaded { wallet: shared.id });
         }
-        if self.inflight.load(Ordering::Acquire) >= self.config.max_inflight_total {
+        let total = self.inflight.load(Ordering::Acquire);
+        if total.saturating_add(commands as usize) > self.config.max_inflight_total {
             return Err(GatewayError::Unavailable(
                 "the engine is at capacity; retry later".to_owned(),
             ));
@@ -170,8 +196,8 @@ impl Runtime {
         let msg = {
             let slots = shard.read();
             let slot = slots.get(&wallet).ok_or_else(|| not_found(wallet))?;
-            if admit == Admit::Client {
-                self.admit(&slot.shared)?;
+            if let Admit::Client(commands) = admit {
+                self.admit(&slot.shared, commands)?;
             }
             self.count_in(&slot.shared, admit);
             match self.try_cast(slot, msg, admit)? {
@@ -218,10 +244,11 @@ impl Runtime {
     }
 
     fn uncount(&self, shared: &WalletShared, admit: Admit) {
-        shared.inflight.fetch_sub(1, Ordering::AcqRel);
-        if admit == Admit::Client {
-            shared.client_inflight.fetch_sub(1, Ordering::AcqRel);
-            self.inflight.fetch_sub(1, Ordering::AcqRel);
+        shared.inflight.fetch_sub(admit.weight(), Ordering::AcqRel);
+        let commands = admit.commands();
+        if commands > 0 {
+            shared.client_inflight.fetch_sub(commands, Ordering::AcqRel);
+            self.inflight.fetch_sub(commands as usize, Ordering::AcqRel);
         }
     }
 
@@ -527,13 +554,13 @@ impl WalletHost for Runtime {
         }
     }
 
-    fn finished(&self, shared: &WalletShared, client: bool) {
+    fn finished(&self, shared: &WalletShared, commands: u32) {
         self.uncount(
             shared,
-            if client {
-                Admit::Client
-            } else {
+            if commands == 0 {
                 Admit::Internal
+            } else {
+                Admit::Client(commands)
             },
         );
     }

@@ -530,3 +530,132 @@ async fn refusals_and_unknown_wallets_come_back_as_engine_errors() {
     );
     g.shutdown();
 }
+
+/// A wallet's commands sent together (`submit_many`, a batch's commands for
+/// one wallet) run in order in one turn and are answered each as if it had
+/// come alone: the same answers, and the same state, as one at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_of_commands_answers_and_ends_as_one_at_a_time() {
+    let (a, b) = (wal(1), wal(2));
+    let ops = || {
+        vec![
+            debit(a, txn(10), "5"),         // waits for funds
+            credit(a, txn(11), "5"),        // pays it
+            debit(a, txn(12), "3"),         // waits again, at the head
+            credit(a, txn(13), "0.001"),    // refused: too many digits
+            credit(a, txn(11), "5"),        // a retry: answered as before
+            credit(a, txn(14), "10"),       // pays the second debit
+            transfer(a, b, txn(15), "2"),   // out to b
+            debit(a, txn(16), "100"),       // waits, behind nothing
+            reserve(a, txn(17), "1", None), // held from what is left
+        ]
+    };
+    let mut ends = Vec::new();
+    for grouped in [false, true] {
+        let (g, _, _) = gateway(config()).await;
+        for w in [a, b] {
+            g.open_wallet(open_op(w)).await.unwrap();
+        }
+        let answers: Vec<_> = if grouped {
+            g.submit_many(ops(), Default::default())
+                .unwrap()
+                .answers()
+                .await
+                .unwrap()
+        } else {
+            let mut out = Vec::new();
+            for op in ops() {
+                out.push(g.execute(op).await);
+            }
+            out
+        };
+        quiesce(&g).await;
+        let cut = g.cut().unwrap();
+        cut.check_invariants().unwrap();
+        assert_eq!(g.stats().inflight, 0, "every command was counted out");
+        ends.push((answers, cut.digest().unwrap()));
+        g.shutdown();
+    }
+    let (alone, together) = (&ends[0], &ends[1]);
+    assert_eq!(alone.0.len(), 9);
+    let statuses: Vec<_> = alone
+        .0
+        .iter()
+        .map(|r| match r {
+            Ok(answer) => format!("{:?}", answer.txn.as_ref().map(|t| t.status)),
+            Err(e) => e.code().to_owned(),
+        })
+        .collect();
+    assert_eq!(statuses[3], "invalid_amount", "{statuses:?}");
+    assert_eq!(alone.0[2].as_ref().unwrap().queue_position, Some(1));
+    assert_eq!(alone.0, together.0, "the same answers");
+    assert_eq!(alone.1, together.1, "the same state");
+}
+
+/// A group counts as its commands against the per-wallet bound: refused
+/// whole when they do not all fit, and nothing of it runs. Malformed
+/// groups are refused before anything is routed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_is_admitted_whole_or_refused_whole() {
+    let cfg = GatewayConfig {
+        max_inflight_per_wallet: 4,
+        ..config()
+    };
+    let (g, _, _) = gateway(cfg).await;
+    let (a, b) = (wal(1), wal(2));
+    for w in [a, b] {
+        g.open_wallet(open_op(w)).await.unwrap();
+    }
+    assert_eq!(g.max_group(), 4, "never more than the bound per wallet");
+    let credits = |from: u128, n: u128| -> Vec<_> {
+        (from..from + n).map(|k| credit(a, txn(k), "1")).collect()
+    };
+    let e = g
+        .submit_many(credits(1, 5), Default::default())
+        .unwrap_err();
+    assert_eq!(e.code(), "invalid_request", "{e:?}");
+    let e = g.submit_many(Vec::new(), Default::default()).unwrap_err();
+    assert_eq!(e.code(), "invalid_request", "{e:?}");
+    let mixed = vec![credit(a, txn(1), "1"), credit(b, txn(2), "1")];
+    let e = g.submit_many(mixed, Default::default()).unwrap_err();
+    assert_eq!(e.code(), "invalid_request", "{e:?}");
+    let e = g
+        .submit_many(vec![open_op(wal(3))], Default::default())
+        .unwrap_err();
+    assert_eq!(e.code(), "invalid_request", "{e:?}");
+
+    // While the actor is stuck, one command waits; a group of four then
+    // does not fit (1 + 4 > 4), a group of three does.
+    let g2 = g.clone();
+    let blocker =
+        std::thread::spawn(move || g2.with_cut(|_| std::thread::sleep(Duration::from_millis(300))));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let first = g
+        .submit(credit(a, txn(100), "1"), Default::default())
+        .unwrap();
+    let e = g
+        .submit_many(credits(200, 4), Default::default())
+        .unwrap_err();
+    assert!(
+        matches!(e, GatewayError::Overloaded { wallet } if wallet == a),
+        "{e:?}"
+    );
+    let three = g.submit_many(credits(300, 3), Default::default()).unwrap();
+    assert_eq!(g.stats().inflight, 4);
+    blocker.join().unwrap().unwrap();
+    first.answer().await.unwrap();
+    for answer in three.answers().await.unwrap() {
+        answer.unwrap();
+    }
+    assert_eq!(
+        g.read(a, |w| w.balance(usd()).unwrap().cash).unwrap(),
+        d("4"),
+        "the refused group ran nothing"
+    );
+    assert_eq!(
+        g.stats().inflight,
+        0,
+        "every admitted command was counted out"
+    );
+    g.shutdown();
+}

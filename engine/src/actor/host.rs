@@ -86,9 +86,10 @@ pub trait WalletHost: Send + Sync + 'static {
     /// posts, so that a log keeps a sender's events ahead of its receivers'.
     fn commit(&self, wallet: WalletId, events: Vec<Event>, then: Then);
 
-    /// The actor has finished one message the host routed to it (`client`:
-    /// a client's command, rather than a message from a wallet or a timer).
-    fn finished(&self, shared: &WalletShared, client: bool);
+    /// The actor has finished one message the host routed to it, which
+    /// carried `commands` client commands (0: a message from a wallet or
+    /// a timer).
+    fn finished(&self, shared: &WalletShared, commands: u32);
 
     /// The actor is idle and asks to stop. The host packs its state and
     /// answers `true` (the actor then stops) unless messages are on their

@@ -1,6 +1,6 @@
 //! The wallet actor: one wallet's state machine, one message at a time.
 
-use crate::actor::{RESEND_AFTER_MS, Then, WalletHost, WalletShared};
+use crate::actor::{CommitError, RESEND_AFTER_MS, Then, WalletHost, WalletShared};
 use crate::command::Op;
 use crate::event::Event;
 use crate::ids::Timestamp;
@@ -41,6 +41,14 @@ pub enum Ack {
     Applied,
 }
 
+/// A client's command with the router's verdict on a transfer's
+/// destination (see `WalletState::execute`).
+#[derive(Debug)]
+pub struct Order {
+    pub op: Op,
+    pub destination: Result<(), Reject>,
+}
+
 #[derive(Debug)]
 pub enum WalletMsg {
     /// A client's command. `destination` is the router's verdict on a
@@ -49,6 +57,15 @@ pub enum WalletMsg {
         op: Op,
         destination: Result<(), Reject>,
         reply: RpcReplyPort<Outcome>,
+        ack: Ack,
+    },
+    /// Several client commands for this wallet, run in order in one turn
+    /// and answered together (a batch's commands for one wallet): one
+    /// message, one commit and one answer instead of one each. Each runs
+    /// as if it had come alone; a refusal does not stop the ones after it.
+    ExecuteMany {
+        orders: Vec<Order>,
+        reply: RpcReplyPort<Vec<Outcome>>,
         ack: Ack,
     },
     /// A message from another wallet (a transfer's delivery, receipt or return).
@@ -140,6 +157,40 @@ impl WalletActorState {
             self.host.post(m);
         }
     }
+
+    /// Commits and posts a client message's effects and sends its answer:
+    /// at once (`Ack::Applied`), or once the events are durable, turned by
+    /// `undurable` into refusals if they cannot be made so (nothing is
+    /// acknowledged that is not durable). The caller may have given up
+    /// waiting; the answer is then dropped.
+    fn acknowledge<T: Send + 'static>(
+        &self,
+        effects: Effects,
+        ack: Ack,
+        reply: RpcReplyPort<T>,
+        answer: T,
+        undurable: fn(T, &CommitError) -> T,
+    ) {
+        if ack == Ack::Applied {
+            self.finish(effects, Box::new(|_| {}));
+            let _ = reply.send(answer);
+        } else {
+            self.finish(
+                effects,
+                Box::new(move |durable| {
+                    let _ = reply.send(match durable {
+                        Ok(()) => answer,
+                        Err(e) => undurable(answer, &e),
+                    });
+                }),
+            );
+        }
+    }
+}
+
+/// The refusal of a command whose events could not be made durable.
+fn undurable(e: &CommitError) -> Reject {
+    Reject::Unavailable(format!("the change could not be made durable: {e}"))
 }
 
 fn answer(state: &WalletState, done: Done) -> Answer {
@@ -226,27 +277,26 @@ fn handle_now(
             })?;
             // Counted out before the answer goes back, so that a caller
             // who got its answer never sees its command still counted.
-            st.host.finished(&st.shared, true);
-            if ack == Ack::Applied {
-                st.finish(effects, Box::new(|_| {}));
-                // The caller may have given up waiting; nothing to do then.
-                let _ = reply.send(outcome);
-            } else {
-                st.finish(
-                    effects,
-                    Box::new(move |durable| {
-                        // Not durable: nothing is acknowledged.
-                        let outcome = match durable {
-                            Ok(()) => outcome,
-                            Err(e) => Err(Reject::Unavailable(format!(
-                                "the change could not be made durable: {e}"
-                            ))),
-                        };
-                        // The caller may have given up waiting; nothing to do then.
-                        let _ = reply.send(outcome);
-                    }),
-                );
-            }
+            st.host.finished(&st.shared, 1);
+            st.acknowledge(effects, ack, reply, outcome, |_, e| Err(undurable(e)));
+        }
+        WalletMsg::ExecuteMany { orders, reply, ack } => {
+            let config = st.host.config();
+            let commands = u32::try_from(orders.len()).unwrap_or(u32::MAX);
+            let (outcomes, effects) = st.step(at, |state, out| {
+                orders
+                    .into_iter()
+                    .map(|o| {
+                        state
+                            .execute(at, config, &o.op, o.destination, out)
+                            .map(|done| answer(state, done))
+                    })
+                    .collect::<Vec<Outcome>>()
+            })?;
+            st.host.finished(&st.shared, commands);
+            st.acknowledge(effects, ack, reply, outcomes, |outcomes, e| {
+                outcomes.iter().map(|_| Err(undurable(e))).collect()
+            });
         }
         WalletMsg::Receive(m) => {
             let (ack, mut effects) = st.step(at, |state, out| state.receive(at, &m, out))?;
@@ -257,7 +307,7 @@ fn handle_now(
                     tracing::error!(wallet = %st.shared.id, %err, ?m, "message not applied")
                 }
             }
-            st.host.finished(&st.shared, false);
+            st.host.finished(&st.shared, 0);
             st.finish(effects, Box::new(|_| {}));
         }
         WalletMsg::Tick => {
@@ -281,7 +331,7 @@ fn handle_now(
                 tracing::error!(wallet = %st.shared.id, %err, "tick failed");
             }
             effects.posts.extend(resend);
-            st.host.finished(&st.shared, false);
+            st.host.finished(&st.shared, 0);
             st.finish(effects, Box::new(|_| {}));
         }
         WalletMsg::Passivate => {

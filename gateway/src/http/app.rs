@@ -10,7 +10,7 @@ use crate::http::idempotency::{self, Begin, Fingerprint, IdempotencyStore};
 use crate::http::reply::{ApiError, Reply};
 use crate::http::router::{Matched, Route, Router};
 use crate::journal::{Journal, Record};
-use crate::{Gateway, GatewayError, Submitted};
+use crate::{Gateway, GatewayError, Submitted, SubmittedMany};
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use parking_lot::Mutex;
@@ -163,13 +163,29 @@ impl Cx {
     /// one group commit, not two. A command refused at the door (full disk,
     /// overload) ran nothing and does not count as answered early.
     pub fn submit(&self, app: &App, op: Op) -> Result<Submitted, GatewayError> {
+        self.routed(app, |ack| app.gateway.submit(op, ack))
+    }
+
+    /// Routes several commands of this request for one wallet in one
+    /// message (`Gateway::submit_many`), acknowledged as `submit` does.
+    pub fn submit_many(&self, app: &App, ops: Vec<Op>) -> Result<SubmittedMany, GatewayError> {
+        self.routed(app, |ack| app.gateway.submit_many(ops, ack))
+    }
+
+    /// Routes with this request's kind of acknowledgement, and remembers
+    /// when a routed command will be answered before it is durable.
+    fn routed<T>(
+        &self,
+        app: &App,
+        route: impl FnOnce(Ack) -> Result<T, GatewayError>,
+    ) -> Result<T, GatewayError> {
         let early = self.tag.is_some() && app.journal.is_some();
         let ack = if early { Ack::Applied } else { Ack::Durable };
-        let submitted = app.gateway.submit(op, ack)?;
+        let routed = route(ack)?;
         if early {
             self.applied.store(true, Ordering::Relaxed);
         }
-        Ok(submitted)
+        Ok(routed)
     }
 
     /// Whether a command of this request was answered before its events

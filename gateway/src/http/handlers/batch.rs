@@ -1,12 +1,14 @@
 //! `POST /v1/batch`: up to 8,192 operations in one request, answered in
 //! order, each as if it had been sent alone (its own status and body).
 //!
-//! Operations are routed in the order given, so those on one wallet run in
-//! that order; those on different wallets run concurrently. At most
-//! `batch_window` are on their way at once, so that one batch cannot fill a
-//! wallet's mailbox past the gateway's bound by itself.
+//! Operations on one wallet run in the order given; those on different
+//! wallets run concurrently. A wallet's operations travel together, up to
+//! `Gateway::max_group` in one message (one turn of the wallet, one log
+//! record, one answer): a batch of payouts from one wallet is a few
+//! messages, not thousands. At most `batch_window` operations are on their
+//! way at once, so that one batch cannot fill a wallet's mailbox past the
+//! gateway's bound by itself.
 
-use crate::Submitted;
 use crate::http::app::{App, Cx};
 use crate::http::body_without::parse_without;
 use crate::http::handlers::money::{self, Action};
@@ -14,11 +16,13 @@ use crate::http::handlers::{owned_txn, owned_wallet_field};
 use crate::http::json::parse_body;
 use crate::http::reply::{ApiError, Reply};
 use crate::http::views::TxnView;
+use crate::{GatewayError, Submitted, SubmittedMany};
 use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use settle_engine::actor::Answer;
 use settle_engine::{Op, WalletId};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,13 +61,34 @@ struct BatchAnswer {
     results: Vec<OpResult>,
 }
 
-/// A routed operation waiting for its answer.
-struct InFlight {
+/// Where an operation's result goes, and what it needs to be shown.
+struct Member {
     index: usize,
     op: &'static str,
     wallet: WalletId,
     created: bool,
-    submitted: Submitted,
+}
+
+/// Operations of the batch for one wallet, in the request's order, routed
+/// as one message.
+struct Group {
+    members: Vec<Member>,
+    ops: Vec<Op>,
+}
+
+/// A routed group waiting for its answers.
+enum Flight {
+    One(Member, Submitted),
+    Many(Vec<Member>, SubmittedMany),
+}
+
+impl Flight {
+    fn len(&self) -> usize {
+        match self {
+            Flight::One(..) => 1,
+            Flight::Many(members, _) => members.len(),
+        }
+    }
 }
 
 pub async fn run(app: &App, cx: &Cx, body: &[u8]) -> Result<Reply, ApiError> {
@@ -85,35 +110,31 @@ pub async fn run(app: &App, cx: &Cx, body: &[u8]) -> Result<Reply, ApiError> {
         .collect();
     cx.claim(app)?;
     let mut results: Vec<Option<OpResult>> = (0..n).map(|_| None).collect();
-    let mut window: VecDeque<InFlight> =
-        VecDeque::with_capacity(app.limits.batch_window.min(n).max(1));
-    for (index, op) in built.into_iter().enumerate() {
-        let routed = op.and_then(|(op, created)| {
-            let wallet = op.wallet();
-            let name = op.name();
-            let submitted = cx.submit(app, op).map_err(ApiError::from)?;
-            Ok(InFlight {
-                index,
-                op: name,
-                wallet,
-                created,
-                submitted,
-            })
-        });
-        match routed {
-            Ok(f) => window.push_back(f),
-            Err(e) => results[index] = Some(e.into()),
-        }
-        if window.len() >= app.limits.batch_window.max(1)
-            && let Some(f) = window.pop_front()
+    let window = app.limits.batch_window.max(1);
+    let groups = group(built, app.gateway.max_group().min(window), &mut results);
+    let mut flying: VecDeque<Flight> = VecDeque::with_capacity(groups.len().min(window));
+    let mut flying_ops = 0;
+    for g in groups {
+        while flying_ops + g.ops.len() > window
+            && let Some(f) = flying.pop_front()
         {
-            let index = f.index;
-            results[index] = Some(finish(app, f).await);
+            flying_ops -= f.len();
+            land(app, f, &mut results).await;
+        }
+        match route(app, cx, g) {
+            Ok(f) => {
+                flying_ops += f.len();
+                flying.push_back(f);
+            }
+            Err((members, e)) => {
+                for m in members {
+                    results[m.index] = Some(e.clone().into());
+                }
+            }
         }
     }
-    while let Some(f) = window.pop_front() {
-        let index = f.index;
-        results[index] = Some(finish(app, f).await);
+    while let Some(f) = flying.pop_front() {
+        land(app, f, &mut results).await;
     }
     let results: Vec<OpResult> = results
         .into_iter()
@@ -134,10 +155,95 @@ pub async fn run(app: &App, cx: &Cx, body: &[u8]) -> Result<Reply, ApiError> {
     Ok(reply)
 }
 
-async fn finish(app: &App, f: InFlight) -> OpResult {
-    let result = f.submitted.answer().await;
-    let answer = money::txn_answer(app, f.wallet, f.created, result);
-    money::count_operation(f.op, &answer);
+/// The built operations in groups of at most `max` per wallet, in the
+/// order each group's first operation comes; an operation that could not
+/// be built gets its result now. A wallet's operations keep their order:
+/// within a group, and across its groups, since a wallet's next group is
+/// opened (and so routed) after its previous one is full. Operations on
+/// different wallets run concurrently either way.
+fn group(
+    built: Vec<Result<(Op, bool), ApiError>>,
+    max: usize,
+    results: &mut [Option<OpResult>],
+) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::new();
+    let mut open: HashMap<WalletId, usize> = HashMap::new();
+    for (index, op) in built.into_iter().enumerate() {
+        let (op, created) = match op {
+            Ok(op) => op,
+            Err(e) => {
+                results[index] = Some(e.into());
+                continue;
+            }
+        };
+        let wallet = op.wallet();
+        let member = Member {
+            index,
+            op: op.name(),
+            wallet,
+            created,
+        };
+        match open.get(&wallet).and_then(|&g| groups.get_mut(g)) {
+            Some(g) if g.ops.len() < max => {
+                g.members.push(member);
+                g.ops.push(op);
+            }
+            _ => {
+                open.insert(wallet, groups.len());
+                groups.push(Group {
+                    members: vec![member],
+                    ops: vec![op],
+                });
+            }
+        }
+    }
+    groups
+}
+
+/// Routes a group: one operation alone as it would go alone, several in
+/// one message. A refusal at the door (overload, an unknown wallet) is
+/// every member's.
+fn route(app: &App, cx: &Cx, mut g: Group) -> Result<Flight, (Vec<Member>, ApiError)> {
+    if g.ops.len() == 1
+        && let (Some(op), Some(member)) = (g.ops.pop(), g.members.pop())
+    {
+        return match cx.submit(app, op) {
+            Ok(s) => Ok(Flight::One(member, s)),
+            Err(e) => Err((vec![member], e.into())),
+        };
+    }
+    match cx.submit_many(app, g.ops) {
+        Ok(s) => Ok(Flight::Many(g.members, s)),
+        Err(e) => Err((g.members, e.into())),
+    }
+}
+
+/// Waits for a group's answers and puts each in its place.
+async fn land(app: &App, f: Flight, results: &mut [Option<OpResult>]) {
+    match f {
+        Flight::One(m, submitted) => {
+            let answer = submitted.answer().await;
+            results[m.index] = Some(result(app, &m, answer));
+        }
+        Flight::Many(members, submitted) => match submitted.answers().await {
+            Ok(answers) => {
+                for (m, answer) in members.iter().zip(answers) {
+                    results[m.index] = Some(result(app, m, answer));
+                }
+            }
+            Err(e) => {
+                for m in &members {
+                    results[m.index] = Some(result(app, m, Err(e.clone())));
+                }
+            }
+        },
+    }
+}
+
+/// One operation's result as the batch shows it (and counted).
+fn result(app: &App, m: &Member, answer: Result<Answer, GatewayError>) -> OpResult {
+    let answer = money::txn_answer(app, m.wallet, m.created, answer);
+    money::count_operation(m.op, &answer);
     match answer {
         Ok((status, data)) => OpResult::Data {
             status: status.as_u16(),
