@@ -36,6 +36,14 @@ impl<T> Shards<T> {
         &self.shards[i]
     }
 
+    /// The shard for a key whose caller hashed it already (`hash` must be
+    /// a keyed hash of the key). Picked by bits 32-47, which tables of
+    /// under 2^32 buckets do not use to place the key within the shard.
+    pub fn by_hash(&self, hash: u64) -> &T {
+        let i = usize::try_from((hash >> 32) % self.shards.len() as u64).unwrap_or(0);
+        &self.shards[i]
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.shards.iter().map(|s| &**s)
     }

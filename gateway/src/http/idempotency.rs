@@ -20,11 +20,13 @@
 use crate::answer_body::AnswerBody;
 use crate::http::reply::Reply;
 use crate::shards::Shards;
+use hashbrown::HashTable;
 use hyper::StatusCode;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use settle_engine::ClientId;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -63,6 +65,14 @@ pub fn remembered(status: StatusCode) -> bool {
 
 type Key = (ClientId, Box<str>);
 
+/// A key with its hash, computed once per request: the table finds,
+/// grows and forgets entries by it, without hashing the key again.
+#[derive(Clone, Debug)]
+struct Hashed {
+    hash: u64,
+    key: Key,
+}
+
 #[derive(Debug)]
 enum State {
     /// The first request is running; the flag turns true when it is done
@@ -82,20 +92,82 @@ struct Entry {
     state: State,
 }
 
+/// A stored key and its record, boxed, with the key's hash beside the box
+/// in the table. A growing table then moves 16 bytes per entry and hashes
+/// nothing again. (Inline and rehashed, growing the sixteen shards from
+/// ~65,000 to ~130,000 keys took ~100 ms of CPU in one burst: SipHash
+/// behind a pointer per key, and the kernel zeroing the fresh pages of
+/// tables of ~100 bytes per bucket. BENCHMARKS.md, "The idempotency
+/// store's tables grow without a stall".)
 #[derive(Debug)]
+struct Slot {
+    hash: u64,
+    stored: Box<Stored>,
+}
+
+#[derive(Debug)]
+struct Stored {
+    key: Key,
+    entry: Entry,
+}
+
+#[derive(Debug, Default)]
 struct Inner {
-    entries: HashMap<Key, Entry>,
+    entries: HashTable<Slot>,
     /// Keys in the order they were stored, for expiry and the size bound.
-    order: VecDeque<(i64, Key)>,
+    order: VecDeque<(i64, Hashed)>,
+}
+
+/// Whether a slot holds `k` (its hash first: no pointer followed for the
+/// other keys that share a probe group).
+fn holds(k: &Hashed) -> impl Fn(&Slot) -> bool + '_ {
+    move |s| s.hash == k.hash && s.stored.key == k.key
+}
+
+impl Inner {
+    fn get(&self, k: &Hashed) -> Option<&Entry> {
+        self.entries.find(k.hash, holds(k)).map(|s| &s.stored.entry)
+    }
+
+    fn get_mut(&mut self, k: &Hashed) -> Option<&mut Entry> {
+        self.entries
+            .find_mut(k.hash, holds(k))
+            .map(|s| &mut s.stored.entry)
+    }
+
+    /// Stores `entry` under `k`; the entry it replaced, if any.
+    fn insert(&mut self, k: Hashed, entry: Entry) -> Option<Entry> {
+        match self.entries.entry(k.hash, holds(&k), |s| s.hash) {
+            hashbrown::hash_table::Entry::Occupied(mut o) => {
+                Some(std::mem::replace(&mut o.get_mut().stored.entry, entry))
+            }
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(Slot {
+                    hash: k.hash,
+                    stored: Box::new(Stored { key: k.key, entry }),
+                });
+                None
+            }
+        }
+    }
+
+    fn remove(&mut self, k: &Hashed) {
+        if let Ok(o) = self.entries.find_entry(k.hash, holds(k)) {
+            o.remove();
+        }
+    }
 }
 
 /// Shards: requests on many connections meet on different locks, and a
-/// growing map rehashes one shard at a time (a stall of 1/16th).
+/// growing table moves one shard at a time.
 const SHARDS: usize = 16;
 
 #[derive(Debug)]
 pub struct IdempotencyStore {
     shards: Shards<Mutex<Inner>>,
+    /// SipHash with a key of this process: clients choose the keys, so the
+    /// table's hash must not be one they can aim collisions at.
+    hasher: RandomState,
     ttl_ms: i64,
     max_records: usize,
     /// How long a duplicate waits for the first request's answer.
@@ -119,12 +191,8 @@ pub enum Begin {
 impl IdempotencyStore {
     pub fn new(ttl: Duration, max_records: usize, wait: Duration) -> Arc<Self> {
         Arc::new(Self {
-            shards: Shards::new(SHARDS, |_| {
-                Mutex::new(Inner {
-                    entries: HashMap::new(),
-                    order: VecDeque::new(),
-                })
-            }),
+            shards: Shards::new(SHARDS, |_| Mutex::new(Inner::default())),
+            hasher: RandomState::new(),
             ttl_ms: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
             // Per shard: keys spread evenly over the shards.
             max_records: max_records.div_ceil(SHARDS).max(1),
@@ -143,9 +211,9 @@ impl IdempotencyStore {
         let deadline = tokio::time::Instant::now() + self.wait;
         loop {
             let mut waiting = {
-                let k: Key = (client, key.into());
+                let k = self.hashed(client, key);
                 let mut inner = self.shard(&k).lock();
-                match inner.entries.get(&k) {
+                match inner.get(&k) {
                     Some(e) if e.fingerprint != fingerprint => return Begin::Reused,
                     Some(Entry {
                         state: State::Done(answer),
@@ -161,7 +229,7 @@ impl IdempotencyStore {
                     }) => {
                         let ids = Arc::clone(ids);
                         let (tx, rx) = watch::channel(false);
-                        if let Some(e) = inner.entries.get_mut(&k) {
+                        if let Some(e) = inner.get_mut(&k) {
                             e.state = State::Running(rx);
                         }
                         return Begin::Run(Running {
@@ -173,7 +241,7 @@ impl IdempotencyStore {
                     }
                     None => {
                         let (tx, rx) = watch::channel(false);
-                        inner.entries.insert(
+                        inner.insert(
                             k.clone(),
                             Entry {
                                 fingerprint,
@@ -200,8 +268,16 @@ impl IdempotencyStore {
         }
     }
 
-    fn shard(&self, key: &Key) -> &Mutex<Inner> {
-        self.shards.of(key)
+    fn hashed(&self, client: ClientId, key: &str) -> Hashed {
+        let key: Key = (client, key.into());
+        Hashed {
+            hash: self.hasher.hash_one(&key),
+            key,
+        }
+    }
+
+    fn shard(&self, key: &Hashed) -> &Mutex<Inner> {
+        self.shards.by_hash(key.hash)
     }
 
     /// Forgets records older than the TTL, and the oldest beyond the bound.
@@ -224,13 +300,12 @@ impl IdempotencyStore {
             };
             // The entry may be younger than this mark (given up and claimed
             // again): only the record this mark was made for goes.
-            let same = inner.entries.get(&key).is_some_and(|e| e.created_at == at);
+            let same = inner.get(&key).is_some_and(|e| e.created_at == at);
             let done = inner
-                .entries
                 .get(&key)
                 .is_some_and(|e| !matches!(e.state, State::Running(_)));
             if same && done {
-                inner.entries.remove(&key);
+                inner.remove(&key);
                 if !expired {
                     evicted_early += 1;
                 }
@@ -264,14 +339,13 @@ impl IdempotencyStore {
         if now_ms.saturating_sub(at) >= self.ttl_ms {
             return;
         }
-        let k: Key = (client, key.into());
+        let k = self.hashed(client, key);
         let mut inner = self.shard(&k).lock();
         let state = match restored {
             Restored::Answer(a) => State::Done(Arc::new(a)),
             Restored::Claim(ids) => State::Claimed(ids.into()),
         };
         let fresh = inner
-            .entries
             .insert(
                 k.clone(),
                 Entry {
@@ -294,24 +368,22 @@ impl IdempotencyStore {
         self.len() == 0
     }
 
-    fn settle(&self, key: Key, state: Option<State>) {
+    fn settle(&self, key: Hashed, state: Option<State>) {
         let mut inner = self.shard(&key).lock();
         match state {
             Some(state) => {
-                if let Some(e) = inner.entries.get_mut(&key) {
+                if let Some(e) = inner.get_mut(&key) {
                     e.state = state;
                 }
             }
-            None => {
-                inner.entries.remove(&key);
-            }
+            None => inner.remove(&key),
         }
     }
 
     /// Forgets a key (recovery: the log says its request failed validation).
     pub fn forget(&self, client: ClientId, key: &str) {
-        let k: Key = (client, key.into());
-        self.shard(&k).lock().entries.remove(&k);
+        let k = self.hashed(client, key);
+        self.shard(&k).lock().remove(&k);
     }
 }
 
@@ -327,7 +399,7 @@ pub enum Restored {
 #[derive(Debug)]
 pub struct Running {
     store: Arc<IdempotencyStore>,
-    key: Option<Key>,
+    key: Option<Hashed>,
     tx: watch::Sender<bool>,
     /// Ids a claim in the log recorded for this request (a retry after a
     /// crash): the request must mint exactly these again.
@@ -459,6 +531,41 @@ mod tests {
         let again = s.begin(C, "k", fp, 0).await;
         assert!(matches!(again, Begin::Run(_)));
         assert_eq!(s.len(), 1);
+    }
+
+    /// Tables grow many times over here (by the cached hashes): every key
+    /// is still found, answered with its own answer, and forgotten alone.
+    #[tokio::test]
+    async fn every_key_survives_the_tables_growing() {
+        let s = IdempotencyStore::new(Duration::from_secs(3600), 100_000, Duration::ZERO);
+        let fp = |i: usize| fingerprint("POST", "/p", i.to_string().as_bytes());
+        let n = 20_000;
+        for i in 0..n {
+            let Begin::Run(run) = s.begin(C, &format!("key-{i}"), fp(i), 0).await else {
+                panic!("key-{i} is new")
+            };
+            run.finish(&Reply {
+                body: Bytes::from(format!("{{\"n\":{i}}}")),
+                ..reply(201, "")
+            });
+        }
+        assert_eq!(s.len(), n);
+        for i in (0..n).step_by(7) {
+            match s.begin(C, &format!("key-{i}"), fp(i), 0).await {
+                Begin::Replay(a) => {
+                    assert_eq!(a.body.bytes(), Ok(Bytes::from(format!("{{\"n\":{i}}}"))))
+                }
+                other => panic!("key-{i}: {other:?}"),
+            }
+        }
+        assert!(matches!(s.begin(C, "key-5", fp(6), 0).await, Begin::Reused));
+        s.forget(C, "key-5");
+        assert_eq!(s.len(), n - 1);
+        assert!(matches!(s.begin(C, "key-5", fp(6), 0).await, Begin::Run(_)));
+        assert!(matches!(
+            s.begin(C, "key-6", fp(6), 0).await,
+            Begin::Replay(_)
+        ));
     }
 
     #[tokio::test]

@@ -16,6 +16,7 @@ use crate::http::handlers::{owned_txn, owned_wallet_field};
 use crate::http::json::parse_body;
 use crate::http::reply::{ApiError, Reply};
 use crate::http::views::TxnView;
+use crate::shards::IdHash;
 use crate::{GatewayError, Submitted, SubmittedMany};
 use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -167,7 +168,10 @@ fn group(
     results: &mut [Option<OpResult>],
 ) -> Vec<Group> {
     let mut groups: Vec<Group> = Vec::new();
-    let mut open: HashMap<WalletId, usize> = HashMap::new();
+    // Sized for one group per operation, so it never grows; wallet ids are
+    // minted by the server, so a fast hash will do.
+    let mut open: HashMap<WalletId, usize, IdHash> =
+        HashMap::with_capacity_and_hasher(built.len(), IdHash::default());
     for (index, op) in built.into_iter().enumerate() {
         let (op, created) = match op {
             Ok(op) => op,
