@@ -8,7 +8,8 @@
 //!
 //! `cargo bench --bench throughput` runs both; `SETTLE_BENCH=transfers`,
 //! `skeleton` or `memory` runs one. `SETTLE_CALLERS` (default 64), `SETTLE_WINDOW` (answers
-//! each caller leaves outstanding, default 1) and `SETTLE_TRANSFERS`
+//! each caller leaves outstanding, default 1), `SETTLE_GROUP` (transfers from
+//! one source sent as one message, default 1) and `SETTLE_TRANSFERS`
 //! (default 1,000,000) tune the first; `SETTLE_WORKERS`,
 //! `SETTLE_EVENT_INTERVAL` and `SETTLE_GLOBAL_QUEUE_INTERVAL` the runtime.
 #![allow(clippy::float_arithmetic, clippy::cast_possible_truncation)]
@@ -30,9 +31,9 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use settle_engine::TxnId;
 use settle_engine::actor::Ack;
 use settle_engine::actor::{Clock, SystemClock};
-use settle_gateway::GatewayConfig;
 use settle_gateway::Submitted;
 use settle_gateway::http::app::IdMint;
+use settle_gateway::{Gateway, GatewayConfig};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -103,11 +104,17 @@ async fn transfers() {
     let callers = env("SETTLE_CALLERS", 64);
     let total = env("SETTLE_TRANSFERS", 1_000_000);
     let window = usize::try_from(env("SETTLE_WINDOW", 1).max(1)).unwrap_or(1);
+    let group = env("SETTLE_GROUP", 1).max(1);
     let g = funded_gateway(wallets, GatewayConfig::default()).await;
     for round in 1..=env("SETTLE_ROUNDS", 3) {
-        let per = total / callers;
+        let per = total / callers / group * group;
+        let how = if group > 1 {
+            format!("groups of {group} from one source")
+        } else {
+            format!("window {window}")
+        };
         let label = format!(
-            "transfers round {round}: {} routed transfers, {callers} callers (window {window}), 10,000 wallets",
+            "transfers round {round}: {} routed transfers, {callers} callers ({how}), 10,000 wallets",
             per * callers
         );
         let ids = Arc::new(IdMint::new());
@@ -118,6 +125,10 @@ async fn transfers() {
                 let mut pairs = Pairs::new(0x9E37_79B9 ^ (c << 20) ^ round, wallets);
                 // Up to `window` answers outstanding; the oldest is awaited
                 // before the next transfer is sent (a pipelining client).
+                if group > 1 {
+                    grouped(&g, &ids, &mut pairs, per, group).await;
+                    return;
+                }
                 let mut outstanding = VecDeque::with_capacity(window);
                 for _ in 0..per {
                     // Minted as the server mints them: ULIDs from one
@@ -147,6 +158,33 @@ async fn transfers() {
     let cut = g.cut().unwrap_or_else(|e| panic!("{e}"));
     cut.check_invariants().unwrap_or_else(|e| panic!("{e}"));
     g.shutdown();
+}
+
+/// `SETTLE_GROUP=k`: a caller sends `k` transfers from one source at a
+/// time, in one message (`Gateway::submit_many`, as a batch of payouts
+/// travels), and awaits their answers: what routing costs per transfer when
+/// a batch's transfers share their source.
+async fn grouped(g: &Gateway, ids: &IdMint, pairs: &mut Pairs, per: u64, group: u64) {
+    for _ in 0..per / group {
+        let (from, _) = pairs.next();
+        let mut ops = Vec::new();
+        while (ops.len() as u64) < group {
+            let (_, to) = pairs.next();
+            if to != from {
+                let id = TxnId::from_u128(ids.next(SystemClock.now()).0);
+                ops.push(transfer(from, to, id));
+            }
+        }
+        let answers = match g.submit_many(ops, Ack::Durable) {
+            Ok(s) => s.answers().await,
+            Err(e) => panic!("transfers refused: {e}"),
+        };
+        for answer in answers.unwrap_or_else(|e| panic!("transfers lost: {e}")) {
+            if let Err(e) = answer {
+                panic!("transfer refused: {e}");
+            }
+        }
+    }
 }
 
 /// The messaging alone: 10,000 bare ractor actors that keep one counter
