@@ -37,8 +37,9 @@ impl<T> Shards<T> {
     }
 
     /// The shard for a key whose caller hashed it already (`hash` must be
-    /// a keyed hash of the key). Picked by bits 32-47, which tables of
-    /// under 2^32 buckets do not use to place the key within the shard.
+    /// a keyed hash of the key). Picked from bit 32 up: a table of fewer
+    /// than 2^32 buckets places keys by the low bits (and tags them by the
+    /// top seven), so the keys of one shard still spread over its table.
     pub fn by_hash(&self, hash: u64) -> &T {
         let i = usize::try_from((hash >> 32) % self.shards.len() as u64).unwrap_or(0);
         &self.shards[i]
