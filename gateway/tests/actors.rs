@@ -27,6 +27,18 @@ async fn settle_down() {
     tokio::time::sleep(Duration::from_millis(30)).await;
 }
 
+/// Holds every wallet's state for 300 ms (a cut, on a thread of its own),
+/// so that their actors are stuck and commands sent meanwhile wait.
+async fn stuck_for_300_ms(
+    g: &settle_gateway::Gateway,
+) -> std::thread::JoinHandle<Result<(), GatewayError>> {
+    let g = g.clone();
+    let blocker =
+        std::thread::spawn(move || g.with_cut(|_| std::thread::sleep(Duration::from_millis(300))));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    blocker
+}
+
 /// A gateway with 35 wallets, each credited 1.00 (so each has an actor).
 async fn thirty_five_funded(
     cfg: GatewayConfig,
@@ -454,10 +466,7 @@ async fn commands_past_the_limits_are_refused_not_queued_without_end() {
     // Many commands at once at one wallet while its actor is stuck (a cut
     // holds every wallet's state): past 4 waiting, they are refused with
     // `queue_full`; the rest succeed; nothing is lost or counted twice.
-    let g2 = g.clone();
-    let blocker =
-        std::thread::spawn(move || g2.with_cut(|_| std::thread::sleep(Duration::from_millis(300))));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let blocker = stuck_for_300_ms(&g).await;
     let mut tasks = Vec::new();
     for k in 0..2_000u128 {
         let g = g.clone();
@@ -626,10 +635,7 @@ async fn a_group_is_admitted_whole_or_refused_whole() {
 
     // While the actor is stuck, one command waits; a group of four then
     // does not fit (1 + 4 > 4), a group of three does.
-    let g2 = g.clone();
-    let blocker =
-        std::thread::spawn(move || g2.with_cut(|_| std::thread::sleep(Duration::from_millis(300))));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let blocker = stuck_for_300_ms(&g).await;
     let first = g
         .submit(credit(a, txn(100), "1"), Default::default())
         .unwrap();
