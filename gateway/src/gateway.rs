@@ -239,11 +239,9 @@ impl Gateway {
             Some(op) => op.wallet(),
             None => return Err(invalid("a group holds at least one command")),
         };
-        if ops.len() > self.max_group() {
-            return Err(invalid(&format!(
-                "a group holds at most {} commands",
-                self.max_group()
-            )));
+        let max = self.max_group();
+        if ops.len() > max {
+            return Err(invalid(&format!("a group holds at most {max} commands")));
         }
         if ops
             .iter()
