@@ -9,7 +9,9 @@ use crate::registry::Slot;
 use crate::runtime::{Admit, Runtime};
 use crate::supervisor::{GatewayActor, GatewayMsg};
 use ractor::{Actor, ActorRef};
-use settle_engine::actor::{Ack, Answer, Clock, Order, SystemClock, Then, WalletMsg, WalletShared};
+use settle_engine::actor::{
+    Ack, Answer, Clock, Execute, ExecuteMany, Order, SystemClock, Then, WalletMsg, WalletShared,
+};
 use settle_engine::wallet::{Action, opening};
 use settle_engine::{
     AssetAudit, ClientId, Done, Event, Message, Op, Reject, StateDigest, WalletId, WalletState,
@@ -212,12 +214,12 @@ impl Gateway {
         let (tx, rx) = ractor::concurrency::oneshot();
         self.runtime.route(
             wallet,
-            WalletMsg::Execute {
+            WalletMsg::Execute(Box::new(Execute {
                 op,
                 destination,
                 reply: tx.into(),
                 ack,
-            },
+            })),
             Admit::Client(1),
         )?;
         Ok(Submitted { wallet, rx })
@@ -263,11 +265,11 @@ impl Gateway {
         let (tx, rx) = ractor::concurrency::oneshot();
         self.runtime.route(
             wallet,
-            WalletMsg::ExecuteMany {
+            WalletMsg::ExecuteMany(Box::new(ExecuteMany {
                 orders,
                 reply: tx.into(),
                 ack,
-            },
+            })),
             Admit::Client(commands),
         )?;
         Ok(SubmittedMany { wallet, count, rx })

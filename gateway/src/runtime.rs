@@ -510,7 +510,7 @@ impl WalletHost for Runtime {
             }
             return;
         }
-        if let Err(e) = self.route(to, WalletMsg::Receive(message), Admit::Internal) {
+        if let Err(e) = self.route(to, WalletMsg::Receive(Box::new(message)), Admit::Internal) {
             // The sender sends it again until it is acknowledged.
             tracing::warn!(wallet = %to, %e, "message not delivered yet");
         }

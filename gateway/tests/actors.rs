@@ -336,7 +336,7 @@ async fn a_panicking_wallet_actor_is_restarted_and_loses_nothing() {
 
     // A panic in the middle of a command: its events stay applied (each is
     // atomic) and the restart settles what fits.
-    g.send_raw(a, WalletMsg::PanicAfter(credit(a, txn(4), "7")))
+    g.send_raw(a, WalletMsg::PanicAfter(Box::new(credit(a, txn(4), "7"))))
         .unwrap();
     wait_restarts(&g, 2).await;
     settle_down().await;

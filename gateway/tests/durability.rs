@@ -550,7 +550,7 @@ async fn events_of_a_command_cut_short_by_a_panic_reach_the_log() {
         info: TxnInfo::default(),
     };
     app.gateway
-        .send_raw(id, WalletMsg::PanicAfter(credit))
+        .send_raw(id, WalletMsg::PanicAfter(Box::new(credit)))
         .unwrap();
     for _ in 0..200 {
         if app.gateway.stats().restarts >= 1 {

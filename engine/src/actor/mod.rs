@@ -19,4 +19,4 @@ pub use shared::{
     HeldState, LiveState, RESEND_AFTER_MS, ReceiptsWaiting, StateError, WalletShared, decode_state,
     encode_state,
 };
-pub use wallet::{Ack, Answer, Order, Outcome, WalletActor, WalletMsg};
+pub use wallet::{Ack, Answer, Execute, ExecuteMany, Order, Outcome, WalletActor, WalletMsg};
