@@ -9,8 +9,10 @@
 //! `cargo bench --bench throughput` runs both; `SETTLE_BENCH=transfers`,
 //! `skeleton` or `memory` runs one. `SETTLE_CALLERS` (default 64), `SETTLE_WINDOW` (answers
 //! each caller leaves outstanding, default 1), `SETTLE_GROUP` (transfers from
-//! one source sent as one message, default 1) and `SETTLE_TRANSFERS`
-//! (default 1,000,000) tune the first; `SETTLE_WORKERS`,
+//! one source sent as one message, default 1), `SETTLE_TRANSFERS`
+//! (default 1,000,000) and `SETTLE_WALLETS` (default 10,000) tune the
+//! first, and `SETTLE_END_CHECK=0` skips its end check (for
+//! `benches/sim/transfers.sh`); `SETTLE_WORKERS`,
 //! `SETTLE_EVENT_INTERVAL` and `SETTLE_GLOBAL_QUEUE_INTERVAL` the runtime.
 #![allow(clippy::float_arithmetic, clippy::cast_possible_truncation)]
 
@@ -114,7 +116,7 @@ async fn transfers() {
             format!("window {window}")
         };
         let label = format!(
-            "transfers round {round}: {} routed transfers, {callers} callers ({how}), 10,000 wallets",
+            "transfers round {round}: {} routed transfers, {callers} callers ({how}), {wallets} wallets",
             per * callers
         );
         let ids = Arc::new(IdMint::new());
