@@ -2,7 +2,7 @@
 # Instructions and cache misses per routed transfer, counted by a cache
 # simulator (valgrind's cachegrind) instead of timed: on this shared VM the
 # same binary's CPU per transfer moves by ±20% from one minute to the next
-# (other tenants share the L3), while these counts move by ~2%.
+# (other tenants share the L3), while these counts move by ~4%.
 #
 #   benches/sim/transfers.sh BINARY [TRANSFERS]
 #   benches/sim/transfers.sh target/release/deps/throughput-HASH 100000
@@ -13,8 +13,8 @@
 # end check (SETTLE_END_CHECK=0), and prints the difference per transfer:
 # the set-up of 10,000 wallets cancels out. Caches simulated: 32 KiB L1s and
 # an 8 MiB last level (a share of the host's 32 MiB L3). Takes ~20 s per
-# 100,000 transfers. Leaves the counts in $OUT (default a temporary
-# directory) for `cg_annotate`.
+# 100,000 transfers; needs valgrind (Debian: apt install valgrind). Leaves
+# the counts in $OUT (default a temporary directory) for `cg_annotate`.
 set -euo pipefail
 BIN=$1; N=${2:-100000}
 OUT=${OUT:-$(mktemp -d)}
