@@ -215,8 +215,7 @@ impl Gateway {
         self.runtime.route(
             wallet,
             WalletMsg::Execute(Box::new(Execute {
-                op,
-                destination,
+                order: Order { op, destination },
                 reply: tx.into(),
                 ack,
             })),

@@ -49,13 +49,10 @@ pub struct Order {
     pub destination: Result<(), Reject>,
 }
 
-/// A client's command as its wallet receives it. `destination` is the
-/// router's verdict on a transfer's destination (see
-/// `WalletState::execute`).
+/// A client's command as its wallet receives it.
 #[derive(Debug)]
 pub struct Execute {
-    pub op: Op,
-    pub destination: Result<(), Reject>,
+    pub order: Order,
     pub reply: RpcReplyPort<Outcome>,
     pub ack: Ack,
 }
@@ -280,16 +277,11 @@ fn handle_now(
     let at = st.host.now();
     match message {
         WalletMsg::Execute(execute) => {
-            let Execute {
-                op,
-                destination,
-                reply,
-                ack,
-            } = *execute;
+            let Execute { order, reply, ack } = *execute;
             let config = st.host.config();
             let (outcome, effects) = st.step(at, |state, out| {
                 state
-                    .execute(at, config, &op, destination, out)
+                    .execute(at, config, &order.op, order.destination, out)
                     .map(|done| answer(state, done))
             })?;
             // Counted out before the answer goes back, so that a caller
