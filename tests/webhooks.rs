@@ -309,6 +309,24 @@ async fn events_arrive_signed_in_order_even_after_failed_attempts() {
     srv.post_empty(&format!("/v1/transactions/{payin_id}/settle"), &key)
         .await
         .ok(200);
+    // A debit that settles as it is submitted is created `settled`, in one
+    // notice; one that must wait is created `awaiting_funds`.
+    let debit = |amount: &'static str| {
+        let (srv, key, wallet) = (&srv, &key, &wallet);
+        async move {
+            srv.post_json(
+                &format!("/v1/wallets/{wallet}/debits"),
+                key,
+                &json!({ "asset": "USD", "amount": amount }),
+            )
+            .await
+            .ok(201)
+        }
+    };
+    let paid = debit("10.00").await;
+    assert_eq!(paid["status"], "settled");
+    let waiting = debit("1000.00").await;
+    assert_eq!(waiting["status"], "awaiting_funds");
     srv.put_json(
         &format!("/v1/wallets/{wallet}/status"),
         &key,
@@ -317,8 +335,11 @@ async fn events_arrive_signed_in_order_even_after_failed_attempts() {
     .await
     .ok(200);
 
-    // wallet: credit created, pay-in created, pay-in settled, status; other: credit.
-    let got = rx.wait_for("five events", |g| distinct(g).len() >= 5).await;
+    // wallet: credit created, pay-in created, pay-in settled, two debits
+    // created, status; other: credit.
+    let got = rx
+        .wait_for("seven events", |g| distinct(g).len() >= 7)
+        .await;
     assert!(
         rx.failed.load(Ordering::SeqCst) >= 3,
         "the failures happened"
@@ -350,13 +371,17 @@ async fn events_arrive_signed_in_order_even_after_failed_attempts() {
             ("transaction.created", "settled"),
             ("transaction.created", "pending"),
             ("transaction.status_changed", "settled"),
+            ("transaction.created", "settled"),
+            ("transaction.created", "awaiting_funds"),
             ("wallet.status_changed", "restricted"),
         ],
         "{mine:?}"
     );
     assert_eq!(mine[0]["data"]["id"], credit["id"]);
     assert_eq!(mine[1]["data"]["id"], payin_id.as_str());
-    assert_eq!(mine[3]["data"]["reason"], "review");
+    assert_eq!(mine[3]["data"]["id"], paid["id"]);
+    assert_eq!(mine[4]["data"]["id"], waiting["id"]);
+    assert_eq!(mine[5]["data"]["reason"], "review");
 
     // Listed without its secret; deleted, it gets nothing more.
     let list = srv.get("/v1/webhooks", &key).await.ok(200);

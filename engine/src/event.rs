@@ -54,9 +54,9 @@ pub enum Event {
         txn: TxnId,
         at: Timestamp,
     },
-    /// An outbound item joins the tail of its (wallet, asset) FIFO queue.
-    /// Every outbound item enters this way; an item that can settle at once
-    /// is followed by its `OutboundSettled` in the same command.
+    /// An outbound item joins the tail of its (wallet, asset) FIFO queue:
+    /// it cannot settle yet (or it is a conversion within its wallet, which
+    /// settles through its queue). It settles later by `OutboundSettled`.
     OutboundQueued {
         wallet: WalletId,
         txn: TxnId,
@@ -71,6 +71,22 @@ pub enum Event {
     OutboundSettled {
         wallet: WalletId,
         txn: TxnId,
+        at: Timestamp,
+    },
+    /// An outbound item settles as it is submitted (its queue is empty and
+    /// `cash - reserved` covers it): created `settled`, never seen waiting.
+    /// Its money leaves `cash` as by `OutboundSettled`. Logs written before
+    /// this event existed hold `OutboundQueued` + `OutboundSettled` for such
+    /// an item; the two replay to the same books, flows and record (only
+    /// the wallet's event count, `sequence`, differs by one).
+    OutboundSettledAtOnce {
+        wallet: WalletId,
+        txn: TxnId,
+        asset: AssetCode,
+        amount: Decimal,
+        target: Outbound,
+        expires_at: Option<Timestamp>,
+        info: Option<Box<TxnInfo>>,
         at: Timestamp,
     },
     OutboundCancelled {
@@ -140,6 +156,7 @@ impl Event {
         match self {
             Event::CreditAccepted { txn, .. }
             | Event::OutboundQueued { txn, .. }
+            | Event::OutboundSettledAtOnce { txn, .. }
             | Event::ReservationHeld { txn, .. } => Some(*txn),
             _ => None,
         }
@@ -156,6 +173,7 @@ impl Event {
             | Event::PendingRejected { wallet, .. }
             | Event::OutboundQueued { wallet, .. }
             | Event::OutboundSettled { wallet, .. }
+            | Event::OutboundSettledAtOnce { wallet, .. }
             | Event::OutboundCancelled { wallet, .. }
             | Event::OutboundExpired { wallet, .. }
             | Event::ReservationHeld { wallet, .. }
@@ -178,6 +196,7 @@ impl Event {
             | Event::PendingRejected { at, .. }
             | Event::OutboundQueued { at, .. }
             | Event::OutboundSettled { at, .. }
+            | Event::OutboundSettledAtOnce { at, .. }
             | Event::OutboundCancelled { at, .. }
             | Event::OutboundExpired { at, .. }
             | Event::ReservationHeld { at, .. }

@@ -103,6 +103,33 @@ pub fn sent_by(wallet: &WalletState, event: &Event) -> Result<Option<Message>, A
             };
             delivery_of(wallet, t)
         }
+        // The event holds all a `Deliver` needs: no lookup of the record.
+        Event::OutboundSettledAtOnce {
+            wallet: from,
+            txn,
+            asset,
+            amount,
+            target,
+            ..
+        } => match *target {
+            Outbound::Transfer { to } => Some(Message::Deliver(Leg {
+                txn: *txn,
+                from: *from,
+                to,
+                asset: *asset,
+                amount: *amount,
+                conversion: None,
+            })),
+            Outbound::Conversion { to, terms } if to != *from => Some(Message::Deliver(Leg {
+                txn: *txn,
+                from: *from,
+                to,
+                asset: *asset,
+                amount: *amount,
+                conversion: Some(terms),
+            })),
+            _ => None,
+        },
         Event::TransferReceived { leg, .. } => Some(Message::Receipt {
             txn: leg.txn,
             to: leg.from,

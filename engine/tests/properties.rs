@@ -1130,6 +1130,22 @@ impl Fifo {
                     .or_default()
                     .push(*txn);
             }
+            // Settling as it is submitted: it enters and settles at once,
+            // so its queue must hold nothing that entered before it.
+            Event::OutboundSettledAtOnce {
+                wallet, txn, asset, ..
+            } => {
+                let key = (*wallet, *asset);
+                let q = self.waiting.entry(key).or_default();
+                if !q.is_empty() {
+                    return Err(format!(
+                        "FIFO: {wallet}/{asset}: {txn} settled at once while {q:?} were queued"
+                    ));
+                }
+                self.asset_of.insert((*wallet, *txn), *asset);
+                self.entered.entry(key).or_default().push(*txn);
+                self.settled.entry(key).or_default().push(*txn);
+            }
             Event::OutboundCancelled { wallet, txn, .. }
             | Event::OutboundExpired { wallet, txn, .. } => {
                 let asset = self

@@ -10,7 +10,7 @@ use common::*;
 use settle_engine::wallet::SettingsPatch;
 use settle_engine::{
     Direction, Done, EngineConfig, Event, IfInsufficient, Ledger, Limits, Message, Op, Reject,
-    TxnId, TxnInfo, TxnKind, TxnStatus, WalletId, WalletStatus,
+    TxnId, TxnInfo, TxnKind, TxnStatus, WalletId, WalletState, WalletStatus,
 };
 
 // ---------------------------------------------------------------------------
@@ -2563,11 +2563,11 @@ fn a_txn_sequence_is_the_wallet_sequence_at_its_creation() {
         h.ledger.wallet(a).unwrap().txn(txn(2)).unwrap().sequence,
         seq(&h, a)
     );
-    // A debit is created by its OutboundQueued, then settles in the same command.
+    // A debit that settles as it is submitted is created by its one event.
     h.debit(a, txn(3), "USD", "5").unwrap();
     assert_eq!(
         h.ledger.wallet(a).unwrap().txn(txn(3)).unwrap().sequence,
-        seq(&h, a) - 1
+        seq(&h, a)
     );
     h.run(transfer_op(a, b, txn(4), "USD", "5")).unwrap();
     h.settle_flights();
@@ -2582,6 +2582,7 @@ fn a_txn_sequence_is_the_wallet_sequence_at_its_creation() {
                     .position(|e| match e {
                         Event::CreditAccepted { txn, .. }
                         | Event::OutboundQueued { txn, .. }
+                        | Event::OutboundSettledAtOnce { txn, .. }
                         | Event::ReservationHeld { txn, .. } => *txn == t.id,
                         Event::TransferReceived { leg, .. }
                         | Event::TransferBounced { leg, .. } => leg.txn == t.id,
@@ -2780,4 +2781,144 @@ fn the_same_commands_give_the_same_events_and_digest() {
         replica.apply(e).unwrap();
     }
     assert_eq!(replica.digest().unwrap(), one.ledger.digest().unwrap());
+}
+
+/// An outbound item that settles as it is submitted is one event,
+/// `OutboundSettledAtOnce`: created `settled`, never queued. Logs written
+/// before that event existed hold `OutboundQueued` + `OutboundSettled` for
+/// the same item; replaying either form must give the same books, flows,
+/// records and messages in flight, the wallet's event count aside.
+#[test]
+fn settling_at_once_is_one_event_and_replays_as_the_two_it_replaced() {
+    let mut h = Harness::new();
+    let (a, b) = (wal(1), wal(2));
+    h.open(a, &["USD", "EUR"]);
+    h.open(b, &["USD", "EUR"]);
+    h.credit(a, txn(1), "USD", "100").unwrap();
+    h.credit(a, txn(2), "EUR", "100").unwrap();
+    let before = h.events.len();
+    // A payout, a transfer with an expiry, a conversion to another wallet,
+    // a conversion within the wallet (which keeps to its queue), and a
+    // debit that must wait.
+    h.run(debit_full(
+        a,
+        txn(3),
+        "USD",
+        "5",
+        IfInsufficient::Queue,
+        Some(9_000),
+    ))
+    .unwrap();
+    h.run(transfer_full(
+        a,
+        b,
+        txn(4),
+        "USD",
+        "7",
+        IfInsufficient::Queue,
+        Some(9_000),
+    ))
+    .unwrap();
+    h.run(convert_op(a, b, txn(5), "USD", "EUR", "10", "0.9"))
+        .unwrap();
+    h.run(convert_op(a, a, txn(6), "EUR", "USD", "10", "1.1"))
+        .unwrap();
+    h.run(debit_op(a, txn(7), "USD", "1000")).unwrap();
+    let kinds: Vec<&str> = h.events[before..]
+        .iter()
+        .map(|e| match e {
+            Event::OutboundSettledAtOnce { .. } => "at_once",
+            Event::OutboundQueued { .. } => "queued",
+            Event::OutboundSettled { .. } => "settled",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "at_once", "at_once", "at_once", "queued", "settled", "queued"
+        ]
+    );
+    for n in [3, 4, 5, 6] {
+        assert_eq!(h.status(a, txn(n)), TxnStatus::Settled, "txn {n}");
+    }
+    assert_eq!(h.status(a, txn(7)), TxnStatus::AwaitingFunds);
+    // Half of the deliveries land before the cut, so both forms also agree
+    // on what is in flight.
+    h.settle_flights();
+    // (In euros: the dollar queue holds the debit that waits.)
+    h.run(transfer_op(a, b, txn(8), "EUR", "3")).unwrap();
+
+    // The old form: each at-once event as the two it replaced.
+    let mut old_form = Vec::new();
+    let mut split = 0u64;
+    for e in &h.events {
+        if let Event::OutboundSettledAtOnce {
+            wallet,
+            txn,
+            asset,
+            amount,
+            target,
+            expires_at,
+            info,
+            at,
+        } = e.clone()
+        {
+            split += 1;
+            old_form.push(Event::OutboundQueued {
+                wallet,
+                txn,
+                asset,
+                amount,
+                target,
+                expires_at,
+                info,
+                at,
+            });
+            old_form.push(Event::OutboundSettled { wallet, txn, at });
+        } else {
+            old_form.push(e.clone());
+        }
+    }
+    assert_eq!(split, 4);
+    let mut replica = Ledger::new(EngineConfig::default());
+    for e in &old_form {
+        replica.apply(e).unwrap();
+    }
+    replica.check_invariants().unwrap();
+    let mut new_form = Ledger::new(EngineConfig::default());
+    for e in &h.events {
+        new_form.apply(e).unwrap();
+    }
+    // Everything but the event counts: the wallet's, and each record's
+    // (the count when it was created, which shifts after a split event).
+    let shape = |s: &WalletState| {
+        let records: Vec<_> = s
+            .txns()
+            .map(|t| {
+                let mut t = t.clone();
+                t.sequence = 0;
+                t
+            })
+            .collect();
+        (
+            s.books().cloned().collect::<Vec<_>>(),
+            s.flows().map(|(a, f)| (a, *f)).collect::<Vec<_>>(),
+            records,
+            s.awaiting_receipt().collect::<Vec<_>>(),
+            s.next_expiry(),
+            (s.status, s.updated_at),
+        )
+    };
+    for w in [a, b] {
+        let old = replica.wallet(w).unwrap();
+        let new = new_form.wallet(w).unwrap();
+        assert_eq!(new, h.ledger.wallet(w).unwrap());
+        let extra = if w == a { split } else { 0 };
+        assert_eq!(old.sequence, new.sequence + extra, "{w}");
+        assert_eq!(shape(old), shape(new), "{w}");
+    }
+    let flying = |l: &Ledger| l.in_flight().cloned().collect::<Vec<Message>>();
+    assert_eq!(flying(&replica), flying(&new_form));
+    assert_eq!(flying(&new_form).len(), 1);
 }

@@ -101,6 +101,126 @@ fn fill_extra(
     extra.info = info.as_deref().cloned();
 }
 
+/// A new outbound record with its rarely used fields (`fill_extra`).
+fn with_extra(
+    mut t: Txn,
+    target: Outbound,
+    expires_at: Option<Timestamp>,
+    info: &Option<Box<TxnInfo>>,
+) -> Txn {
+    let conversion = match target {
+        Outbound::Conversion { terms, .. } => Some(terms),
+        _ => None,
+    };
+    fill_extra(&mut t, conversion, expires_at, info);
+    t
+}
+
+/// An outbound item settling: its money leaves `cash` for flight (a
+/// transfer, or a conversion's buy side to another wallet), for outside (a
+/// payout) or for this wallet's buy side (a conversion within it). Either
+/// the head of its queue (`from_queue`) or an item settling as it is
+/// submitted, whose queue must then be empty.
+struct Settling {
+    wallet: WalletId,
+    txn: TxnId,
+    asset: AssetCode,
+    amount: Decimal,
+    target: Outbound,
+    from_queue: bool,
+}
+
+impl Settling {
+    /// Over the books, flows and receipts alone, so that the caller may
+    /// hold the record meanwhile. Computes everything before it assigns
+    /// anything: a refusal changes nothing.
+    fn settle(
+        &self,
+        books: &mut AssetMap<AssetBook>,
+        flows: &mut AssetMap<Flows>,
+        awaiting_receipt: &mut BTreeMap<TxnId, (AssetCode, Decimal)>,
+    ) -> Result<(), ApplyError> {
+        let Settling {
+            wallet: id,
+            txn,
+            asset,
+            amount,
+            target,
+            from_queue,
+        } = *self;
+        let book = checked_book(books, id, asset, amount)?;
+        let head = book.queue.front().map(|i| i.txn);
+        let queued = if from_queue {
+            if head != Some(txn) {
+                return Err(bad(format!(
+                    "{id}: {txn} is not at the head of the {asset} queue"
+                )));
+            }
+            money::sub(book.queued, amount).ok_or_else(|| bad("queued below zero"))?
+        } else {
+            if head.is_some() {
+                return Err(bad(format!(
+                    "{id}: {txn} cannot settle at once: the {asset} queue is not empty"
+                )));
+            }
+            book.queued
+        };
+        let cash = money::sub(book.cash, amount)
+            .filter(|c| *c >= book.reserved)
+            .ok_or_else(|| bad(format!("{id}: {txn} does not fit cash - reserved")))?;
+        let units = money::units(amount);
+        // New flow counters and, for a conversion within this wallet, the
+        // buy side's new cash: all computed before anything is assigned.
+        let mut sell_flows = flow_of(flows, asset);
+        let mut buy_side: Option<(AssetCode, Flows, Option<Decimal>)> = None;
+        let mut awaits_receipt = true;
+        match target {
+            Outbound::Payout => {
+                sell_flows.debited = plus(sell_flows.debited, units)?;
+                awaits_receipt = false;
+            }
+            Outbound::Transfer { .. } => sell_flows.sent = plus(sell_flows.sent, units)?,
+            Outbound::Conversion { to, terms } => {
+                sell_flows.converted_out = plus(sell_flows.converted_out, units)?;
+                let buy_units = money::units(terms.buy_amount);
+                let mut buy_flows = flow_of(flows, terms.buy_asset);
+                buy_flows.converted_in = plus(buy_flows.converted_in, buy_units)?;
+                let buy_cash = if to == id {
+                    // Both sides here: converted at once, nothing in flight.
+                    awaits_receipt = false;
+                    let b = checked_book(books, id, terms.buy_asset, terms.buy_amount)?;
+                    Some(sum(money::add(b.asset, b.cash, terms.buy_amount))?)
+                } else {
+                    buy_flows.sent = plus(buy_flows.sent, buy_units)?;
+                    None
+                };
+                buy_side = Some((terms.buy_asset, buy_flows, buy_cash));
+            }
+        }
+        let book = checked_book_mut(books, id, asset)?;
+        book.cash = cash;
+        book.queued = queued;
+        if from_queue {
+            book.queue.pop_front();
+        }
+        if awaits_receipt {
+            // Cannot overflow: cash + unconfirmed_out is unchanged.
+            book.unconfirmed_out += amount;
+        }
+        flows.insert(asset, sell_flows);
+        if let Some((buy_asset, buy_flows, buy_cash)) = buy_side {
+            flows.insert(buy_asset, buy_flows);
+            if let Some(c) = buy_cash {
+                checked_book_mut(books, id, buy_asset)?.cash = c;
+            }
+        }
+        if awaits_receipt {
+            awaiting_receipt.insert(txn, (asset, amount));
+        }
+        Ok(())
+    }
+}
+
 /// The place of a new record: refused if the id is taken.
 fn vacant(txns: &mut History, wallet: WalletId, txn: TxnId) -> Result<Vacant<'_>, ApplyError> {
     txns.vacant(txn)
@@ -185,6 +305,23 @@ impl WalletState {
                 ..
             } => self.outbound_queued(*txn, *asset, *amount, *target, *expires_at, info, at)?,
             Event::OutboundSettled { txn, .. } => self.outbound_settled(*txn, at)?,
+            Event::OutboundSettledAtOnce {
+                txn,
+                asset,
+                amount,
+                target,
+                expires_at,
+                info,
+                ..
+            } => self.outbound_settled_at_once(
+                *txn,
+                *asset,
+                *amount,
+                *target,
+                *expires_at,
+                info,
+                at,
+            )?,
             Event::OutboundCancelled { txn, .. } => {
                 self.outbound_removed(*txn, TxnStatus::Cancelled, at)?
             }
@@ -333,6 +470,93 @@ impl WalletState {
     ) -> Result<(), ApplyError> {
         let book = self.book_for(asset, amount)?;
         let queued = sum(money::add(book.asset, book.queued, amount))?;
+        let t = self.new_outbound(txn, asset, amount, target, TxnStatus::AwaitingFunds, at)?;
+        let id = self.id;
+        let slot = vacant(&mut self.txns, id, txn)?;
+        let t = with_extra(t, target, expires_at, info);
+        let book = checked_book_mut(&mut self.books, id, asset)?;
+        book.queued = queued;
+        book.queue.push_back(QueuedItem { txn, amount });
+        if let Some(when) = expires_at {
+            self.expiries.insert((when, txn));
+        }
+        slot.insert(t);
+        Ok(())
+    }
+
+    fn outbound_settled(&mut self, txn: TxnId, at: Timestamp) -> Result<(), ApplyError> {
+        let id = self.id;
+        // One lookup of the record: it is updated in place at the end, while
+        // the other fields (books, flows, indexes) are borrowed apart.
+        let t = txn_in_mut(&mut self.txns, id, txn, TxnStatus::AwaitingFunds)?;
+        let (asset, amount, expires_at) = (t.asset, t.amount, t.expires_at());
+        let target = t
+            .outbound()
+            .ok_or_else(|| bad(format!("{txn} is not an outbound item")))?;
+        Settling {
+            wallet: id,
+            txn,
+            asset,
+            amount,
+            target,
+            from_queue: true,
+        }
+        .settle(&mut self.books, &mut self.flows, &mut self.awaiting_receipt)?;
+        if let Some(when) = expires_at {
+            self.expiries.remove(&(when, txn));
+        }
+        t.status = TxnStatus::Settled;
+        t.updated_at = at;
+        Ok(())
+    }
+
+    /// `OutboundQueued` and `OutboundSettled` in one step, without the
+    /// item ever entering the queue (which must be empty: FIFO).
+    #[allow(clippy::too_many_arguments)]
+    fn outbound_settled_at_once(
+        &mut self,
+        txn: TxnId,
+        asset: AssetCode,
+        amount: Decimal,
+        target: Outbound,
+        expires_at: Option<Timestamp>,
+        info: &Option<Box<TxnInfo>>,
+        at: Timestamp,
+    ) -> Result<(), ApplyError> {
+        let id = self.id;
+        if matches!(target, Outbound::Conversion { to, .. } if to == id) {
+            // Its buy side may be at its limit: it settles through the queue.
+            return Err(bad(format!(
+                "{id}: conversion {txn} within the wallet cannot settle at once"
+            )));
+        }
+        let t = self.new_outbound(txn, asset, amount, target, TxnStatus::Settled, at)?;
+        let slot = vacant(&mut self.txns, id, txn)?;
+        Settling {
+            wallet: id,
+            txn,
+            asset,
+            amount,
+            target,
+            from_queue: false,
+        }
+        .settle(&mut self.books, &mut self.flows, &mut self.awaiting_receipt)?;
+        slot.insert(with_extra(t, target, expires_at, info));
+        Ok(())
+    }
+
+    /// The record of a new outbound item with `status`, after the checks
+    /// that every way of creating one shares. Changes nothing.
+    fn new_outbound(
+        &self,
+        txn: TxnId,
+        asset: AssetCode,
+        amount: Decimal,
+        target: Outbound,
+        status: TxnStatus,
+        at: Timestamp,
+    ) -> Result<Txn, ApplyError> {
+        self.book_for(asset, amount)?;
         if let Outbound::Conversion { to, terms } = target {
             if terms.buy_asset == asset || terms.buy_amount <= Decimal::ZERO {
                 return Err(bad(format!("{}: conversion {txn} has bad terms", self.id)));
@@ -355,109 +579,13 @@ impl WalletState {
             Outbound::Transfer { .. } => TxnKind::Transfer,
             Outbound::Conversion { .. } => TxnKind::Conversion,
         };
-        let (id, sequence) = (self.id, self.sequence + 1);
-        let slot = vacant(&mut self.txns, id, txn)?;
-        let mut t = Txn::new(
-            txn,
-            kind,
-            TxnStatus::AwaitingFunds,
-            asset,
-            amount,
-            sequence,
-            at,
-        );
+        let mut t = Txn::new(txn, kind, status, asset, amount, self.sequence + 1, at);
         t.direction = Some(Direction::Out);
         t.counterparty = match target {
             Outbound::Payout => None,
             Outbound::Transfer { to } | Outbound::Conversion { to, .. } => Some(to),
         };
-        let conversion = match target {
-            Outbound::Conversion { terms, .. } => Some(terms),
-            _ => None,
-        };
-        fill_extra(&mut t, conversion, expires_at, info);
-        let book = checked_book_mut(&mut self.books, id, asset)?;
-        book.queued = queued;
-        book.queue.push_back(QueuedItem { txn, amount });
-        if let Some(when) = expires_at {
-            self.expiries.insert((when, txn));
-        }
-        slot.insert(t);
-        Ok(())
-    }
-
-    fn outbound_settled(&mut self, txn: TxnId, at: Timestamp) -> Result<(), ApplyError> {
-        let id = self.id;
-        // One lookup of the record: it is updated in place at the end, while
-        // the other fields (books, flows, indexes) are borrowed apart.
-        let t = txn_in_mut(&mut self.txns, id, txn, TxnStatus::AwaitingFunds)?;
-        let (asset, amount, expires_at) = (t.asset, t.amount, t.expires_at());
-        let target = t
-            .outbound()
-            .ok_or_else(|| bad(format!("{txn} is not an outbound item")))?;
-        let book = checked_book(&self.books, id, asset, amount)?;
-        if book.queue.front().map(|i| i.txn) != Some(txn) {
-            return Err(bad(format!(
-                "{id}: {txn} is not at the head of the {asset} queue"
-            )));
-        }
-        let cash = money::sub(book.cash, amount)
-            .filter(|c| *c >= book.reserved)
-            .ok_or_else(|| bad(format!("{id}: {txn} does not fit cash - reserved")))?;
-        let queued = money::sub(book.queued, amount).ok_or_else(|| bad("queued below zero"))?;
-        let units = money::units(amount);
-        // New flow counters and, for a conversion within this wallet, the
-        // buy side's new cash: all computed before anything is assigned.
-        let mut sell_flows = flow_of(&self.flows, asset);
-        let mut buy_side: Option<(AssetCode, Flows, Option<Decimal>)> = None;
-        let mut awaits_receipt = true;
-        match target {
-            Outbound::Payout => {
-                sell_flows.debited = plus(sell_flows.debited, units)?;
-                awaits_receipt = false;
-            }
-            Outbound::Transfer { .. } => sell_flows.sent = plus(sell_flows.sent, units)?,
-            Outbound::Conversion { to, terms } => {
-                sell_flows.converted_out = plus(sell_flows.converted_out, units)?;
-                let buy_units = money::units(terms.buy_amount);
-                let mut buy_flows = flow_of(&self.flows, terms.buy_asset);
-                buy_flows.converted_in = plus(buy_flows.converted_in, buy_units)?;
-                let buy_cash = if to == id {
-                    // Both sides here: converted at once, nothing in flight.
-                    awaits_receipt = false;
-                    let b = checked_book(&self.books, id, terms.buy_asset, terms.buy_amount)?;
-                    Some(sum(money::add(b.asset, b.cash, terms.buy_amount))?)
-                } else {
-                    buy_flows.sent = plus(buy_flows.sent, buy_units)?;
-                    None
-                };
-                buy_side = Some((terms.buy_asset, buy_flows, buy_cash));
-            }
-        }
-        let book = checked_book_mut(&mut self.books, id, asset)?;
-        book.cash = cash;
-        book.queued = queued;
-        book.queue.pop_front();
-        if awaits_receipt {
-            // Cannot overflow: cash + unconfirmed_out is unchanged.
-            book.unconfirmed_out += amount;
-        }
-        self.flows.insert(asset, sell_flows);
-        if let Some((buy_asset, buy_flows, buy_cash)) = buy_side {
-            self.flows.insert(buy_asset, buy_flows);
-            if let Some(c) = buy_cash {
-                checked_book_mut(&mut self.books, id, buy_asset)?.cash = c;
-            }
-        }
-        if let Some(when) = expires_at {
-            self.expiries.remove(&(when, txn));
-        }
-        if awaits_receipt {
-            self.awaiting_receipt.insert(txn, (asset, amount));
-        }
-        t.status = TxnStatus::Settled;
-        t.updated_at = at;
-        Ok(())
+        Ok(t)
     }
 
     fn outbound_removed(

@@ -403,7 +403,25 @@ impl WalletState {
         }
         money::add(book.asset, book.queued, amount)?;
         let wallet = self.id;
-        self.emit(
+        // An item that settles at once is one event, so that it is created
+        // `settled` (its notice, its log record) rather than seen waiting.
+        // A conversion within the wallet keeps to the queue: its buy side
+        // may be full (`buy_side_has_room`).
+        let at_once = fits_now
+            && self.status.drains()
+            && !matches!(target, Outbound::Conversion { to, .. } if to == wallet);
+        let event = if at_once {
+            Event::OutboundSettledAtOnce {
+                wallet,
+                txn,
+                asset,
+                amount,
+                target,
+                expires_at,
+                info,
+                at,
+            }
+        } else {
             Event::OutboundQueued {
                 wallet,
                 txn,
@@ -413,9 +431,9 @@ impl WalletState {
                 expires_at,
                 info,
                 at,
-            },
-            out,
-        )?;
+            }
+        };
+        self.emit(event, out)?;
         self.drain(at, out)?;
         Ok(Done::Txn(txn))
     }

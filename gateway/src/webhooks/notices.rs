@@ -75,6 +75,7 @@ fn classify(e: &Event) -> Option<(EventType, Option<(TxnId, TxnStatus)>)> {
             (Created, txn(*t, s))
         }
         Event::OutboundQueued { txn: t, .. } => (Created, txn(*t, TxnStatus::AwaitingFunds)),
+        Event::OutboundSettledAtOnce { txn: t, .. } => (Created, txn(*t, TxnStatus::Settled)),
         Event::ReservationHeld { txn: t, .. } => (Created, txn(*t, TxnStatus::Held)),
         Event::TransferReceived { leg, .. } => (Created, txn(leg.txn, TxnStatus::Settled)),
         Event::TransferBounced { leg, .. } => (Created, txn(leg.txn, TxnStatus::Returned)),

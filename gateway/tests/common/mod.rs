@@ -126,6 +126,16 @@ impl CommitObserver for FifoChecker {
                     }
                     q.retain(|t| t != txn);
                 }
+                // Settling as it is submitted skips the queue, so it must
+                // have been empty: nothing waiting is overtaken.
+                Event::OutboundSettledAtOnce { txn, asset, .. } => {
+                    let q = queues.entry((wallet, *asset)).or_default();
+                    if let Some(ahead) = q.front() {
+                        self.violations.lock().push(format!(
+                            "{wallet}/{asset}: {txn} settled at once while {ahead} was queued"
+                        ));
+                    }
+                }
                 Event::OutboundCancelled { txn, .. } | Event::OutboundExpired { txn, .. } => {
                     if let Some(asset) = assets.remove(&(wallet, *txn)) {
                         queues
