@@ -24,7 +24,9 @@ use std::sync::Arc;
 /// The format this build writes. It reads every version up to this one.
 /// 2: an `Answer`'s body may be LZ4-compressed binary (`AnswerBody`); in
 /// format 1 it is always a string, which still reads as a plain body.
-pub const FORMAT_VERSION: u16 = 2;
+/// 3: events may be `OutboundSettledAtOnce` (an item settled as it was
+/// submitted); formats 1 and 2 hold its two events instead.
+pub const FORMAT_VERSION: u16 = 3;
 
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -116,15 +118,29 @@ fn encoded_size_hint(record: &Record) -> usize {
 }
 
 pub fn decode(bytes: &[u8]) -> Result<Record, CodecError> {
-    let envelope: Envelope = rmp_serde::from_slice(bytes)
-        .map_err(|e| CodecError(format!("not a settle log record: {e}")))?;
-    if envelope.v > FORMAT_VERSION {
-        return Err(CodecError(format!(
-            "record format {} is newer than this settle reads ({FORMAT_VERSION}); upgrade settle",
-            envelope.v
-        )));
+    let newer = |v: u16| {
+        CodecError(format!(
+            "record format {v} is newer than this settle reads ({FORMAT_VERSION}); upgrade settle"
+        ))
+    };
+    match rmp_serde::from_slice::<Envelope>(bytes) {
+        Ok(envelope) if envelope.v <= FORMAT_VERSION => Ok(envelope.record),
+        Ok(envelope) => Err(newer(envelope.v)),
+        Err(e) => {
+            // A newer format's record may not decode here at all (a new
+            // event): then name its version, not the variant this build
+            // lacks, so that an operator upgrades rather than repairs.
+            // Read only on failure: replay pays nothing for it.
+            #[derive(Deserialize)]
+            struct Head {
+                v: u16,
+            }
+            match rmp_serde::from_slice::<Head>(bytes) {
+                Ok(head) if head.v > FORMAT_VERSION => Err(newer(head.v)),
+                _ => Err(CodecError(format!("not a settle log record: {e}"))),
+            }
+        }
     }
-    Ok(envelope.record)
 }
 
 /// Why a record did not become durable.
@@ -374,6 +390,35 @@ mod tests {
         })
         .unwrap();
         assert!(decode(&newer).unwrap_err().0.contains("newer"));
+        // A newer format's record this build cannot decode at all (a kind
+        // of record or event it does not know) is refused by its version.
+        #[derive(Serialize)]
+        struct Unknown {
+            v: u16,
+            record: &'static str,
+        }
+        let unknown = rmp_serde::to_vec_named(&Unknown {
+            v: FORMAT_VERSION + 1,
+            record: "a_record_of_the_future",
+        })
+        .unwrap();
+        let refused = decode(&unknown).unwrap_err().0;
+        assert!(
+            refused.contains("newer") && refused.contains("upgrade settle"),
+            "{refused}"
+        );
+        // The same at this build's version is damage, not the future.
+        let damaged = rmp_serde::to_vec_named(&Unknown {
+            v: FORMAT_VERSION,
+            record: "a_record_of_the_future",
+        })
+        .unwrap();
+        assert!(
+            decode(&damaged)
+                .unwrap_err()
+                .0
+                .contains("not a settle log record")
+        );
         assert!(decode(b"\x01\x02garbage").is_err());
     }
 }
