@@ -566,13 +566,20 @@ impl App {
                         // answered; the log retries until there is space.)
                         // One body, compressed once, for the log and the store.
                         let body = AnswerBody::new(reply.body.clone());
+                        // The log writes a body compressed against the
+                        // dictionary as its text: hand it the text, rather
+                        // than have the encoder expand what was just packed.
+                        let logged = match body {
+                            AnswerBody::Dict(_) => AnswerBody::Plain(reply.body.clone()),
+                            ref kept => kept.clone(),
+                        };
                         let record = Record::Answer {
                             client,
                             key: key.clone(),
                             fingerprint: fp,
                             at: app.now().millis(),
                             status: reply.status.as_u16(),
-                            body: body.clone(),
+                            body: logged,
                         };
                         match app.log_always(&record).await {
                             Ok(()) => {
