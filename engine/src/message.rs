@@ -111,25 +111,7 @@ pub fn sent_by(wallet: &WalletState, event: &Event) -> Result<Option<Message>, A
             amount,
             target,
             ..
-        } => match *target {
-            Outbound::Transfer { to } => Some(Message::Deliver(Leg {
-                txn: *txn,
-                from: *from,
-                to,
-                asset: *asset,
-                amount: *amount,
-                conversion: None,
-            })),
-            Outbound::Conversion { to, terms } if to != *from => Some(Message::Deliver(Leg {
-                txn: *txn,
-                from: *from,
-                to,
-                asset: *asset,
-                amount: *amount,
-                conversion: Some(terms),
-            })),
-            _ => None,
-        },
+        } => deliver(*from, *txn, *asset, *amount, *target),
         Event::TransferReceived { leg, .. } => Some(Message::Receipt {
             txn: leg.txn,
             to: leg.from,
@@ -147,18 +129,29 @@ pub fn delivery(wallet: &WalletState, txn: TxnId) -> Option<Message> {
 
 /// `delivery` for a record already at hand.
 fn delivery_of(wallet: &WalletState, t: &crate::txn::Txn) -> Option<Message> {
-    let txn = t.id;
-    let (to, conversion) = match t.outbound()? {
+    deliver(wallet.id, t.id, t.asset, t.amount, t.outbound()?)
+}
+
+/// The `Deliver` of an outbound item `from` sent: none for a payout or a
+/// conversion within the wallet, whose money goes nowhere else.
+fn deliver(
+    from: WalletId,
+    txn: TxnId,
+    asset: AssetCode,
+    amount: Decimal,
+    target: Outbound,
+) -> Option<Message> {
+    let (to, conversion) = match target {
         Outbound::Transfer { to } => (to, None),
-        Outbound::Conversion { to, terms } if to != wallet.id => (to, Some(terms)),
+        Outbound::Conversion { to, terms } if to != from => (to, Some(terms)),
         _ => return None,
     };
     Some(Message::Deliver(Leg {
         txn,
-        from: wallet.id,
+        from,
         to,
-        asset: t.asset,
-        amount: t.amount,
+        asset,
+        amount,
         conversion,
     }))
 }
