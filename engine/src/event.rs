@@ -55,8 +55,7 @@ pub enum Event {
         at: Timestamp,
     },
     /// An outbound item joins the tail of its (wallet, asset) FIFO queue:
-    /// it cannot settle yet (or it is a conversion within its wallet, which
-    /// settles through its queue). It settles later by `OutboundSettled`.
+    /// it cannot settle yet. It settles later by `OutboundSettled`.
     OutboundQueued {
         wallet: WalletId,
         txn: TxnId,

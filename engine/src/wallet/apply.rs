@@ -524,12 +524,6 @@ impl WalletState {
         at: Timestamp,
     ) -> Result<(), ApplyError> {
         let id = self.id;
-        if matches!(target, Outbound::Conversion { to, .. } if to == id) {
-            // Its buy side may be at its limit: it settles through the queue.
-            return Err(bad(format!(
-                "{id}: conversion {txn} within the wallet cannot settle at once"
-            )));
-        }
         let t = self.new_outbound(txn, asset, amount, target, TxnStatus::Settled, at)?;
         let slot = vacant(&mut self.txns, id, txn)?;
         Settling {

@@ -405,11 +405,18 @@ impl WalletState {
         let wallet = self.id;
         // An item that settles at once is one event, so that it is created
         // `settled` (its notice, its log record) rather than seen waiting.
-        // A conversion within the wallet keeps to the queue: its buy side
-        // may be full (`buy_side_has_room`).
+        // It settles when `drain` would settle it as the head of its queue:
+        // the wallet drains, it fits, and a conversion within the wallet has
+        // room on its buy side (`buy_side_has_room`).
         let at_once = fits_now
             && self.status.drains()
-            && !matches!(target, Outbound::Conversion { to, .. } if to == wallet);
+            && match target {
+                Outbound::Conversion { to, terms } if to == wallet => self
+                    .books
+                    .get(&terms.buy_asset)
+                    .is_some_and(|b| b.has_room_for(terms.buy_amount).is_ok()),
+                _ => true,
+            };
         let event = if at_once {
             Event::OutboundSettledAtOnce {
                 wallet,
