@@ -407,16 +407,8 @@ impl WalletState {
         // `settled` (its notice, its log record) rather than seen waiting.
         // It settles when `drain` would settle it as the head of its queue:
         // the wallet drains, it fits, and a conversion within the wallet has
-        // room on its buy side (`buy_side_has_room`).
-        let at_once = fits_now
-            && self.status.drains()
-            && match target {
-                Outbound::Conversion { to, terms } if to == wallet => self
-                    .books
-                    .get(&terms.buy_asset)
-                    .is_some_and(|b| b.has_room_for(terms.buy_amount).is_ok()),
-                _ => true,
-            };
+        // room on its buy side (`has_room_to_buy`).
+        let at_once = fits_now && self.status.drains() && self.has_room_to_buy(target);
         let event = if at_once {
             Event::OutboundSettledAtOnce {
                 wallet,

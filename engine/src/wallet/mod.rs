@@ -332,8 +332,17 @@ impl WalletState {
         if self.books.len() == 1 {
             return true;
         }
-        match self.txns.get(txn).and_then(|t| t.outbound()) {
-            Some(crate::txn::Outbound::Conversion { to, terms }) if to == self.id => self
+        self.txns
+            .get(txn)
+            .and_then(|t| t.outbound())
+            .is_none_or(|target| self.has_room_to_buy(target))
+    }
+
+    /// `buy_side_has_room` for an item's target, record or not (an item
+    /// about to be submitted).
+    pub(crate) fn has_room_to_buy(&self, target: crate::txn::Outbound) -> bool {
+        match target {
+            crate::txn::Outbound::Conversion { to, terms } if to == self.id => self
                 .books
                 .get(&terms.buy_asset)
                 .is_some_and(|b| b.has_room_for(terms.buy_amount).is_ok()),
