@@ -97,7 +97,11 @@ pub fn start(live: Arc<Live>, bound: Bound, measure_start: Instant) -> Progress 
         // The first tick is a period from now (a line at 0 s says nothing).
         let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + tick, tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Live counts start at zero when the measured run starts: that is the
+        // first sample, so the first line (5 s in, without a terminal) has a
+        // rate instead of a lone sample's 0.
         let mut rate = Rate::default();
+        let mut started = false;
         loop {
             tokio::select! {
                 _ = &mut stopped => break,
@@ -108,8 +112,12 @@ pub fn start(live: Arc<Live>, bound: Bound, measure_start: Instant) -> Progress 
             let requests = live.requests.load(Ordering::Relaxed);
             let errors = live.errors.load(Ordering::Relaxed);
             let transport = live.transport.load(Ordering::Relaxed);
-            let per_sec = rate.push(now, ops);
             let warming = now < measure_start;
+            if !warming && !started {
+                started = true;
+                rate.push(measure_start, 0);
+            }
+            let per_sec = if warming { 0 } else { rate.push(now, ops) };
             let msg = if warming {
                 "warming up".to_owned()
             } else {
@@ -150,6 +158,16 @@ pub fn start(live: Arc<Live>, bound: Bound, measure_start: Instant) -> Progress 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_rate_is_over_the_time_since_the_start() {
+        let start = Instant::now();
+        let mut rate = Rate::default();
+        assert_eq!(rate.push(start, 0), 0);
+        assert_eq!(rate.push(start + Duration::from_secs(5), 50_000), 10_000);
+        // Then over the last second or so: 40,000 more in the next second.
+        assert_eq!(rate.push(start + Duration::from_secs(6), 90_000), 40_000);
+    }
 
     #[test]
     fn thousands_are_grouped() {
