@@ -11,7 +11,7 @@
 
 use crate::http::app::{App, Cx};
 use crate::http::body_without::parse_without;
-use crate::http::handlers::money::{self, Action};
+use crate::http::handlers::money::{self, Action, OperationTally};
 use crate::http::handlers::{owned_txn, owned_wallet_field};
 use crate::http::json::parse_body;
 use crate::http::reply::{ApiError, Reply};
@@ -115,12 +115,13 @@ pub async fn run(app: &App, cx: &Cx, body: &[u8]) -> Result<Reply, ApiError> {
     let groups = group(built, app.gateway.max_group().min(window), &mut results);
     let mut flying: VecDeque<Flight> = VecDeque::with_capacity(groups.len().min(window));
     let mut flying_ops = 0;
+    let mut tally = OperationTally::default();
     for g in groups {
         while flying_ops + g.ops.len() > window
             && let Some(f) = flying.pop_front()
         {
             flying_ops -= f.len();
-            land(app, f, &mut results).await;
+            land(app, f, &mut results, &mut tally).await;
         }
         match route(app, cx, g) {
             Ok(f) => {
@@ -135,8 +136,9 @@ pub async fn run(app: &App, cx: &Cx, body: &[u8]) -> Result<Reply, ApiError> {
         }
     }
     while let Some(f) = flying.pop_front() {
-        land(app, f, &mut results).await;
+        land(app, f, &mut results, &mut tally).await;
     }
+    tally.publish();
     let results: Vec<OpResult> = results
         .into_iter()
         .map(|r| r.unwrap_or_else(|| ApiError::internal("a batch operation got no result").into()))
@@ -223,21 +225,21 @@ fn route(app: &App, cx: &Cx, mut g: Group) -> Result<Flight, (Vec<Member>, ApiEr
 }
 
 /// Waits for a group's answers and puts each in its place.
-async fn land(app: &App, f: Flight, results: &mut [Option<OpResult>]) {
+async fn land(app: &App, f: Flight, results: &mut [Option<OpResult>], tally: &mut OperationTally) {
     match f {
         Flight::One(m, submitted) => {
             let answer = submitted.answer().await;
-            results[m.index] = Some(result(app, &m, answer));
+            results[m.index] = Some(result(app, &m, answer, tally));
         }
         Flight::Many(members, submitted) => match submitted.answers().await {
             Ok(answers) => {
                 for (m, answer) in members.iter().zip(answers) {
-                    results[m.index] = Some(result(app, m, answer));
+                    results[m.index] = Some(result(app, m, answer, tally));
                 }
             }
             Err(e) => {
                 for m in &members {
-                    results[m.index] = Some(result(app, m, Err(e.clone())));
+                    results[m.index] = Some(result(app, m, Err(e.clone()), tally));
                 }
             }
         },
@@ -245,9 +247,14 @@ async fn land(app: &App, f: Flight, results: &mut [Option<OpResult>]) {
 }
 
 /// One operation's result as the batch shows it (and counted).
-fn result(app: &App, m: &Member, answer: Result<Answer, GatewayError>) -> OpResult {
+fn result(
+    app: &App,
+    m: &Member,
+    answer: Result<Answer, GatewayError>,
+    tally: &mut OperationTally,
+) -> OpResult {
     let answer = money::txn_answer(app, m.wallet, m.created, answer);
-    money::count_operation(m.op, &answer);
+    tally.add(m.op, money::outcome(&answer));
     match answer {
         Ok((status, data)) => OpResult::Data {
             status: status.as_u16(),
