@@ -6,8 +6,9 @@ records, by event kind): where the log's bytes go.
 
 Reads every `*.wal` segment: a 32-byte header, then frames `len u32 LE |
 crc u32 LE | payload` until a zero length (snapshots/src/wal/format.rs);
-each payload is a named-field MessagePack envelope `{v, record}`
-(gateway/src/journal.rs). Needs the `msgpack` Python module. Checksums are
+each payload is a MessagePack envelope `{v, record}` whose record has
+named fields (formats 1 to 3) or positional ones (format 4;
+gateway/src/journal.rs). Needs the `msgpack` Python module. Checksums are
 not verified (`settle wal verify` does that).
 """
 import collections
@@ -34,7 +35,9 @@ for seg in sorted(glob.glob(os.path.join(sys.argv[1], "*.wal"))):
         records[kind][0] += 1
         records[kind][1] += length + 8
         if kind == "events":
-            for e in record["events"]["events"]:
+            body = record["events"]
+            # Named (formats 1-3): {wallet, events}; positional: [wallet, events].
+            for e in body["events"] if isinstance(body, dict) else body[1]:
                 ek = next(iter(e))
                 events[ek][0] += 1
                 events[ek][1] += len(msgpack.packb(e))

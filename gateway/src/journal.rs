@@ -7,10 +7,19 @@
 //! with their key hashes, customers) and the idempotency records that let a
 //! retry after a crash get its original answer.
 //!
-//! A payload is MessagePack with named fields (`rmp_serde::to_vec_named`),
-//! wrapped in an envelope with a format version, so that a field can be
-//! added without breaking old logs, and a log from a newer settle is refused
-//! by name rather than misread.
+//! A payload is MessagePack: an envelope `{"v": format, "record": ...}`
+//! with named keys, so that any build can read a record's format and refuse
+//! a newer one by name rather than misread it, around a record whose
+//! structs are arrays of their fields in declaration order (format 4;
+//! formats 1 to 3 wrote them as maps of named fields, and still read, since
+//! serde's derived structs take either). Field names were a third of a
+//! transfer's log bytes and of the time to encode them (BENCHMARKS.md).
+//!
+//! So the order of the fields of `Record` and of everything inside it (the
+//! engine's `Event` and the types it holds) is part of the format: a field
+//! is only ever added at the end, with `#[serde(default)]` so that older
+//! records (shorter arrays) still read; never moved, removed or retyped.
+//! `the_layout_of_a_transfer_s_records_is_pinned` holds the bytes.
 
 use crate::answer_body::AnswerBody;
 use crate::directory::DirectoryRecord;
@@ -26,7 +35,8 @@ use std::sync::Arc;
 /// format 1 it is always a string, which still reads as a plain body.
 /// 3: events may be `OutboundSettledAtOnce` (an item settled as it was
 /// submitted); formats 1 and 2 hold its two events instead.
-pub const FORMAT_VERSION: u16 = 3;
+/// 4: the record's structs are arrays of their fields, not maps.
+pub const FORMAT_VERSION: u16 = 4;
 
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -67,12 +77,6 @@ pub enum Record {
     Funding(FundingRecord),
 }
 
-#[derive(Serialize)]
-struct EnvelopeRef<'a> {
-    v: u16,
-    record: &'a Record,
-}
-
 #[derive(Deserialize)]
 struct Envelope {
     v: u16,
@@ -95,14 +99,14 @@ pub fn encode(record: &Record) -> Result<Vec<u8>, CodecError> {
     // Sized up front: growing the buffer by doubling copies a batch's
     // answer (hundreds of KB) several times over.
     let mut buf = Vec::with_capacity(encoded_size_hint(record));
-    rmp_serde::encode::write_named(
-        &mut buf,
-        &EnvelopeRef {
-            v: FORMAT_VERSION,
-            record,
-        },
-    )
-    .map_err(|e| CodecError(format!("cannot encode a log record: {e}")))?;
+    let fail = |e: &dyn std::fmt::Display| CodecError(format!("cannot encode a log record: {e}"));
+    // The envelope by name (`EnvelopeRef` as `write_named` writes it), the
+    // record by position.
+    rmp::encode::write_map_len(&mut buf, 2).map_err(|e| fail(&e))?;
+    rmp::encode::write_str(&mut buf, "v").map_err(|e| fail(&e))?;
+    rmp::encode::write_uint(&mut buf, u64::from(FORMAT_VERSION)).map_err(|e| fail(&e))?;
+    rmp::encode::write_str(&mut buf, "record").map_err(|e| fail(&e))?;
+    rmp_serde::encode::write(&mut buf, record).map_err(|e| fail(&e))?;
     Ok(buf)
 }
 
@@ -328,7 +332,118 @@ impl Journal {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use settle_engine::{Timestamp, WalletStatus};
+    use settle_engine::{AssetCode, Decimal, Leg, Outbound, Timestamp, TxnId, WalletStatus};
+
+    /// The envelope as formats 1 to 3 wrote it, whole, with named fields.
+    #[derive(Serialize)]
+    struct EnvelopeRef<'a> {
+        v: u16,
+        record: &'a Record,
+    }
+
+    /// A transfer's three records: the source settles it at once, the
+    /// destination receives it, the source learns it arrived.
+    fn transfer_records() -> [Record; 3] {
+        let (from, to) = (WalletId::from_u128(7), WalletId::from_u128(8));
+        let txn = TxnId::from_u128(9);
+        let usd = AssetCode::new("USD").unwrap();
+        let amount = Decimal::new(485, 2);
+        let at = Timestamp::from_millis(1_795_419_059_386);
+        [
+            Record::Events {
+                wallet: from,
+                events: vec![Event::OutboundSettledAtOnce {
+                    wallet: from,
+                    txn,
+                    asset: usd,
+                    amount,
+                    target: Outbound::Transfer { to },
+                    expires_at: None,
+                    info: None,
+                    at,
+                }],
+            },
+            Record::Events {
+                wallet: to,
+                events: vec![Event::TransferReceived {
+                    wallet: to,
+                    leg: Leg {
+                        txn,
+                        from,
+                        to,
+                        asset: usd,
+                        amount,
+                        conversion: None,
+                    },
+                    at,
+                }],
+            },
+            Record::Events {
+                wallet: from,
+                events: vec![Event::TransferDelivered {
+                    wallet: from,
+                    txn,
+                    at,
+                }],
+            },
+        ]
+    }
+
+    /// Format 4 writes a record's fields by position, so their order is
+    /// the format: moving, removing or retyping a field of `Record`,
+    /// `Event` or anything they hold changes these bytes, and would misread
+    /// every log written before. (Add fields at the end, with
+    /// `#[serde(default)]`; then update the bytes here.)
+    #[test]
+    fn the_layout_of_a_transfer_s_records_is_pinned() {
+        let pinned = [PINNED_SETTLED_AT_ONCE, PINNED_RECEIVED, PINNED_DELIVERED];
+        for (record, pinned) in transfer_records().iter().zip(pinned) {
+            let bytes = encode(record).unwrap();
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(hex, pinned.concat(), "{record:?}");
+            assert_eq!(&decode(&bytes).unwrap(), record);
+        }
+    }
+
+    /// Logs of formats 1 to 3 (every field named) read as they always did.
+    #[test]
+    fn records_with_named_fields_still_read() {
+        for record in transfer_records() {
+            let named = rmp_serde::to_vec_named(&EnvelopeRef {
+                v: 3,
+                record: &record,
+            })
+            .unwrap();
+            let positional = encode(&record).unwrap();
+            assert_eq!(decode(&named).unwrap(), record);
+            // The same record without its field names.
+            assert!(positional.len() < named.len());
+        }
+    }
+
+    /// `pinned_settled_at_once`, as format 4 writes it (hex, in lines of 32 bytes).
+    const PINNED_SETTLED_AT_ONCE: &[&str] = &[
+        "82a17604a67265636f726481a66576656e747392c41000000000000000000000",
+        "0000000000079181b86f7574626f756e645f736574746c65645f61745f6f6e63",
+        "6598c41000000000000000000000000000000007c41000000000000000000000",
+        "000000000009a3555344a4342e383581a87472616e7366657291c41000000000",
+        "000000000000000000000008c0c0cf000001a20750b4ba",
+    ];
+    /// `pinned_received`, as format 4 writes it (hex, in lines of 32 bytes).
+    const PINNED_RECEIVED: &[&str] = &[
+        "82a17604a67265636f726481a66576656e747392c41000000000000000000000",
+        "0000000000089181b17472616e736665725f726563656976656493c410000000",
+        "0000000000000000000000000896c41000000000000000000000000000000009",
+        "c41000000000000000000000000000000007c410000000000000000000000000",
+        "00000008a3555344a4342e3835c0cf000001a20750b4ba",
+    ];
+    /// `pinned_delivered`, as format 4 writes it (hex, in lines of 32 bytes).
+    const PINNED_DELIVERED: &[&str] = &[
+        "82a17604a67265636f726481a66576656e747392c41000000000000000000000",
+        "0000000000079181b27472616e736665725f64656c69766572656493c4100000",
+        "0000000000000000000000000007c41000000000000000000000000000000009",
+        "cf000001a20750b4ba",
+    ];
 
     #[test]
     fn records_round_trip_and_newer_formats_are_refused() {
