@@ -4,7 +4,7 @@
 use clap::{Args, Subcommand};
 use settle_gateway::recovery::Prefer;
 use settle_snapshots::{FsStorage, verify};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Subcommand, Debug)]
@@ -97,6 +97,7 @@ pub fn run(command: WalCommand) -> ExitCode {
             match settle_snapshots::repair(&FsStorage, &dir, &backup) {
                 Ok(report) => {
                     println!("{report}");
+                    past_the_repaired_end(&args.data_dir, report.next_lsn);
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -105,5 +106,27 @@ pub fn run(command: WalCommand) -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// Says which snapshots a repair's cut left past the end of the log: the
+/// server starts from the newest that verifies and sets the log aside
+/// (`recovery::Prefer::Serve`), so the operator learns it now, not at start.
+fn past_the_repaired_end(data_dir: &Path, next_lsn: settle_snapshots::Lsn) {
+    let dir = settle_snapshots::snapshot::snapshot_dir(data_dir);
+    match settle_snapshots::snapshot::list(&dir) {
+        Ok(entries) => {
+            for e in entries.iter().filter(|e| e.position >= next_lsn) {
+                println!(
+                    "snapshot {} (position {}) is past the log's new end (record {}): `settle serve` \
+                     starts from the newest such snapshot that verifies (it holds every record the \
+                     log has, and more) and sets the log aside",
+                    e.id,
+                    e.position,
+                    next_lsn.saturating_sub(1)
+                );
+            }
+        }
+        Err(e) => println!("the snapshots could not be listed: {e}"),
     }
 }

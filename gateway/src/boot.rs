@@ -123,8 +123,10 @@ pub async fn boot(
             tracing::info!(file = %path.display(), "removed a snapshot whose writing was interrupted");
         }
     }
-    let (wal, log) = Wal::open(storage, config.wal.clone())
+    let (mut wal, mut log) = Wal::open(Arc::clone(&storage), config.wal.clone())
         .map_err(|e| fail("cannot open the write-ahead log", &e))?;
+    // What the first open cut, even if the log is then set aside.
+    let torn_tail = log.torn_tail.clone();
     let started = Instant::now();
     let base = match &config.snapshot_dir {
         Some(dir) => recovery::base(
@@ -132,7 +134,7 @@ pub async fn boot(
             log.first_lsn,
             log.next_lsn,
             &config.gateway.engine,
-            Prefer::Newest,
+            Prefer::Serve,
         )
         .map_err(|e| fail("recovery stopped", &e))?,
         None => recovery::Base {
@@ -141,6 +143,39 @@ pub async fn boot(
             skipped: Vec::new(),
         },
     };
+    if let Some(s) = base
+        .snapshot
+        .as_ref()
+        .filter(|s| s.position >= log.next_lsn)
+    {
+        // Nothing was appended yet: the log can still be swapped.
+        let ends = log.next_lsn.saturating_sub(1);
+        drop(log);
+        wal.close()
+            .map_err(|e| fail("cannot close the write-ahead log", &e))?;
+        let aside = config.wal.dir.with_file_name(format!(
+            "wal-behind-snapshot-{}-{}",
+            s.id,
+            clock.now().millis()
+        ));
+        settle_snapshots::set_aside(storage.as_ref(), &config.wal.dir, &aside)
+            .map_err(|e| fail("cannot set the log aside", &e))?;
+        tracing::warn!(
+            snapshot = %s.id,
+            position = s.position,
+            log_ends_at = ends,
+            set_aside_in = %aside.display(),
+            "the newest snapshot is past the end of the log (cut by `settle wal repair`, or an \
+             unsynced tail lost): starting from the snapshot, which holds every record the log \
+             has; the log was set aside and a new one starts after the snapshot"
+        );
+        let after = WalConfig {
+            first_lsn: s.position + 1,
+            ..config.wal.clone()
+        };
+        (wal, log) = Wal::open(Arc::clone(&storage), after)
+            .map_err(|e| fail("cannot open the write-ahead log", &e))?;
+    }
     let load_time = started.elapsed();
     let mut image = base.image;
     let records = recovery::replay(&log, &mut image, u64::MAX, progress)
@@ -148,7 +183,6 @@ pub async fn boot(
     let replay_time = started.elapsed() - load_time;
     let digest = image.digest().map_err(|e| fail("recovery stopped", &e))?;
     let position = image.position;
-    let torn_tail = log.torn_tail.clone();
     let journal = Journal::new(wal, log.next_lsn);
     drop(log);
     let funding = Arc::new(crate::funding::Funding::new(

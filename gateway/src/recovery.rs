@@ -119,8 +119,17 @@ pub fn replay(
 /// Which snapshot a recovery starts from, when several would do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Prefer {
-    /// The newest that verifies (start-up: the least log to replay).
+    /// The newest that verifies and that the log reaches (the snapshotter:
+    /// the least log to replay).
     Newest,
+    /// Start-up (`settle serve`): the newest that verifies, even one past
+    /// the end of the log. Such a snapshot holds every record the log still
+    /// has and more (the log was cut below it by `settle wal repair`, or
+    /// lost an unsynced tail); the server then sets the log aside and
+    /// starts a new one after the snapshot (`boot`). Passing it over would
+    /// lose what it holds, and once new records took its positions, a later
+    /// start would take it for their state.
+    Serve,
     /// The empty state if the log reaches back to its first record, else
     /// the oldest snapshot that verifies (`settle wal verify`: replay as
     /// much of the log as there is, to check it against the newest).
@@ -173,8 +182,21 @@ fn choose(
     let mut entries = snapshot::list(dir).map_err(|e| RecoveryError(e.to_string()))?;
     let mut skipped = Vec::new();
     let from_scratch = first_lsn <= 1;
+    let past_the_end = |position: Lsn| {
+        format!(
+            "its position {position} is past the end of the log (record {}); `settle serve` \
+             starts from it if it is the newest that verifies, and sets the log aside",
+            next_lsn.saturating_sub(1)
+        )
+    };
     if prefer == Prefer::MostLog {
         if from_scratch {
+            // Said even so: the server would start from such a snapshot.
+            for entry in entries {
+                if entry.position >= next_lsn {
+                    skipped.push((entry.path, past_the_end(entry.position)));
+                }
+            }
             return Ok(Base {
                 image: Image::empty(config.clone()),
                 snapshot: None,
@@ -195,15 +217,8 @@ fn choose(
             ));
             continue;
         }
-        if entry.position + 1 > next_lsn {
-            skipped.push((
-                entry.path,
-                format!(
-                    "its position {} is past the end of the log (record {})",
-                    entry.position,
-                    next_lsn.saturating_sub(1)
-                ),
-            ));
+        if entry.position >= next_lsn && prefer != Prefer::Serve {
+            skipped.push((entry.path, past_the_end(entry.position)));
             continue;
         }
         let started = Instant::now();

@@ -15,5 +15,5 @@ pub mod wal;
 
 pub use wal::{
     FsStorage, FsyncPolicy, Lsn, MAX_RECORD, Recovery, ReplayError, Storage, TornTail, Wal,
-    WalConfig, WalError, WalStats, WalStatus, repair, verify,
+    WalConfig, WalError, WalStats, WalStatus, repair, set_aside, verify,
 };

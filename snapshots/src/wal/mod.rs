@@ -74,5 +74,7 @@ pub use log::Wal;
 pub use recovery::Recovery;
 pub use scan::{SegmentInfo, TornTail};
 pub use storage::{FsStorage, Storage, StorageFile};
-pub use tools::{Problem, ProblemKind, RepairReport, Truncation, VerifyReport, repair, verify};
+pub use tools::{
+    Problem, ProblemKind, RepairReport, Truncation, VerifyReport, repair, set_aside, verify,
+};
 pub use writer::WalStats;

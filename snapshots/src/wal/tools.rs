@@ -9,6 +9,11 @@
 //! `open` refuses), after copying every file it will change or remove into
 //! `backup_dir` (synced), so nothing is destroyed. Records after the cut
 //! are no longer replayed; the report says what was cut.
+//!
+//! `set_aside` moves a whole log out of the way, for a log that a snapshot
+//! has overtaken (its records all lie at or before the snapshot's position,
+//! as after a repair cut below it): the server then starts from the
+//! snapshot with an empty log after it.
 
 use std::fmt;
 use std::io;
@@ -368,4 +373,45 @@ fn backup(storage: &dyn Storage, path: &Path, backup_dir: &Path) -> Result<PathB
     }
     copy.sync_all().map_err(|e| WalError::io(&target, 0, e))?;
     Ok(target)
+}
+
+/// Moves every file of the log in `dir` into `to` (created; never a file
+/// overwritten: `to` must be new or empty), synced: `dir` is then empty
+/// and a log opened there starts afresh, at the LSN its configuration says.
+/// Returns the files' new paths. For a log whose every record a snapshot
+/// already holds (`settle serve`, when the newest snapshot is past the end
+/// of the log); the files are kept, not removed, for the operator.
+pub fn set_aside(storage: &dyn Storage, dir: &Path, to: &Path) -> Result<Vec<PathBuf>, WalError> {
+    storage
+        .create_dir_all(to)
+        .map_err(|e| WalError::io(to, 0, e))?;
+    if let Some(name) = storage
+        .list(to)
+        .map_err(|e| WalError::io(to, 0, e))?
+        .first()
+    {
+        return Err(WalError::io(
+            &to.join(name),
+            0,
+            io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "the log's new place is not empty",
+            ),
+        ));
+    }
+    let mut names = storage.list(dir).map_err(|e| WalError::io(dir, 0, e))?;
+    names.sort();
+    let mut moved = Vec::with_capacity(names.len());
+    for name in names {
+        let (from, dest) = (dir.join(&name), to.join(&name));
+        storage
+            .rename(&from, &dest)
+            .map_err(|e| WalError::io(&from, 0, e))?;
+        moved.push(dest);
+    }
+    // Durable before the caller starts a new log in `dir`: a crash must
+    // not bring the old segments back beside the new one.
+    storage.sync_dir(to).map_err(|e| WalError::io(to, 0, e))?;
+    storage.sync_dir(dir).map_err(|e| WalError::io(dir, 0, e))?;
+    Ok(moved)
 }
