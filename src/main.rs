@@ -1,5 +1,8 @@
 //! `settle`: one binary, one subcommand per job.
 
+// First: its `say!` is used by the modules after it.
+#[macro_use]
+mod out;
 mod load;
 mod offline;
 mod progress;
@@ -92,7 +95,7 @@ fn main() -> ExitCode {
         Command::Load(args) => load::run(&args),
         Command::Assets => {
             for asset in AssetRegistry::builtin().iter() {
-                println!("{:<6} {}", asset.code, asset.scale);
+                say!("{:<6} {}", asset.code, asset.scale);
             }
             ExitCode::SUCCESS
         }

@@ -20,9 +20,20 @@ pub struct Rebuilt {
     pub records: u64,
 }
 
-/// Locks a stopped data directory (a running server holds the lock).
+/// Locks a stopped data directory (a running server holds the lock),
+/// creating it if need be (`settle restore`'s target).
 pub fn lock(data_dir: &Path) -> Result<File, String> {
     crate::serve::lock_data_dir(data_dir).map_err(|e| e.to_string())
+}
+
+/// Locks a stopped data directory that must already exist: a tool that
+/// reads one says so when it is missing (a mistyped path), rather than
+/// create it and report an empty one.
+pub fn lock_existing(data_dir: &Path) -> Result<File, String> {
+    if !data_dir.is_dir() {
+        return Err(format!("no data directory at {}", data_dir.display()));
+    }
+    lock(data_dir)
 }
 
 /// The engine configuration the offline tools replay with (the server's).

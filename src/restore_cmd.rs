@@ -33,7 +33,7 @@ pub struct RestoreArgs {
 pub fn run(args: &RestoreArgs) -> ExitCode {
     match restore(args) {
         Ok(summary) => {
-            println!("{summary}");
+            say!("{summary}");
             ExitCode::SUCCESS
         }
         Err(e) => {

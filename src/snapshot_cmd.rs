@@ -76,7 +76,7 @@ struct Row {
 
 fn list(args: &ListArgs) -> ExitCode {
     let dir = snapshot::snapshot_dir(&args.data_dir);
-    let _lock = match offline::lock(&args.data_dir) {
+    let _lock = match offline::lock_existing(&args.data_dir) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("settle: {e}");
@@ -108,19 +108,23 @@ fn list(args: &ListArgs) -> ExitCode {
         })
         .collect();
     if args.json {
-        println!("{}", serde_json::json!({ "snapshots": rows }));
+        say!("{}", serde_json::json!({ "snapshots": rows }));
         return ExitCode::SUCCESS;
     }
     if rows.is_empty() {
-        println!("no snapshots in {}", dir.display());
+        say!("no snapshots in {}", dir.display());
         return ExitCode::SUCCESS;
     }
-    println!(
+    say!(
         "{:<30} {:>12} {:<24} {:>10} {:>12}  verified",
-        "id", "position", "created", "wallets", "bytes"
+        "id",
+        "position",
+        "created",
+        "wallets",
+        "bytes"
     );
     for r in &rows {
-        println!(
+        say!(
             "{:<30} {:>12} {:<24} {:>10} {:>12}  {}",
             r.id,
             r.position,
@@ -154,12 +158,12 @@ fn inspect(args: &FileArgs) -> ExitCode {
             "verified": checked.is_ok(),
             "problem": checked.as_ref().err(),
         });
-        println!("{doc}");
+        say!("{doc}");
     } else {
         print_header(&args.file, size, &header);
         match &checked {
-            Ok(()) => println!("verified:    yes"),
-            Err(e) => println!("verified:    NO: {e}"),
+            Ok(()) => say!("verified:    yes"),
+            Err(e) => say!("verified:    NO: {e}"),
         }
     }
     if checked.is_ok() {
@@ -193,31 +197,36 @@ fn header_json(h: &SnapshotHeader) -> serde_json::Value {
 }
 
 fn print_header(path: &Path, size: u64, h: &SnapshotHeader) {
-    println!("file:        {}", path.display());
-    println!("id:          {}", h.id);
-    println!("format:      version {}", h.version);
-    println!(
+    say!("file:        {}", path.display());
+    say!("id:          {}", h.id);
+    say!("format:      version {}", h.version);
+    say!(
         "position:    {} (log records 1..={} are in it)",
-        h.position, h.position
+        h.position,
+        h.position
     );
-    println!("created:     {}", rfc3339(h.created_at_ms));
-    println!("size:        {size} bytes");
-    println!("wallets:     {}", h.summary.wallets);
+    say!("created:     {}", rfc3339(h.created_at_ms));
+    say!("size:        {size} bytes");
+    say!("wallets:     {}", h.summary.wallets);
     for (status, n) in &h.summary.wallet_statuses {
-        println!("  {status:<11}{n}");
+        say!("  {status:<11}{n}");
     }
-    println!("transactions: {}", h.summary.transactions);
+    say!("transactions: {}", h.summary.transactions);
     for (name, n) in &h.summary.counts {
-        println!("{:<13}{n}", format!("{name}:"));
+        say!("{:<13}{n}", format!("{name}:"));
     }
     if !h.summary.assets.is_empty() {
-        println!(
+        say!(
             "{:<6} {:>20} {:>16} {:>20} {:>20}  conserved",
-            "asset", "cash", "in flight", "external credits", "external debits"
+            "asset",
+            "cash",
+            "in flight",
+            "external credits",
+            "external debits"
         );
     }
     for a in &h.summary.assets {
-        println!(
+        say!(
             "{:<6} {:>20} {:>16} {:>20} {:>20}  {}",
             a.asset,
             a.cash,
@@ -236,7 +245,7 @@ fn verify(args: &FileArgs) -> ExitCode {
                 .digest()
                 .map_or_else(|e| e.to_string(), |d| d.to_string());
             if args.json {
-                println!(
+                say!(
                     "{}",
                     serde_json::json!({
                         "sound": true,
@@ -247,18 +256,20 @@ fn verify(args: &FileArgs) -> ExitCode {
                     })
                 );
             } else {
-                println!(
+                say!(
                     "sound: {} at position {}, {} wallets, state digest {digest}",
-                    file.header.id, file.header.position, file.header.summary.wallets
+                    file.header.id,
+                    file.header.position,
+                    file.header.summary.wallets
                 );
             }
             ExitCode::SUCCESS
         }
         Err(e) => {
             if args.json {
-                println!("{}", serde_json::json!({ "sound": false, "problem": e }));
+                say!("{}", serde_json::json!({ "sound": false, "problem": e }));
             } else {
-                println!("NOT sound: {e}");
+                say!("NOT sound: {e}");
             }
             ExitCode::FAILURE
         }

@@ -33,7 +33,7 @@ pub fn run(command: WalCommand) -> ExitCode {
                 return ExitCode::FAILURE;
             }
             // Offline only: a log being written may change under the reader.
-            let _lock = match crate::serve::lock_data_dir(&args.data_dir) {
+            let _lock = match crate::offline::lock_existing(&args.data_dir) {
                 Ok(l) => l,
                 Err(e) => {
                     eprintln!("settle: {e}");
@@ -41,7 +41,7 @@ pub fn run(command: WalCommand) -> ExitCode {
                 }
             };
             let report = verify(&FsStorage, &dir);
-            println!("{report}");
+            say!("{report}");
             if !report.opens() {
                 return ExitCode::FAILURE;
             }
@@ -52,7 +52,7 @@ pub fn run(command: WalCommand) -> ExitCode {
             match crate::offline::rebuild(&args.data_dir, Prefer::MostLog, u64::MAX) {
                 Ok(r) => {
                     for (path, why) in &r.skipped {
-                        println!("snapshot {} passed over: {why}", path.display());
+                        say!("snapshot {} passed over: {why}", path.display());
                     }
                     let digest = r
                         .image
@@ -62,7 +62,7 @@ pub fn run(command: WalCommand) -> ExitCode {
                         || "the start of the log".to_owned(),
                         |s| format!("snapshot {} (position {})", s.id, s.position),
                     );
-                    println!(
+                    say!(
                         "replay: {} records, {} wallets, state digest {digest}, position {}, from {start}",
                         r.records,
                         r.image.wallet_count(),
@@ -75,14 +75,18 @@ pub fn run(command: WalCommand) -> ExitCode {
                     }
                 }
                 Err(e) => {
-                    println!("replay: {e}");
+                    say!("replay: {e}");
                     ExitCode::FAILURE
                 }
             }
         }
         WalCommand::Repair(args) => {
             let dir = args.data_dir.join("wal");
-            let _lock = match crate::serve::lock_data_dir(&args.data_dir) {
+            if !dir.is_dir() {
+                eprintln!("settle: no log at {}", dir.display());
+                return ExitCode::FAILURE;
+            }
+            let _lock = match crate::offline::lock_existing(&args.data_dir) {
                 Ok(l) => l,
                 Err(e) => {
                     eprintln!("settle: {e}");
@@ -96,7 +100,7 @@ pub fn run(command: WalCommand) -> ExitCode {
             let backup = args.data_dir.join(format!("wal-repair-{stamp}"));
             match settle_snapshots::repair(&FsStorage, &dir, &backup) {
                 Ok(report) => {
-                    println!("{report}");
+                    say!("{report}");
                     past_the_repaired_end(&args.data_dir, report.next_lsn);
                     ExitCode::SUCCESS
                 }
@@ -117,7 +121,7 @@ fn past_the_repaired_end(data_dir: &Path, next_lsn: settle_snapshots::Lsn) {
     match settle_snapshots::snapshot::list(&dir) {
         Ok(entries) => {
             for e in entries.iter().filter(|e| e.position >= next_lsn) {
-                println!(
+                say!(
                     "snapshot {} (position {}) is past the log's new end (record {}): `settle serve` \
                      starts from the newest such snapshot that verifies (it holds every record the \
                      log has, and more) and sets the log aside",
@@ -127,6 +131,6 @@ fn past_the_repaired_end(data_dir: &Path, next_lsn: settle_snapshots::Lsn) {
                 );
             }
         }
-        Err(e) => println!("the snapshots could not be listed: {e}"),
+        Err(e) => say!("the snapshots could not be listed: {e}"),
     }
 }

@@ -703,3 +703,37 @@ async fn a_repair_below_a_snapshot_starts_from_the_snapshot_and_loses_nothing() 
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(printed_digest(&text(&out)), digest, "{}", text(&out));
 }
+
+/// The offline tools, as an operator mistypes or pipes them: a data
+/// directory that does not exist is said to be missing, and none is created
+/// (a created one read as empty: "no snapshots"); output to a reader that
+/// went away (`| head -1`) ends the command quietly with the status a shell
+/// shows for SIGPIPE, not with a panic.
+#[test]
+fn offline_tools_refuse_a_missing_data_dir_and_stop_quietly_at_a_closed_pipe() {
+    let root = tempfile::tempdir().unwrap();
+    let missing = root.path().join("mistyped");
+    for tool in [["snapshot", "list"], ["wal", "verify"], ["wal", "repair"]] {
+        let out = settle(&[tool[0], tool[1], "--data-dir", p(&missing)]);
+        let said = text(&out);
+        assert!(!out.status.success(), "{tool:?}: {said}");
+        assert!(
+            said.contains("no data directory at") || said.contains("no log at"),
+            "{tool:?}: {said}"
+        );
+        assert!(!missing.exists(), "{tool:?} created {}", missing.display());
+    }
+
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_settle"))
+        .arg("assets")
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{said}");
+    assert!(!said.contains("panicked"), "{said}");
+}

@@ -205,7 +205,7 @@ async fn execute(plan: Plan) -> Result<ExitCode, String> {
         host_cpu,
     };
     if plan.json {
-        println!("{}", report::json(&outcome));
+        say!("{}", report::json(&outcome));
     } else {
         print!("{}", report::text(&outcome));
     }
