@@ -338,3 +338,60 @@ async fn a_server_that_is_not_there_is_a_clear_failure() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("only plain http"), "{err}");
 }
+
+/// A server killed in the middle of a run: the requests it never answered
+/// (refused connections fail fast, thousands a second) are counted apart,
+/// not as throughput, and the run fails. Before, they were counted as
+/// requests and operations, and most of the "throughput" was refusals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_a_dead_server_never_answered_are_not_throughput() {
+    let mut srv = Server::start().await;
+    let url = srv.url("");
+    let run = tokio::spawn(async move {
+        load(&[
+            "--url",
+            &url,
+            "--admin-key",
+            ADMIN_KEY,
+            "--duration",
+            "4s",
+            "--wallets",
+            "20",
+            "--connections",
+            "4",
+            "--json",
+        ])
+        .await
+    });
+    // Killed once the measured run is under way (set-up takes well under 1 s).
+    tokio::time::sleep(std::time::Duration::from_millis(2_000)).await;
+    srv.kill9();
+    let o = run.await.unwrap();
+    let err = stderr(&o);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {err}"));
+    let requests = r["requests"].as_u64().unwrap();
+    let unanswered = r["transportErrors"].as_u64().unwrap();
+    assert!(requests > 0 && unanswered > 0, "{r}");
+    assert_eq!(
+        r["operations"], requests,
+        "only answered operations count: {r}"
+    );
+    // Each second counts what was answered in it, apart from what was not.
+    let seconds = r["timeline"].as_array().unwrap();
+    let answered: u64 = seconds
+        .iter()
+        .map(|s| s["requests"].as_u64().unwrap())
+        .sum();
+    let failed: u64 = seconds
+        .iter()
+        .map(|s| s["transportErrors"].as_u64().unwrap())
+        .sum();
+    assert_eq!((answered, failed), (requests, unanswered), "{r}");
+    let last = seconds.last().unwrap();
+    assert_eq!(
+        last["requests"], 0,
+        "nothing is answered after the kill: {r}"
+    );
+}

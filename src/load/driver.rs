@@ -245,12 +245,7 @@ impl Task {
                     rec.op_error(status, &code, done);
                 }
             }
-            Err(e) => {
-                rec.transport_error(e.to_string(), done);
-                for op in &ops {
-                    rec.op(op.kind(), done);
-                }
-            }
+            Err(e) => rec.transport_error(e.to_string(), done),
         }
     }
 

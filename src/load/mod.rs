@@ -225,7 +225,7 @@ async fn execute(plan: Plan) -> Result<ExitCode, String> {
             code = ExitCode::FAILURE;
         }
     }
-    if totals.requests > 0 && totals.transport == totals.requests {
+    if totals.requests == 0 && totals.transport > 0 {
         eprintln!(
             "settle load: no request was answered ({}); the server at {} stopped answering",
             totals.transport_samples.first().map_or("", String::as_str),

@@ -191,7 +191,7 @@ pub fn text(o: &Outcome<'_>) -> String {
         o.setup_took.as_secs_f64()
     ));
     out.push_str(&format!(
-        "  requests    {:>12} in {:.2} s   {:>12} requests/s\n",
+        "  requests    {:>12} answered in {:.2} s {:>10} requests/s\n",
         thousands(t.requests),
         o.elapsed.as_secs_f64(),
         format!("{:.0}", o.per_sec(t.requests))

@@ -137,7 +137,7 @@ impl Recorder {
         s.latency.saturating_record(micros);
     }
 
-    /// One operation sent (whatever its outcome).
+    /// One operation answered (whatever its outcome).
     pub fn op(&mut self, kind: OpKind, done: Instant) {
         self.ops += 1;
         self.ops_by_kind[kind.index()] += 1;
@@ -157,18 +157,16 @@ impl Recorder {
         self.second(done).errors += 1;
     }
 
-    /// A request that got no answer (its operations are counted by `op`).
+    /// A request that got no answer. It counts apart from the requests and
+    /// operations, which are what the server answered: a server that went
+    /// away (refused connections fail fast) must not read as throughput.
     pub fn transport_error(&mut self, why: String, done: Instant) {
-        self.requests += 1;
         self.transport += 1;
-        self.live.requests.fetch_add(1, Ordering::Relaxed);
         self.live.transport.fetch_add(1, Ordering::Relaxed);
         if self.transport_samples.len() < 5 && !self.transport_samples.contains(&why) {
             self.transport_samples.push(why);
         }
-        let s = self.second(done);
-        s.requests += 1;
-        s.transport += 1;
+        self.second(done).transport += 1;
     }
 
     /// Sends the last second to the collector.
