@@ -30,7 +30,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "./data")]
     pub data_dir: PathBuf,
     /// Connections served at once; more wait in the listen backlog.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = positive_count)]
     pub max_connections: usize,
     /// Seconds a request (body and answer) may take before 503. Not
     /// `POST /v1/admin/snapshots`: it answers once its snapshot is written.
@@ -44,8 +44,8 @@ pub struct ServeArgs {
     /// `never`: for benchmarks only; a crash loses acknowledged writes.
     #[arg(long, value_enum, default_value_t = Fsync::Always)]
     pub fsync: Fsync,
-    /// Size of each log segment file, in MiB.
-    #[arg(long, default_value_t = 64)]
+    /// Size of each log segment file, in MiB (1 to 1024).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub segment_mib: u64,
     /// Seconds between periodic snapshots (0: none by time). A snapshot is
     /// taken only if the log moved since the last one.
@@ -202,10 +202,17 @@ fn webhook_tls(ca: Option<&Path>) -> Result<tls::ClientConfig, ServeError> {
 
 pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let webhook_tls = webhook_tls(args.webhook_ca.as_deref())?;
+    // Bound before anything else: a port already taken is said at once,
+    // not after a replay of the whole log, and a new data directory is not
+    // created for a server that cannot listen. Connections that arrive
+    // during recovery wait in the backlog.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| err(format!("cannot listen on {}: {e}", args.listen)))?;
     let _lock = lock_data_dir(&args.data_dir)?;
     let keys = Keys::new(&admin_key(&args.data_dir)?);
     let mut wal = WalConfig::new(args.data_dir.join("wal"));
-    wal.segment_size = args.segment_mib.max(1) * 1024 * 1024;
+    wal.segment_size = args.segment_mib * 1024 * 1024;
     wal.spare_segments = true;
     if args.fsync == Fsync::Never {
         wal.fsync = FsyncPolicy::Never;
@@ -281,9 +288,6 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     } = booted;
     let gateway = app.gateway.clone();
     let idempotency = Arc::clone(&app.idempotency);
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| err(format!("cannot listen on {}: {e}", args.listen)))?;
     let config = ServerConfig {
         max_connections: args.max_connections,
         header_read_timeout: Duration::from_secs(args.header_timeout),

@@ -737,3 +737,30 @@ fn offline_tools_refuse_a_missing_data_dir_and_stop_quietly_at_a_closed_pipe() {
     assert_eq!(out.status.code(), Some(141), "{said}");
     assert!(!said.contains("panicked"), "{said}");
 }
+
+/// `settle serve` with a port already taken fails at once and creates no
+/// data directory (it used to create one with a new admin key, open the log
+/// and replay it all before it found the port taken); sizes and counts
+/// that mean nothing are refused by the flag, not quietly raised.
+#[test]
+fn serve_refuses_a_taken_port_before_touching_the_data_dir() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("fresh");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let out = settle(&["serve", "--listen", &port, "--data-dir", p(&data)]);
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("cannot listen on"), "{said}");
+    assert!(!data.exists(), "a data directory was created: {said}");
+    for flag in [
+        ["--segment-mib", "0"],
+        ["--segment-mib", "4096"],
+        ["--max-connections", "0"],
+    ] {
+        let out = settle(&["serve", flag[0], flag[1], "--data-dir", p(&data)]);
+        assert_eq!(out.status.code(), Some(2), "{flag:?}: {}", text(&out));
+        assert!(text(&out).contains(flag[0]), "{flag:?}: {}", text(&out));
+        assert!(!data.exists(), "{flag:?}");
+    }
+}
