@@ -195,9 +195,14 @@ fn with_time_text<R>(at: Timestamp, f: impl FnOnce(&str) -> R) -> R {
         let Some((_, Some(prefix))) = cached.as_ref() else {
             return f(OUT_OF_RANGE);
         };
-        // `prefix` is at most 21 bytes ("-9999-12-31T23:59:59.").
+        // `prefix` is at most 21 bytes ("-9999-12-31T23:59:59."), and 4
+        // more follow: a longer one (a calendar with larger years) is
+        // refused here rather than overrun the buffer.
         let mut buf = [0u8; 32];
         let n = prefix.len();
+        if n + 4 > buf.len() {
+            return f(OUT_OF_RANGE);
+        }
         buf[..n].copy_from_slice(prefix.as_bytes());
         let m = u16::try_from(millis).unwrap_or(0);
         let digit = |d: u16| b'0' + u8::try_from(d % 10).unwrap_or(0);
