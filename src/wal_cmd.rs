@@ -27,18 +27,9 @@ pub struct WalArgs {
 pub fn run(command: WalCommand) -> ExitCode {
     match command {
         WalCommand::Verify(args) => {
-            let dir = args.data_dir.join("wal");
-            if !dir.is_dir() {
-                eprintln!("settle: no log at {}", dir.display());
-                return ExitCode::FAILURE;
-            }
-            // Offline only: a log being written may change under the reader.
-            let _lock = match crate::offline::lock_existing(&args.data_dir) {
-                Ok(l) => l,
-                Err(e) => {
-                    eprintln!("settle: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let (dir, _lock) = match locked_log(&args) {
+                Ok(found) => found,
+                Err(code) => return code,
             };
             let report = verify(&FsStorage, &dir);
             say!("{report}");
@@ -81,17 +72,9 @@ pub fn run(command: WalCommand) -> ExitCode {
             }
         }
         WalCommand::Repair(args) => {
-            let dir = args.data_dir.join("wal");
-            if !dir.is_dir() {
-                eprintln!("settle: no log at {}", dir.display());
-                return ExitCode::FAILURE;
-            }
-            let _lock = match crate::offline::lock_existing(&args.data_dir) {
-                Ok(l) => l,
-                Err(e) => {
-                    eprintln!("settle: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let (dir, _lock) = match locked_log(&args) {
+                Ok(found) => found,
+                Err(code) => return code,
             };
             let stamp = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -109,6 +92,24 @@ pub fn run(command: WalCommand) -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// The log's directory, and the data directory's lock. Offline only: a log
+/// being written may change under the reader. A missing log is said, and
+/// nothing is created.
+fn locked_log(args: &WalArgs) -> Result<(PathBuf, std::fs::File), ExitCode> {
+    let dir = args.data_dir.join("wal");
+    if !dir.is_dir() {
+        eprintln!("settle: no log at {}", dir.display());
+        return Err(ExitCode::FAILURE);
+    }
+    match crate::offline::lock_existing(&args.data_dir) {
+        Ok(lock) => Ok((dir, lock)),
+        Err(e) => {
+            eprintln!("settle: {e}");
+            Err(ExitCode::FAILURE)
         }
     }
 }

@@ -293,8 +293,11 @@ async fn run(app: &App, cx: &Cx, op: Op, created: bool) -> Result<Reply, ApiErro
 /// ran, by its name and by how it ended (the transaction's status, or the
 /// error code it was refused with).
 pub fn count_operation(op: &'static str, answer: &Result<(StatusCode, TxnView), ApiError>) {
-    metrics::counter!("settle_operations_total", "op" => op, "outcome" => outcome(answer))
-        .increment(1);
+    count(op, outcome(answer), 1);
+}
+
+fn count(op: &'static str, outcome: &'static str, n: u64) {
+    metrics::counter!("settle_operations_total", "op" => op, "outcome" => outcome).increment(n);
 }
 
 /// How an operation ended: its transaction's status, or the error code it
@@ -327,8 +330,7 @@ impl OperationTally {
 
     pub fn publish(self) {
         for (op, outcome, n) in self.0 {
-            metrics::counter!("settle_operations_total", "op" => op, "outcome" => outcome)
-                .increment(n);
+            count(op, outcome, n);
         }
     }
 }
