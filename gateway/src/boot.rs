@@ -15,7 +15,7 @@ use crate::{Gateway, GatewayConfig};
 use settle_engine::StateDigest;
 use settle_engine::actor::Clock;
 use settle_snapshots::snapshot;
-use settle_snapshots::{Storage, TornTail, Wal, WalConfig};
+use settle_snapshots::{Recovery, Storage, TornTail, Wal, WalConfig, WalError};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -88,6 +88,41 @@ pub struct Booted {
     pub replay_time: Duration,
 }
 
+/// Sets aside a log that the snapshot `s` has overtaken (every record in
+/// it lies at or before the snapshot's position: a repair cut below the
+/// snapshot, or an unsynced tail was lost), and opens a new one that starts
+/// after the snapshot. Called before anything is appended. The old files go
+/// to `<data-dir>/wal-behind-snapshot-<id>-<ms>/`, kept for the operator.
+fn start_log_after(
+    storage: &Arc<dyn Storage>,
+    config: &WalConfig,
+    (wal, log): (Wal, Recovery),
+    s: &SnapshotUsed,
+    now_ms: i64,
+) -> Result<(Wal, Recovery), WalError> {
+    let ends = log.next_lsn.saturating_sub(1);
+    drop(log);
+    wal.close()?;
+    let aside = config
+        .dir
+        .with_file_name(format!("wal-behind-snapshot-{}-{now_ms}", s.id));
+    settle_snapshots::set_aside(storage.as_ref(), &config.dir, &aside)?;
+    tracing::warn!(
+        snapshot = %s.id,
+        position = s.position,
+        log_ends_at = ends,
+        set_aside_in = %aside.display(),
+        "the newest snapshot is past the end of the log (cut by `settle wal repair`, or an \
+         unsynced tail lost): starting from the snapshot, which holds every record the log \
+         has; the log was set aside and a new one starts after the snapshot"
+    );
+    let after = WalConfig {
+        first_lsn: s.position + 1,
+        ..config.clone()
+    };
+    Wal::open(Arc::clone(storage), after)
+}
+
 /// Why the engine did not start.
 #[derive(Debug)]
 pub struct BootError(pub String);
@@ -148,33 +183,8 @@ pub async fn boot(
         .as_ref()
         .filter(|s| s.position >= log.next_lsn)
     {
-        // Nothing was appended yet: the log can still be swapped.
-        let ends = log.next_lsn.saturating_sub(1);
-        drop(log);
-        wal.close()
-            .map_err(|e| fail("cannot close the write-ahead log", &e))?;
-        let aside = config.wal.dir.with_file_name(format!(
-            "wal-behind-snapshot-{}-{}",
-            s.id,
-            clock.now().millis()
-        ));
-        settle_snapshots::set_aside(storage.as_ref(), &config.wal.dir, &aside)
-            .map_err(|e| fail("cannot set the log aside", &e))?;
-        tracing::warn!(
-            snapshot = %s.id,
-            position = s.position,
-            log_ends_at = ends,
-            set_aside_in = %aside.display(),
-            "the newest snapshot is past the end of the log (cut by `settle wal repair`, or an \
-             unsynced tail lost): starting from the snapshot, which holds every record the log \
-             has; the log was set aside and a new one starts after the snapshot"
-        );
-        let after = WalConfig {
-            first_lsn: s.position + 1,
-            ..config.wal.clone()
-        };
-        (wal, log) = Wal::open(Arc::clone(&storage), after)
-            .map_err(|e| fail("cannot open the write-ahead log", &e))?;
+        (wal, log) = start_log_after(&storage, &config.wal, (wal, log), s, clock.now().millis())
+            .map_err(|e| fail("cannot start a new log after the snapshot", &e))?;
     }
     let load_time = started.elapsed();
     let mut image = base.image;
