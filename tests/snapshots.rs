@@ -764,3 +764,69 @@ fn serve_refuses_a_taken_port_before_touching_the_data_dir() {
         assert!(!data.exists(), "{flag:?}");
     }
 }
+
+/// A snapshot past the end of the log that cannot start recovery (here,
+/// damaged as well) leaves the snapshots directory before the server
+/// appends: the log is about to reuse its positions, so it must never be
+/// read as their state, nor count as the newest snapshot to keep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_past_the_log_that_does_not_load_is_moved_out_before_appending() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let args = ["--snapshot-interval", "0"];
+    let mut srv = Server::start_in_with(&data, &args).await;
+    let (_, key) = srv.admin_create_client("past").await;
+    let wallet = srv.create_wallet(&key, "USD").await;
+    for _ in 0..100 {
+        srv.credit(&key, &wallet, "USD", "1.00").await;
+    }
+    let (id, _) = snapshot(&srv).await;
+    srv.sigterm();
+    assert!(
+        srv.wait_exit(std::time::Duration::from_secs(30))
+            .await
+            .is_some()
+    );
+    drop(srv);
+
+    // The log cut early, and the snapshot past the cut damaged too.
+    let segment = data.join("wal").join(&wal_files(&data)[0]);
+    let mut bytes = std::fs::read(&segment).unwrap();
+    for b in &mut bytes[20_000..20_004] {
+        *b ^= 0xFF;
+    }
+    std::fs::write(&segment, &bytes).unwrap();
+    assert!(
+        settle(&["wal", "repair", "--data-dir", p(&data)])
+            .status
+            .success()
+    );
+    let file = snapshot_file(&data, &id);
+    let mut snap = std::fs::read(&file).unwrap();
+    let at = snap.len() / 2;
+    snap[at] ^= 0x01;
+    std::fs::write(&file, &snap).unwrap();
+
+    let srv = Server::start_in_with(&data, &args).await;
+    assert!(!file.exists(), "still in snapshots/: {}", srv.log());
+    let moved: Vec<PathBuf> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("snapshots-past-the-log-")
+        })
+        .flat_map(|d| std::fs::read_dir(d).unwrap().map(|e| e.unwrap().path()))
+        .collect();
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert_eq!(std::fs::read(&moved[0]).unwrap(), snap, "moved as it was");
+    assert!(
+        srv.log().contains("moved out of the snapshots directory"),
+        "{}",
+        srv.log()
+    );
+    srv.sigterm();
+}

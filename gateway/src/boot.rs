@@ -186,6 +186,21 @@ pub async fn boot(
         (wal, log) = start_log_after(&storage, &config.wal, (wal, log), s, clock.now().millis())
             .map_err(|e| fail("cannot start a new log after the snapshot", &e))?;
     }
+    // What is still past the end of the log (newer snapshots that did not
+    // load) leaves the directory before anything is appended: no snapshot
+    // may cover positions the log is about to reuse.
+    if let Some(dir) = &config.snapshot_dir {
+        let to = dir.with_file_name(format!("snapshots-past-the-log-{}", clock.now().millis()));
+        for e in snapshot::move_past(dir, log.next_lsn, &to).map_err(|e| fail("snapshots", &e))? {
+            tracing::warn!(
+                snapshot = %e.id,
+                position = e.position,
+                moved_to = %e.path.display(),
+                "a snapshot past the end of the log that could not start recovery was moved out \
+                 of the snapshots directory (the log will reuse its positions)"
+            );
+        }
+    }
     let load_time = started.elapsed();
     let mut image = base.image;
     let records = recovery::replay(&log, &mut image, u64::MAX, progress)

@@ -123,6 +123,41 @@ pub fn prune(dir: &Path, keep: usize) -> Result<Vec<SnapshotEntry>, SnapshotErro
     Ok(all)
 }
 
+/// Moves every snapshot whose position is `next_lsn` or later (past the end
+/// of a log that ends before `next_lsn`) out of `dir` into `to` (created),
+/// synced. Returns what was moved. A log that ends before a snapshot will
+/// write new records at the positions the snapshot covers; left in place,
+/// the snapshot would later be taken for their state, and as the newest it
+/// would also count against `prune`'s `keep`. Kept, not removed: it may
+/// hold what the log lost.
+pub fn move_past(
+    dir: &Path,
+    next_lsn: Lsn,
+    to: &Path,
+) -> Result<Vec<SnapshotEntry>, SnapshotError> {
+    let past: Vec<SnapshotEntry> = list(dir)?
+        .into_iter()
+        .filter(|e| e.position >= next_lsn)
+        .collect();
+    if past.is_empty() {
+        return Ok(past);
+    }
+    std::fs::create_dir_all(to).map_err(|e| SnapshotError::io(to, e))?;
+    let mut moved = Vec::with_capacity(past.len());
+    for mut entry in past {
+        let Some(name) = entry.path.file_name() else {
+            continue;
+        };
+        let dest = to.join(name);
+        std::fs::rename(&entry.path, &dest).map_err(|e| SnapshotError::io(&entry.path, e))?;
+        entry.path = dest;
+        moved.push(entry);
+    }
+    sync_dir(to)?;
+    sync_dir(dir)?;
+    Ok(moved)
+}
+
 fn sync_dir(dir: &Path) -> Result<(), SnapshotError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
