@@ -592,6 +592,37 @@ async fn large_batch_answers_replay_byte_for_byte_after_kill_9_from_the_log_and_
     );
 }
 
+/// Stops a server with SIGTERM and waits for it to exit.
+async fn stop(mut srv: Server) {
+    srv.sigterm();
+    assert!(
+        srv.wait_exit(std::time::Duration::from_secs(30))
+            .await
+            .is_some()
+    );
+}
+
+/// Damages the first segment early (records any snapshot holds) and runs
+/// `settle wal repair`, which cuts the log there.
+fn cut_the_log_early(data: &Path) -> Output {
+    let segment = data.join("wal").join(&wal_files(data)[0]);
+    let mut bytes = std::fs::read(&segment).unwrap();
+    for b in &mut bytes[20_000..20_004] {
+        *b ^= 0xFF;
+    }
+    std::fs::write(&segment, &bytes).unwrap();
+    settle(&["wal", "repair", "--data-dir", p(data)])
+}
+
+/// The directories the start set aside beside `data`'s own, by prefix.
+fn set_aside(data: &Path, prefix: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with(prefix))
+        .collect()
+}
+
 /// A repair that cuts the log below a snapshot (damage in records the
 /// snapshot already holds) loses nothing the snapshot holds, and the
 /// snapshot is never taken again for a different history.
@@ -606,7 +637,7 @@ async fn a_repair_below_a_snapshot_starts_from_the_snapshot_and_loses_nothing() 
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     let args = ["--snapshot-interval", "0"];
-    let mut srv = Server::start_in_with(&data, &args).await;
+    let srv = Server::start_in_with(&data, &args).await;
     let (_, key) = srv.admin_create_client("repair").await;
     let wallet = srv.create_wallet(&key, "USD").await;
     let credit = |i: usize| (format!("before-{i}"), r#"{"asset":"USD","amount":"1.00"}"#);
@@ -621,22 +652,10 @@ async fn a_repair_below_a_snapshot_starts_from_the_snapshot_and_loses_nothing() 
     }
     let digest = wait_quiet("before the snapshot", &srv).await;
     let (id, position) = snapshot(&srv).await;
-    srv.sigterm();
-    assert!(
-        srv.wait_exit(std::time::Duration::from_secs(30))
-            .await
-            .is_some()
-    );
-    drop(srv);
+    stop(srv).await;
 
     // Damage early in the first segment: records the snapshot holds.
-    let segment = data.join("wal").join(&wal_files(&data)[0]);
-    let mut bytes = std::fs::read(&segment).unwrap();
-    for b in &mut bytes[20_000..20_004] {
-        *b ^= 0xFF;
-    }
-    std::fs::write(&segment, &bytes).unwrap();
-    let out = settle(&["wal", "repair", "--data-dir", p(&data)]);
+    let out = cut_the_log_early(&data);
     let said = text(&out);
     assert!(out.status.success(), "{said}");
     assert!(
@@ -650,11 +669,7 @@ async fn a_repair_below_a_snapshot_starts_from_the_snapshot_and_loses_nothing() 
     assert_eq!(srv.recovered().digest, digest, "{}", srv.log());
     assert_eq!(srv.recovered().position, position, "{}", srv.log());
     assert!(srv.log().contains("set aside"), "{}", srv.log());
-    let aside: Vec<String> = std::fs::read_dir(&data)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("wal-behind-snapshot-"))
-        .collect();
+    let aside = set_aside(&data, "wal-behind-snapshot-");
     assert_eq!(aside.len(), 1, "{aside:?}");
     assert_eq!(srv.balance(&key, &wallet, "USD").await["cash"], "150.00");
     srv.get(&format!("/v1/transactions/{first}"), &key)
@@ -774,33 +789,17 @@ async fn a_snapshot_past_the_log_that_does_not_load_is_moved_out_before_appendin
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     let args = ["--snapshot-interval", "0"];
-    let mut srv = Server::start_in_with(&data, &args).await;
+    let srv = Server::start_in_with(&data, &args).await;
     let (_, key) = srv.admin_create_client("past").await;
     let wallet = srv.create_wallet(&key, "USD").await;
     for _ in 0..100 {
         srv.credit(&key, &wallet, "USD", "1.00").await;
     }
     let (id, _) = snapshot(&srv).await;
-    srv.sigterm();
-    assert!(
-        srv.wait_exit(std::time::Duration::from_secs(30))
-            .await
-            .is_some()
-    );
-    drop(srv);
+    stop(srv).await;
 
     // The log cut early, and the snapshot past the cut damaged too.
-    let segment = data.join("wal").join(&wal_files(&data)[0]);
-    let mut bytes = std::fs::read(&segment).unwrap();
-    for b in &mut bytes[20_000..20_004] {
-        *b ^= 0xFF;
-    }
-    std::fs::write(&segment, &bytes).unwrap();
-    assert!(
-        settle(&["wal", "repair", "--data-dir", p(&data)])
-            .status
-            .success()
-    );
+    assert!(cut_the_log_early(&data).status.success());
     let file = snapshot_file(&data, &id);
     let mut snap = std::fs::read(&file).unwrap();
     let at = snap.len() / 2;
@@ -809,16 +808,8 @@ async fn a_snapshot_past_the_log_that_does_not_load_is_moved_out_before_appendin
 
     let srv = Server::start_in_with(&data, &args).await;
     assert!(!file.exists(), "still in snapshots/: {}", srv.log());
-    let moved: Vec<PathBuf> = std::fs::read_dir(&data)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .starts_with("snapshots-past-the-log-")
-        })
+    let moved: Vec<PathBuf> = set_aside(&data, "snapshots-past-the-log-")
+        .iter()
         .flat_map(|d| std::fs::read_dir(d).unwrap().map(|e| e.unwrap().path()))
         .collect();
     assert_eq!(moved.len(), 1, "{moved:?}");
