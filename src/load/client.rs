@@ -141,9 +141,18 @@ pub struct Conn {
     target: Arc<Target>,
     timeout: Duration,
     sender: Option<SendRequest<Full<Bytes>>>,
+    /// The wait after a failed attempt to connect, before the next request
+    /// (zero while connecting works).
+    backoff: Duration,
     /// Connections opened (the first, and any replacement).
     pub opened: u64,
 }
+
+/// The first wait after a refused connection, and the longest. Without it,
+/// a connection to a dead server retried as fast as the refusals came
+/// (~50,000 attempts/s), burning a core of the machine it measures on.
+const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_BACKOFF: Duration = Duration::from_millis(200);
 
 impl Conn {
     pub fn new(target: Arc<Target>, timeout: Duration) -> Conn {
@@ -151,6 +160,7 @@ impl Conn {
             target,
             timeout,
             sender: None,
+            backoff: Duration::ZERO,
             opened: 0,
         }
     }
@@ -177,7 +187,9 @@ impl Conn {
     }
 
     /// Sends one request and reads its whole answer. On any failure the
-    /// connection is dropped (the next request opens a new one).
+    /// connection is dropped (the next request opens a new one). A request
+    /// that could not connect returns after a wait that doubles with each
+    /// such failure in a row (`FIRST_BACKOFF` to `MAX_BACKOFF`).
     pub async fn send(
         &mut self,
         method: Method,
@@ -192,8 +204,15 @@ impl Conn {
         )
         .await
         .unwrap_or(Err(SendError::Timeout));
-        if result.is_err() {
-            self.sender = None;
+        match &result {
+            Ok(_) => self.backoff = Duration::ZERO,
+            Err(e) => {
+                self.sender = None;
+                if let SendError::Connect(_) = e {
+                    self.backoff = (self.backoff * 2).clamp(FIRST_BACKOFF, MAX_BACKOFF);
+                    tokio::time::sleep(self.backoff).await;
+                }
+            }
         }
         result
     }
