@@ -2465,3 +2465,171 @@ async fn batch_operations_refuse_duplicate_fields() {
     }
     assert_eq!(srv.balance(&w.key, wal, "USD").await["cash"], "100.00");
 }
+
+/// A batch operation whose `op` comes first is read in one pass; anywhere
+/// else it is read field by field first. Either way it must be answered the
+/// same, errors in the same order: the object's own (a batch field twice),
+/// then `op`, the target's field, the body, and the target itself (for
+/// credit, debit and reserve the wallet before the body).
+#[tokio::test]
+async fn batch_operations_answer_the_same_whatever_the_field_order() {
+    let w = world().await;
+    // A wallet of its own, funded: the world's has nothing available.
+    let c = w
+        .srv
+        .post_json(
+            "/v1/customers",
+            &w.key,
+            &json!({"name": "Order", "type": "individual"}),
+        )
+        .await
+        .ok(201);
+    let wal = &s(&c["walletId"]).to_owned();
+    w.srv.credit(&w.key, wal, "USD", "100").await;
+    let (theirs, held) = (&w.other_wallet, &w.held);
+    let unknown_txn = "txn_01ARZ3NDEKTSV4RRFFQ69G5FAV";
+    // (op, the other fields as JSON members, the status op-first must get)
+    let cases: Vec<(&str, String, u16)> = vec![
+        (
+            "credit",
+            format!(r#""walletId":"{wal}","asset":"USD","amount":"1""#),
+            201,
+        ),
+        (
+            "debit",
+            format!(r#""walletId":"{wal}","asset":"USD","amount":"1""#),
+            201,
+        ),
+        (
+            "reserve",
+            format!(r#""walletId":"{wal}","asset":"USD","amount":"1""#),
+            201,
+        ),
+        ("credit", r#""asset":"USD","amount":"1""#.into(), 400),
+        (
+            "credit",
+            r#""walletId":5,"asset":"USD","amount":"1""#.into(),
+            400,
+        ),
+        (
+            "debit",
+            r#""walletId":null,"asset":"USD","amount":"1""#.into(),
+            400,
+        ),
+        // Their wallet, and a body with an unknown field: the wallet first.
+        (
+            "credit",
+            format!(r#""walletId":"{theirs}","asset":"USD","amount":"1","x":1"#),
+            404,
+        ),
+        (
+            "credit",
+            format!(r#""walletId":"{wal}","asset":"USD","amount":"1","x":1"#),
+            400,
+        ),
+        (
+            "credit",
+            format!(r#""walletId":"{wal}","walletId":"{wal}","asset":"USD","amount":"1""#),
+            400,
+        ),
+        (
+            "credit",
+            format!(r#""op":"debit","walletId":"{wal}","asset":"USD","amount":"1""#),
+            400,
+        ),
+        (
+            "transfer",
+            format!(
+                r#""fromWalletId":"{wal}","toWalletId":"{}","asset":"USD","amount":"1""#,
+                w.multi
+            ),
+            201,
+        ),
+        (
+            "transfer",
+            format!(
+                r#""walletId":"{wal}","fromWalletId":"{wal}","toWalletId":"{}","asset":"USD","amount":"1""#,
+                w.multi
+            ),
+            400,
+        ),
+        (
+            "transfer",
+            format!(r#""fromWalletId":"{wal}","toWalletId":"{theirs}","asset":"USD","amount":"1""#),
+            404,
+        ),
+        (
+            "transfer",
+            format!(
+                r#""fromWalletId":"{wal}","toWalletId":"{}","asset":"USD","amount":"-1""#,
+                w.multi
+            ),
+            400,
+        ),
+        ("capture", r#""amount":"1""#.into(), 400),
+        // An unknown transaction, and a body with an unknown field: the body first.
+        (
+            "capture",
+            format!(r#""transactionId":"{unknown_txn}","x":1"#),
+            400,
+        ),
+        (
+            "capture",
+            format!(r#""transactionId":"{unknown_txn}""#),
+            404,
+        ),
+        (
+            "release",
+            format!(r#""transactionId":"{held}","amount":"1""#),
+            400,
+        ),
+        (
+            "capture",
+            format!(r#""transactionId":"{held}","transactionId":"{held}""#),
+            400,
+        ),
+        ("frobnicate", format!(r#""walletId":"{wal}""#), 400),
+        (
+            "credit",
+            format!(
+                r#""transactionId":"{held}","transactionId":"{held}","walletId":"{wal}","asset":"USD","amount":"1""#
+            ),
+            400,
+        ),
+    ];
+    let first: Vec<String> = cases
+        .iter()
+        .map(|(op, rest, _)| format!(r#"{{"op":"{op}",{rest}}}"#))
+        .collect();
+    let last: Vec<String> = cases
+        .iter()
+        .map(|(op, rest, _)| format!(r#"{{{rest},"op":"{op}"}}"#))
+        .collect();
+    let answer = |res: &Value, i: usize| {
+        let r = &res["results"][i];
+        // Without its place: "operations[i]: " and serde's " at line 1 column N".
+        let message = r["error"]["message"].as_str().unwrap_or("");
+        let message = message.replacen(&format!("operations[{i}]: "), "", 1);
+        let message = message.split(" at line ").next().unwrap_or("").to_owned();
+        (
+            r["status"].clone(),
+            r["error"]["code"].clone(),
+            message,
+            r["data"]["type"].clone(),
+        )
+    };
+    let mut answers = Vec::new();
+    for ops in [&first, &last] {
+        let body = format!(r#"{{"operations":[{}]}}"#, ops.join(","));
+        answers.push(srv_ok(&w, &body).await);
+    }
+    for (i, (op, rest, status)) in cases.iter().enumerate() {
+        let (a, b) = (answer(&answers[0], i), answer(&answers[1], i));
+        assert_eq!(a, b, "{op} {{{rest}}}: op first, then op last");
+        assert_eq!(a.0, json!(status), "{op} {{{rest}}}: {:?}", a);
+    }
+}
+
+async fn srv_ok(w: &World, body: &str) -> Value {
+    w.srv.post("/v1/batch", &w.key, &idem(), body).await.ok(200)
+}

@@ -5,28 +5,43 @@
 //! its path). Reading it as the endpoint's body must refuse exactly what the
 //! endpoint refuses (an unknown field, a field given twice, a wrong type),
 //! so the body's own `deny_unknown_fields` derive does the work; this module
-//! only hides the batch's fields from it. It reads the object once, in
-//! place: no map of the fields, no re-encoded copy to parse again.
+//! only hides the batch's fields from it, and keeps their values aside (as
+//! raw JSON) so that the batch need not read the object a second time for
+//! them. It reads the object once, in place: no map of the fields, no
+//! re-encoded copy to parse again.
 
 use crate::http::reply::ApiError;
 use serde::de::value::{BorrowedStrDeserializer, StringDeserializer};
-use serde::de::{self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, Visitor};
 use serde::forward_to_deserialize_any;
+use serde_json::value::RawValue;
 use std::fmt;
 
 /// Parses `object` (a JSON object's text) as `T`, as if the fields named in
-/// `hidden` were not there. Errors read like `parse_body`'s ("body: ...").
-pub fn parse_without<T: DeserializeOwned>(object: &str, hidden: &[&str]) -> Result<T, ApiError> {
-    T::deserialize(Without { object, hidden })
-        .map_err(|e| ApiError::invalid_request(format!("body: {e}")))
-}
-
-struct Without<'a> {
+/// `hidden` were not there, and hands back each hidden field's value (by
+/// its place in `hidden`; `None` where absent). A hidden field given twice
+/// is refused, like any other. Errors read like `parse_body`'s ("body: ...").
+pub fn parse_without<'a, T: DeserializeOwned, const N: usize>(
     object: &'a str,
-    hidden: &'a [&'a str],
+    hidden: [&str; N],
+) -> Result<(T, [Option<&'a RawValue>; N]), ApiError> {
+    let mut kept = [None; N];
+    let body = T::deserialize(Without {
+        object,
+        hidden: &hidden,
+        kept: &mut kept,
+    })
+    .map_err(|e| ApiError::invalid_request(format!("body: {e}")))?;
+    Ok((body, kept))
 }
 
-impl<'de> de::Deserializer<'de> for Without<'de> {
+struct Without<'de, 'k> {
+    object: &'de str,
+    hidden: &'k [&'k str],
+    kept: &'k mut [Option<&'de RawValue>],
+}
+
+impl<'de> de::Deserializer<'de> for Without<'de, '_> {
     type Error = serde_json::Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
@@ -36,6 +51,7 @@ impl<'de> de::Deserializer<'de> for Without<'de> {
             HidingVisitor {
                 inner: visitor,
                 hidden: self.hidden,
+                kept: self.kept,
             },
         )?;
         json.end()?;
@@ -49,12 +65,13 @@ impl<'de> de::Deserializer<'de> for Without<'de> {
     }
 }
 
-struct HidingVisitor<'a, V> {
+struct HidingVisitor<'de, 'k, V> {
     inner: V,
-    hidden: &'a [&'a str],
+    hidden: &'k [&'k str],
+    kept: &'k mut [Option<&'de RawValue>],
 }
 
-impl<'de, V: Visitor<'de>> Visitor<'de> for HidingVisitor<'_, V> {
+impl<'de, V: Visitor<'de>> Visitor<'de> for HidingVisitor<'de, '_, V> {
     type Value = V::Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -65,16 +82,18 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for HidingVisitor<'_, V> {
         self.inner.visit_map(HidingMap {
             map,
             hidden: self.hidden,
+            kept: self.kept,
         })
     }
 }
 
-struct HidingMap<'a, A> {
+struct HidingMap<'de, 'k, A> {
     map: A,
-    hidden: &'a [&'a str],
+    hidden: &'k [&'k str],
+    kept: &'k mut [Option<&'de RawValue>],
 }
 
-impl<'de, A: MapAccess<'de>> MapAccess<'de> for HidingMap<'_, A> {
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for HidingMap<'de, '_, A> {
     type Error = A::Error;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(
@@ -85,8 +104,14 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for HidingMap<'_, A> {
             let Some(key) = self.map.next_key::<Key<'de>>()? else {
                 return Ok(None);
             };
-            if self.hidden.contains(&key.as_str()) {
-                self.map.next_value::<IgnoredAny>()?;
+            if let Some(i) = self.hidden.iter().position(|h| *h == key.as_str()) {
+                let value: &'de RawValue = self.map.next_value()?;
+                if self.kept[i].replace(value).is_some() {
+                    return Err(de::Error::custom(format_args!(
+                        "duplicate field `{}`",
+                        self.hidden[i]
+                    )));
+                }
                 continue;
             }
             return match key {
@@ -160,7 +185,9 @@ mod tests {
     }
 
     fn parse(json: &str) -> Result<Body, String> {
-        parse_without::<Body>(json, &["op", "walletId"]).map_err(|e| e.message)
+        parse_without::<Body, 2>(json, ["op", "walletId"])
+            .map(|(body, _)| body)
+            .map_err(|e| e.message)
     }
 
     #[test]
@@ -194,5 +221,22 @@ mod tests {
         assert!(parse(r#"["USD","1"]"#).is_err());
         assert!(parse(r#"{"asset":"USD","amount":"1"} {}"#).is_err());
         assert!(parse(r#"{"asset":"USD","amount":"1""#).is_err());
+        let hidden_twice = parse(r#"{"walletId":"a","asset":"USD","amount":"1","walletId":"b"}"#);
+        assert!(
+            hidden_twice
+                .unwrap_err()
+                .contains("duplicate field `walletId`")
+        );
+    }
+
+    #[test]
+    fn hidden_fields_are_kept_as_written() {
+        let json = r#"{"op":"credit","asset":"USD","walletId":{"nested":[1, 2]},"amount":"1"}"#;
+        let (_, kept) = parse_without::<Body, 3>(json, ["op", "walletId", "absent"]).unwrap();
+        let kept = kept.map(|k| k.map(RawValue::get));
+        assert_eq!(
+            kept,
+            [Some(r#""credit""#), Some(r#"{"nested":[1, 2]}"#), None]
+        );
     }
 }

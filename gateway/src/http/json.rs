@@ -18,7 +18,7 @@ use time::format_description::well_known::Rfc3339;
 /// Parses a request body. Malformed JSON, a missing or unknown field, or a
 /// field of the wrong type answers 400 `invalid_request` with serde's words
 /// (which name the field and the place).
-pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
         None => return Err(ApiError::invalid_request("the request needs a JSON body")),
         // serde reads a struct from an array of its fields in order too;

@@ -19,16 +19,22 @@ use crate::http::views::TxnView;
 use crate::shards::IdHash;
 use crate::{GatewayError, Submitted, SubmittedMany};
 use hyper::StatusCode;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use settle_engine::TxnId;
 use settle_engine::actor::Answer;
 use settle_engine::{Op, WalletId};
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 
+/// Each operation is kept as its text in the request's body (read once
+/// more, as its endpoint's body, by `operation`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BatchBody {
-    operations: Vec<Box<RawValue>>,
+struct BatchBody<'a> {
+    #[serde(borrow)]
+    operations: Vec<&'a RawValue>,
 }
 
 /// One result, in the request's order.
@@ -268,8 +274,15 @@ fn result(
 /// a transaction). Each takes the fields of its endpoint's body plus the
 /// target: `walletId` for credit, debit and reserve; `transactionId` for the
 /// actions on a transaction; transfers and conversions name their wallets.
+///
+/// The object is read once where it can be: as its endpoint's body, with
+/// the batch's fields kept aside (`parse_without`). `Head` reads it first
+/// only when `op` is not written first, and again when the body is refused,
+/// so that errors come in one order however the object is written: the
+/// object's own (not an object, a batch field twice), then `op`, then the
+/// target's field, then the body, then the target itself (for credit,
+/// debit and reserve the wallet is checked before the body).
 fn operation(app: &App, cx: &Cx, index: usize, raw: &RawValue) -> Result<(Op, bool), ApiError> {
-    let client = cx.client;
     let at = |e: ApiError| ApiError {
         message: format!("operations[{index}]: {}", e.message),
         ..e
@@ -280,72 +293,158 @@ fn operation(app: &App, cx: &Cx, index: usize, raw: &RawValue) -> Result<(Op, bo
             "an operation must be a JSON object",
         )));
     }
-    let head: Head<'_> = serde_json::from_str(object)
-        .map_err(|e| at(ApiError::invalid_request(format!("not an object: {e}"))))?;
-    let op = head
-        .op
-        .map(|raw| string_field("op", raw))
-        .transpose()
-        .map_err(at)?
-        .ok_or_else(|| at(ApiError::invalid_request("missing field `op`")))?;
-    let build = || match op.as_str() {
-        "credit" | "debit" | "reserve" => {
-            let id = head
-                .wallet_id
-                .map(|raw| string_field("walletId", raw))
-                .transpose()?
-                .ok_or_else(|| ApiError::invalid_request("missing field `walletId`"))?;
-            let wallet = owned_wallet_field(app, client, "walletId", &id)?;
-            const HIDDEN: &[&str] = &["op", "walletId"];
-            let txn = money::mint_txn(app, cx);
-            let op = match op.as_str() {
-                "credit" => money::credit_op(wallet, txn, parse_without(object, HIDDEN)?)?,
-                "debit" => money::debit_op(app, wallet, txn, parse_without(object, HIDDEN)?)?,
-                _ => money::reserve_op(app, wallet, txn, parse_without(object, HIDDEN)?)?,
-            };
-            Ok((op, true))
-        }
+    let mut fields = Fields { object, head: None };
+    let op = match leading_op(object) {
+        Some(op) => Cow::Borrowed(op),
+        None => Cow::Owned(fields.op().map_err(at)?),
+    };
+    build(app, cx, &op, &mut fields).map_err(at)
+}
+
+fn build(app: &App, cx: &Cx, op: &str, fields: &mut Fields<'_>) -> Result<(Op, bool), ApiError> {
+    match op {
+        "credit" => with_wallet(app, cx, fields, money::credit_op),
+        "debit" => with_wallet(app, cx, fields, |w, t, b| money::debit_op(app, w, t, b)),
+        "reserve" => with_wallet(app, cx, fields, |w, t, b| money::reserve_op(app, w, t, b)),
         "transfer" => {
-            let body = parse_without(object, &["op"])?;
+            let body = fields.body(["op"])?.0;
             let txn = money::mint_txn(app, cx);
-            money::transfer_op(app, client, txn, body).map(|o| (o, true))
+            money::transfer_op(app, cx.client, txn, body).map(|o| (o, true))
         }
         "convert" => {
-            let body = parse_without(object, &["op"])?;
+            let body = fields.body(["op"])?.0;
             let txn = money::mint_txn(app, cx);
-            money::convert_op(app, client, txn, body).map(|o| (o, true))
+            money::convert_op(app, cx.client, txn, body).map(|o| (o, true))
         }
         "capture" | "release" | "settle" | "reject" | "cancel" => {
-            let id = head
-                .transaction_id
-                .map(|raw| string_field("transactionId", raw))
-                .transpose()?
-                .ok_or_else(|| ApiError::invalid_request("missing field `transactionId`"))?;
-            let action = match op.as_str() {
+            let action = match op {
                 "capture" => Action::Capture,
                 "release" => Action::Release,
                 "settle" => Action::Settle,
                 "reject" => Action::Reject,
                 _ => Action::Cancel,
             };
-            const HIDDEN: &[&str] = &["op", "transactionId"];
-            let capture = if action == Action::Capture {
-                parse_without(object, HIDDEN)?
+            const HIDDEN: [&str; 2] = ["op", "transactionId"];
+            let (capture, kept) = if action == Action::Capture {
+                fields.read(HIDDEN)
             } else {
-                parse_without::<money::NoBody>(object, HIDDEN)?;
-                money::CaptureBody::default()
+                let (body, kept) = fields.read::<money::NoBody, 2>(HIDDEN);
+                (body.map(|_| money::CaptureBody::default()), kept)
             };
-            let (txn, wallet) = owned_txn(app, client, &id)?;
+            let id = fields.target("transactionId", capture.is_ok(), kept[1])?;
+            let capture = capture?;
+            let (txn, wallet) = owned_txn(app, cx.client, &id)?;
             money::action_op(action, wallet, txn, capture).map(|o| (o, false))
         }
         other => {
+            fields.head()?;
             let shown: String = other.chars().take(32).collect();
             Err(ApiError::invalid_request(format!(
                 "op: unknown operation '{shown}' (credit, debit, reserve, transfer, convert, capture, release, settle, reject, cancel)"
             )))
         }
-    };
-    build().map_err(at)
+    }
+}
+
+/// Credit, debit or reserve: the body, the wallet it names (checked
+/// before the body's errors are told), then its transaction id.
+fn with_wallet<B: DeserializeOwned>(
+    app: &App,
+    cx: &Cx,
+    fields: &mut Fields<'_>,
+    make: impl FnOnce(WalletId, TxnId, B) -> Result<Op, ApiError>,
+) -> Result<(Op, bool), ApiError> {
+    let (body, kept) = fields.read(["op", "walletId"]);
+    let id = fields.target("walletId", body.is_ok(), kept[1])?;
+    let wallet = owned_wallet_field(app, cx.client, "walletId", &id)?;
+    let txn = money::mint_txn(app, cx);
+    make(wallet, txn, body?).map(|op| (op, true))
+}
+
+/// `op`'s value when it is the object's first field, written the plain way
+/// clients write it (`{"op":"transfer",...`): then the object is read once.
+/// Any other spacing, order or escape goes through `Head`.
+fn leading_op(object: &str) -> Option<&str> {
+    let rest = object.strip_prefix(r#"{"op":""#)?;
+    let end = rest.find('"')?;
+    let (op, after) = (&rest[..end], &rest[end + 1..]);
+    (op.bytes().all(|b| b.is_ascii_lowercase()) && after.starts_with([',', '}'])).then_some(op)
+}
+
+/// One operation's object, and its `Head` once that has been read.
+struct Fields<'a> {
+    object: &'a str,
+    head: Option<Head<'a>>,
+}
+
+impl<'a> Fields<'a> {
+    /// The batch's fields, read on their own (once).
+    fn head(&mut self) -> Result<&Head<'a>, ApiError> {
+        let head = match self.head.take() {
+            Some(head) => head,
+            None => serde_json::from_str(self.object)
+                .map_err(|e| ApiError::invalid_request(format!("not an object: {e}")))?,
+        };
+        Ok(self.head.insert(head))
+    }
+
+    /// `op`, read through `Head`.
+    fn op(&mut self) -> Result<String, ApiError> {
+        self.head()?
+            .op
+            .map(|raw| string_field("op", raw))
+            .transpose()?
+            .ok_or_else(|| ApiError::invalid_request("missing field `op`"))
+    }
+
+    /// The object as the endpoint's body `B`, without the batch's fields
+    /// (`hidden`), whose values come back beside it. A refused body is
+    /// told only after the object's own errors (`Head`'s).
+    fn read<B: DeserializeOwned, const N: usize>(
+        &mut self,
+        hidden: [&str; N],
+    ) -> (Result<B, ApiError>, [Option<&'a RawValue>; N]) {
+        match parse_without(self.object, hidden) {
+            Ok((body, kept)) => (Ok(body), kept),
+            Err(e) => match self.head() {
+                Ok(_) => (Err(e), [None; N]),
+                Err(head) => (Err(head), [None; N]),
+            },
+        }
+    }
+
+    /// `read`, for a body whose errors come before anything else's.
+    fn body<B: DeserializeOwned, const N: usize>(
+        &mut self,
+        hidden: [&str; N],
+    ) -> Result<(B, [Option<&'a RawValue>; N]), ApiError> {
+        let (body, kept) = self.read(hidden);
+        body.map(|b| (b, kept))
+    }
+
+    /// The target field `name` as a string: the value the body's reading
+    /// kept aside when it `read` the object, otherwise `Head`'s (whose
+    /// error, if the object has one, comes first).
+    fn target(
+        &mut self,
+        name: &str,
+        read: bool,
+        kept: Option<&RawValue>,
+    ) -> Result<String, ApiError> {
+        let raw = if read {
+            kept
+        } else {
+            let head = self.head()?;
+            if name == "walletId" {
+                head.wallet_id
+            } else {
+                head.transaction_id
+            }
+        };
+        raw.map(|raw| string_field(name, raw))
+            .transpose()?
+            .ok_or_else(|| ApiError::invalid_request(format!("missing field `{name}`")))
+    }
 }
 
 /// The batch's own fields of an operation, read in place; every other field
