@@ -1310,6 +1310,34 @@ async fn conversions_round_the_bought_amount_down() {
     );
     assert_eq!(srv.balance(&key, &from, "USD").await["cash"], "90.00");
     srv.wait_balance(&key, &to, "EUR", "cash", "9.28").await;
+    // Each wallet's history filters the conversion by the money that moved
+    // in it: EUR 9.28 came into `to` (which holds USD too), USD 10.00 left
+    // `from`.
+    let conversion = c["id"].clone();
+    for (wallet, query, listed) in [
+        (&to, "asset=EUR", true),
+        (&to, "asset=USD", false),
+        (&to, "minAmount=9.28&maxAmount=9.28", true),
+        (&to, "minAmount=9.5", false),
+        (&from, "asset=USD&minAmount=10", true),
+        (&from, "asset=EUR", false),
+    ] {
+        let page = srv
+            .get(&format!("/v1/wallets/{wallet}/transactions?{query}"), &key)
+            .await
+            .ok(200);
+        let ids: Vec<&Value> = page
+            .as_array()
+            .expect("a page")
+            .iter()
+            .map(|t| &t["id"])
+            .collect();
+        assert_eq!(
+            ids.contains(&&conversion),
+            listed,
+            "{query} at {wallet}: {page}"
+        );
+    }
     // Into a wallet's other asset, as a JSON number, to a finer scale.
     let c = srv
         .post_json(

@@ -15,7 +15,7 @@ use crate::http::reply::{ApiError, Reply};
 use crate::http::search::{self, Field, Value};
 use crate::http::views::{TxnView, direction, txn_kind};
 use serde::Serialize;
-use settle_engine::{AssetCode, ClientId, Decimal, Timestamp, Txn, TxnId};
+use settle_engine::{AssetCode, ClientId, Decimal, Direction, Timestamp, Txn, TxnId};
 use std::cmp::Ordering;
 
 const SORT_FIELDS: &[Field] = &[
@@ -70,7 +70,7 @@ struct Filter {
 
 impl Filter {
     fn admits(&self, t: &Txn) -> bool {
-        self.asset.is_none_or(|a| a == t.asset)
+        self.admits_money(t)
             && self.kind.as_deref().is_none_or(|k| k == txn_kind(t.kind))
             && self
                 .status
@@ -82,8 +82,26 @@ impl Filter {
                 .is_none_or(|d| t.direction.map(direction) == Some(d))
             && self.from.is_none_or(|f| t.created_at >= f)
             && self.to.is_none_or(|to| t.created_at <= to)
-            && self.min.is_none_or(|m| t.amount >= m)
-            && self.max.is_none_or(|m| t.amount <= m)
+    }
+
+    /// `asset`, `minAmount` and `maxAmount` look at the money that moved in
+    /// this wallet: a conversion received from another wallet by its buy
+    /// side (what came in), one sent by its sell side, one within the
+    /// wallet by either side.
+    fn admits_money(&self, t: &Txn) -> bool {
+        let sell = (t.asset, t.amount);
+        let buy = t.conversion().map(|c| (c.buy_asset, c.buy_amount));
+        let admits = |(asset, amount): (AssetCode, Decimal)| {
+            self.asset.is_none_or(|a| a == asset)
+                && self.min.is_none_or(|m| amount >= m)
+                && self.max.is_none_or(|m| amount <= m)
+        };
+        match (buy, t.direction) {
+            (None, _) => admits(sell),
+            (Some(buy), Some(Direction::In)) => admits(buy),
+            (Some(_), Some(Direction::Out)) => admits(sell),
+            (Some(buy), None) => admits(sell) || admits(buy),
+        }
     }
 }
 
