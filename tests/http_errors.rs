@@ -1651,6 +1651,14 @@ async fn batch_sizes_are_bounded() {
     let res = res["results"].as_array().expect("results");
     assert_eq!(res.len(), 8_192);
     assert!(res.iter().all(|r| r["error"]["code"] == "invalid_request"));
+    // 8,192 real transfers (over 1 MiB, the other routes' limit) fit.
+    let transfer = json!({"op": "transfer", "fromWalletId": w.wallet, "toWalletId": w.multi,
+        "asset": "USD", "amount": "0.01", "onInsufficientFunds": "reject",
+        "reference": "a reference of the kind a payout carries"});
+    let batch = json!({"operations": vec![transfer; 8_192]});
+    assert!(batch.to_string().len() > 1024 * 1024);
+    let res = srv.post_json("/v1/batch", &w.key, &batch).await.ok(200);
+    assert_eq!(res["results"].as_array().map(Vec::len), Some(8_192));
     // Each malformed operation answers for itself.
     let ops = json!({"operations": [
         null, 1, "credit", [], {}, {"op": null}, {"op": 5}, {"op": "credit"},

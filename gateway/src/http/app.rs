@@ -241,6 +241,10 @@ impl Cx {
 #[derive(Clone, Debug)]
 pub struct HttpLimits {
     pub max_body: usize,
+    /// `POST /v1/batch`'s body: room for `max_batch` operations of ~1 KiB
+    /// (a transfer written plainly is ~140 bytes; 8,192 of them did not
+    /// fit in `max_body`).
+    pub max_batch_body: usize,
     pub max_batch: usize,
     /// Commands of one batch on their way at once.
     pub batch_window: usize,
@@ -250,6 +254,7 @@ impl Default for HttpLimits {
     fn default() -> Self {
         Self {
             max_body: 1024 * 1024,
+            max_batch_body: 8 * 1024 * 1024,
             max_batch: 8_192,
             batch_window: 512,
         }

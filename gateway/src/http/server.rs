@@ -4,7 +4,7 @@
 //! Limits: at most `max_connections` at once (past it the listener is not
 //! polled, so new connections wait in the kernel's backlog); request
 //! headers must arrive within `header_read_timeout`; a body of at most
-//! `App::limits.max_body` bytes must arrive, and the answer be ready, within
+//! `App::limits.max_body` bytes (`max_batch_body` for a batch) must arrive, and the answer be ready, within
 //! `request_timeout` (else 503; an operation already routed still finishes
 //! and is recorded for its idempotency key). Routes whose work is bounded
 //! elsewhere answer when it is done (`App::outlasts_request_timeout`).
@@ -149,6 +149,16 @@ async fn accept_loop(
     }
 }
 
+/// The most a request's body may hold: more for a batch, which holds up to
+/// `max_batch` operations.
+fn body_limit(app: &App, parts: &hyper::http::request::Parts) -> usize {
+    if parts.uri.path() == "/v1/batch" {
+        app.limits.max_batch_body
+    } else {
+        app.limits.max_body
+    }
+}
+
 fn header(parts: &hyper::http::request::Parts, name: &str) -> Option<String> {
     parts
         .headers
@@ -172,7 +182,8 @@ async fn serve_one(
         )))
     };
     let outcome =
-        match tokio::time::timeout_at(deadline, read_body(&parts, body, app.limits.max_body)).await
+        match tokio::time::timeout_at(deadline, read_body(&parts, body, body_limit(&app, &parts)))
+            .await
         {
             Err(_) => timed_out(),
             Ok(Err(e)) => unrouted(e),
