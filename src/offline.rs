@@ -36,6 +36,43 @@ pub fn lock_existing(data_dir: &Path) -> Result<File, String> {
     lock(data_dir)
 }
 
+/// `lock_existing` for a tool that only reads (`wal verify`, `snapshot
+/// list`), which must also work on a backup mounted read-only. There the
+/// lock's file cannot be created: if it exists, it is locked through a
+/// read-only handle (a server writing the same directory through another
+/// mount holds it); if it does not, no server has ever run there.
+pub fn lock_to_read(data_dir: &Path) -> Result<Option<File>, String> {
+    match lock_existing(data_dir) {
+        Ok(lock) => Ok(Some(lock)),
+        Err(e) if on_read_only_fs(data_dir) => {
+            let path = data_dir.join(crate::serve::LOCK_FILE);
+            match File::open(&path) {
+                Ok(file) => match file.try_lock() {
+                    Ok(()) => Ok(Some(file)),
+                    Err(_) => Err(format!(
+                        "the data directory {} is in use by another settle process",
+                        data_dir.display()
+                    )),
+                },
+                Err(missing) if missing.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(_) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `dir` is on a file system mounted read-only (creating a file
+/// in it says so).
+fn on_read_only_fs(dir: &Path) -> bool {
+    let probe = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(crate::serve::LOCK_FILE));
+    matches!(probe, Err(e) if e.kind() == std::io::ErrorKind::ReadOnlyFilesystem)
+}
+
 /// The engine configuration the offline tools replay with (the server's).
 pub fn engine_config() -> settle_engine::EngineConfig {
     GatewayConfig::default().engine

@@ -76,7 +76,7 @@ struct Row {
 
 fn list(args: &ListArgs) -> ExitCode {
     let dir = snapshot::snapshot_dir(&args.data_dir);
-    let _lock = match offline::lock_existing(&args.data_dir) {
+    let _lock = match offline::lock_to_read(&args.data_dir) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("settle: {e}");

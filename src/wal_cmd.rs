@@ -27,7 +27,7 @@ pub struct WalArgs {
 pub fn run(command: WalCommand) -> ExitCode {
     match command {
         WalCommand::Verify(args) => {
-            let (dir, _lock) = match locked_log(&args) {
+            let (dir, _lock) = match locked_log(&args, Access::Read) {
                 Ok(found) => found,
                 Err(code) => return code,
             };
@@ -72,7 +72,7 @@ pub fn run(command: WalCommand) -> ExitCode {
             }
         }
         WalCommand::Repair(args) => {
-            let (dir, _lock) = match locked_log(&args) {
+            let (dir, _lock) = match locked_log(&args, Access::Write) {
                 Ok(found) => found,
                 Err(code) => return code,
             };
@@ -96,16 +96,32 @@ pub fn run(command: WalCommand) -> ExitCode {
     }
 }
 
-/// The log's directory, and the data directory's lock. Offline only: a log
-/// being written may change under the reader. A missing log is said, and
-/// nothing is created.
-fn locked_log(args: &WalArgs) -> Result<(PathBuf, std::fs::File), ExitCode> {
+/// What a command does to the log.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Only reads it: works on a data directory mounted read-only.
+    Read,
+    Write,
+}
+
+/// The log's directory, and the data directory's lock (none on a read-only
+/// mount that has no lock file: `offline::lock_to_read`). Offline only: a
+/// log being written may change under the reader. A missing log is said,
+/// and nothing is created.
+fn locked_log(
+    args: &WalArgs,
+    access: Access,
+) -> Result<(PathBuf, Option<std::fs::File>), ExitCode> {
     let dir = args.data_dir.join("wal");
     if !dir.is_dir() {
         eprintln!("settle: no log at {}", dir.display());
         return Err(ExitCode::FAILURE);
     }
-    match crate::offline::lock_existing(&args.data_dir) {
+    let locked = match access {
+        Access::Read => crate::offline::lock_to_read(&args.data_dir),
+        Access::Write => crate::offline::lock_existing(&args.data_dir).map(Some),
+    };
+    match locked {
         Ok(lock) => Ok((dir, lock)),
         Err(e) => {
             eprintln!("settle: {e}");
