@@ -117,7 +117,7 @@ fn err(what: impl std::fmt::Display) -> ServeError {
 }
 
 const ADMIN_KEY_FILE: &str = "admin.key";
-const LOCK_FILE: &str = "LOCK";
+pub const LOCK_FILE: &str = "LOCK";
 
 /// Takes the data directory for this process: two servers on one directory
 /// would interleave their logs. The lock lasts as long as the file is open.
@@ -332,13 +332,30 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         tracing::error!("{e}");
         return Err(e);
     }
-    tracing::info!("stopping: no new connections; finishing accepted requests");
+    tracing::info!(
+        "stopping: no new connections; finishing accepted requests (a second SIGTERM or Ctrl-C stops at once)"
+    );
     app.set_ready(false);
-    server.shutdown().await;
-    expiry.abort();
-    deliveries.abort();
-    gateway.shutdown();
-    flush(&journal).await?;
+    let finish = async {
+        server.shutdown().await;
+        expiry.abort();
+        deliveries.abort();
+        gateway.shutdown();
+        flush(&journal).await
+    };
+    tokio::select! {
+        finished = finish => finished?,
+        () = warn_while_disk_full(&journal) => {}
+        second = wait_for_signal() => {
+            second?;
+            let e = err(
+                "stopped by a second signal before the log was flushed: requests still running \
+                 were not answered, and what they changed but did not log is lost (none of it \
+                 was acknowledged)",
+            );
+            return Err(e);
+        }
+    }
     if let Some(s) = snapshotter {
         // Waits for a snapshot being written; a new one is not started.
         tokio::task::spawn_blocking(move || s.stop())
@@ -363,6 +380,22 @@ async fn flush(journal: &Arc<Journal>) -> Result<(), ServeError> {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(err(format!("the log could not be flushed: {e}"))),
         Err(_) => Err(err("the log stopped before it was flushed")),
+    }
+}
+
+/// While stopping: says every 10 s that the disk is full, since requests
+/// and the log's flush wait for space (the log keeps what it was given and
+/// retries), so that a stop that does not end says why.
+async fn warn_while_disk_full(journal: &Journal) {
+    let mut every = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        every.tick().await;
+        if journal.wal().status() == WalStatus::DiskFull {
+            tracing::warn!(
+                "stopping: the disk is full; waiting for space to finish the requests and flush \
+                 the log (free space, or send SIGTERM again to stop without them)"
+            );
+        }
     }
 }
 
