@@ -2641,3 +2641,33 @@ async fn batch_operations_answer_the_same_whatever_the_field_order() {
 async fn srv_ok(w: &World, body: &str) -> Value {
     w.srv.post("/v1/batch", &w.key, &idem(), body).await.ok(200)
 }
+
+/// A body that never finishes arriving is cut off at the request timeout,
+/// and the answer says that nothing was done (no operation had started).
+#[tokio::test]
+async fn a_body_that_never_arrives_is_answered_503_and_nothing_was_done() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let srv = Server::start_with(&["--request-timeout", "1"]).await;
+    let addr = srv.url("").trim_start_matches("http://").to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /v1/admin/clients HTTP/1.1\r\nHost: {addr}\r\nX-API-Key: {ADMIN_KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"name\":"
+    );
+    tcp.write_all(head.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        tcp.read_to_end(&mut answer),
+    )
+    .await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(read.is_ok(), "no answer: {answer}");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.contains("did not arrive") && answer.contains("nothing was done"),
+        "{answer}"
+    );
+}

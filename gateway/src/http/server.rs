@@ -185,7 +185,11 @@ async fn serve_one(
         match tokio::time::timeout_at(deadline, read_body(&parts, body, body_limit(&app, &parts)))
             .await
         {
-            Err(_) => timed_out(),
+            // Nothing has started: say so, rather than speak of an operation.
+            Err(_) => unrouted(ApiError::unavailable(format!(
+                "the request's body did not arrive within {} s; nothing was done",
+                cfg.request_timeout.as_secs()
+            ))),
             Ok(Err(e)) => unrouted(e),
             Ok(Ok(body)) => {
                 let request = Request {
