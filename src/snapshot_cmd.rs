@@ -216,23 +216,29 @@ fn print_header(path: &Path, size: u64, h: &SnapshotHeader) {
         say!("{:<13}{n}", format!("{name}:"));
     }
     if !h.summary.assets.is_empty() {
+        // Every term of the conservation check, so that a row adds up:
+        // cash + in flight = credits - debits + converted in - converted out.
         say!(
-            "{:<6} {:>20} {:>16} {:>20} {:>20}  conserved",
+            "{:<6} {:>20} {:>16} {:>20} {:>20} {:>16} {:>16}  conserved",
             "asset",
             "cash",
             "in flight",
             "external credits",
-            "external debits"
+            "external debits",
+            "converted in",
+            "converted out"
         );
     }
     for a in &h.summary.assets {
         say!(
-            "{:<6} {:>20} {:>16} {:>20} {:>20}  {}",
+            "{:<6} {:>20} {:>16} {:>20} {:>20} {:>16} {:>16}  {}",
             a.asset,
             a.cash,
             a.in_flight,
             a.external_credits,
             a.external_debits,
+            a.converted_in,
+            a.converted_out,
             if a.conserved { "yes" } else { "NO" }
         );
     }

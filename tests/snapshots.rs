@@ -220,6 +220,12 @@ async fn snapshots_survive_kill_9_and_restore_to_a_snapshot_or_a_position() {
     assert_eq!(inspected["header"]["assets"][0]["asset"], "USD");
     assert_eq!(inspected["header"]["assets"][0]["conserved"], true);
     assert_eq!(inspected["verified"], true);
+    // The table shows every term of the conservation check.
+    let table = text(&settle(&["snapshot", "inspect", p(&f1)]));
+    assert!(
+        table.contains("converted in") && table.contains("converted out"),
+        "{table}"
+    );
 
     let out = settle(&["snapshot", "verify", p(&f1)]);
     assert!(out.status.success(), "{}", text(&out));
