@@ -4,8 +4,9 @@
 //! Limits: at most `max_connections` at once (past it the listener is not
 //! polled, so new connections wait in the kernel's backlog); request
 //! headers must arrive within `header_read_timeout`; a body of at most
-//! `App::limits.max_body` bytes (`max_batch_body` for a batch) must arrive, and the answer be ready, within
-//! `request_timeout` (else 503; an operation already routed still finishes
+//! `App::limits.max_body` bytes (`max_batch_body` for a batch) must arrive,
+//! and the answer be ready, within `request_timeout` (else 503; nothing is
+//! done if the body did not arrive; an operation already routed still finishes
 //! and is recorded for its idempotency key). Routes whose work is bounded
 //! elsewhere answer when it is done (`App::outlasts_request_timeout`).
 

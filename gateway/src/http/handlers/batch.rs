@@ -307,12 +307,12 @@ fn build(app: &App, cx: &Cx, op: &str, fields: &mut Fields<'_>) -> Result<(Op, b
         "debit" => with_wallet(app, cx, fields, |w, t, b| money::debit_op(app, w, t, b)),
         "reserve" => with_wallet(app, cx, fields, |w, t, b| money::reserve_op(app, w, t, b)),
         "transfer" => {
-            let body = fields.body(["op"])?.0;
+            let body = fields.body(["op"])?;
             let txn = money::mint_txn(app, cx);
             money::transfer_op(app, cx.client, txn, body).map(|o| (o, true))
         }
         "convert" => {
-            let body = fields.body(["op"])?.0;
+            let body = fields.body(["op"])?;
             let txn = money::mint_txn(app, cx);
             money::convert_op(app, cx.client, txn, body).map(|o| (o, true))
         }
@@ -331,7 +331,7 @@ fn build(app: &App, cx: &Cx, op: &str, fields: &mut Fields<'_>) -> Result<(Op, b
                 let (body, kept) = fields.read::<money::NoBody, 2>(HIDDEN);
                 (body.map(|_| money::CaptureBody::default()), kept)
             };
-            let id = fields.target("transactionId", capture.is_ok(), kept[1])?;
+            let id = fields.target(Target::Transaction, capture.is_ok(), kept[1])?;
             let capture = capture?;
             let (txn, wallet) = owned_txn(app, cx.client, &id)?;
             money::action_op(action, wallet, txn, capture).map(|o| (o, false))
@@ -355,7 +355,7 @@ fn with_wallet<B: DeserializeOwned>(
     make: impl FnOnce(WalletId, TxnId, B) -> Result<Op, ApiError>,
 ) -> Result<(Op, bool), ApiError> {
     let (body, kept) = fields.read(["op", "walletId"]);
-    let id = fields.target("walletId", body.is_ok(), kept[1])?;
+    let id = fields.target(Target::Wallet, body.is_ok(), kept[1])?;
     let wallet = owned_wallet_field(app, cx.client, "walletId", &id)?;
     let txn = money::mint_txn(app, cx);
     make(wallet, txn, body?).map(|op| (op, true))
@@ -369,6 +369,22 @@ fn leading_op(object: &str) -> Option<&str> {
     let end = rest.find('"')?;
     let (op, after) = (&rest[..end], &rest[end + 1..]);
     (op.bytes().all(|b| b.is_ascii_lowercase()) && after.starts_with([',', '}'])).then_some(op)
+}
+
+/// The field that names what an operation acts on.
+#[derive(Clone, Copy)]
+enum Target {
+    Wallet,
+    Transaction,
+}
+
+impl Target {
+    fn field(self) -> &'static str {
+        match self {
+            Target::Wallet => "walletId",
+            Target::Transaction => "transactionId",
+        }
+    }
 }
 
 /// One operation's object, and its `Head` once that has been read.
@@ -413,13 +429,12 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// `read`, for a body whose errors come before anything else's.
+    /// `read`, for a body that has no target among the hidden fields.
     fn body<B: DeserializeOwned, const N: usize>(
         &mut self,
         hidden: [&str; N],
-    ) -> Result<(B, [Option<&'a RawValue>; N]), ApiError> {
-        let (body, kept) = self.read(hidden);
-        body.map(|b| (b, kept))
+    ) -> Result<B, ApiError> {
+        self.read(hidden).0
     }
 
     /// The target field `name` as a string: the value the body's reading
@@ -427,7 +442,7 @@ impl<'a> Fields<'a> {
     /// error, if the object has one, comes first).
     fn target(
         &mut self,
-        name: &str,
+        target: Target,
         read: bool,
         kept: Option<&RawValue>,
     ) -> Result<String, ApiError> {
@@ -435,12 +450,12 @@ impl<'a> Fields<'a> {
             kept
         } else {
             let head = self.head()?;
-            if name == "walletId" {
-                head.wallet_id
-            } else {
-                head.transaction_id
+            match target {
+                Target::Wallet => head.wallet_id,
+                Target::Transaction => head.transaction_id,
             }
         };
+        let name = target.field();
         raw.map(|raw| string_field(name, raw))
             .transpose()?
             .ok_or_else(|| ApiError::invalid_request(format!("missing field `{name}`")))
