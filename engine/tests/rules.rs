@@ -1863,6 +1863,27 @@ fn a_delivery_past_the_destination_balance_limit_bounces_it_back() {
 }
 
 #[test]
+fn a_pending_credit_that_would_pass_the_balance_limit_stays_pending_as_a_conflict() {
+    let mut h = Harness::new();
+    let a = wal(1);
+    h.open(a, &["USD"]);
+    h.run(pending_op(a, txn(1), "USD", "10")).unwrap();
+    let max = "99999999999999999999999999.99";
+    h.credit(a, txn(2), "USD", max).unwrap();
+    // 409 invalid_state, not 400 invalid_amount: the request named no amount.
+    match h.run(settle_op(a, txn(1))) {
+        Err(Reject::InvalidState(why)) => assert!(why.contains("limit"), "{why}"),
+        other => panic!("settling past the limit: {other:?}"),
+    }
+    assert_eq!(h.status(a, txn(1)), TxnStatus::Pending);
+    // It can still be rejected, and is then gone from `pending`.
+    h.run(reject_op(a, txn(1))).unwrap();
+    assert_eq!(h.balance(a, "USD").pending.to_string(), "0.00");
+    assert_eq!(h.balance(a, "USD").cash.to_string(), max);
+    h.assert_replay_matches();
+}
+
+#[test]
 fn crossing_transfers_both_complete() {
     let mut h = Harness::new();
     let (a, b) = (wal(1), wal(2));

@@ -297,7 +297,16 @@ impl WalletState {
         let wallet = self.id;
         if settle {
             self.permit(Action::Credit)?;
-            self.held_book(asset)?.has_room_for(amount)?;
+            // The request names no amount: a balance that cannot take the
+            // credit's is the wallet's state, not a bad amount (409).
+            self.held_book(asset)?
+                .has_room_for(amount)
+                .map_err(|e| match e {
+                    Reject::InvalidAmount(why) => {
+                        Reject::InvalidState(format!("cannot settle {txn}: {why}"))
+                    }
+                    other => other,
+                })?;
             self.emit(Event::PendingSettled { wallet, txn, at }, out)?;
             self.drain(at, out)?;
         } else {
