@@ -113,6 +113,38 @@ async fn addresses_are_issued_listed_unique_and_tenancy_checked() {
     .await
     .err(404, "not_found");
 
+    // A closed wallet's addresses say so, and take no pay-ins.
+    let gbp_address = s(&issue(&srv, &key, &gbp, "local_bank_transfer").await["id"]);
+    srv.put_json(
+        &format!("/v1/wallets/{gbp}/status"),
+        &key,
+        &json!({"status": "closed"}),
+    )
+    .await
+    .ok(200);
+    let closed = srv
+        .get(&format!("/v1/wallets/{gbp}/payin-addresses"), &key)
+        .await
+        .ok(200);
+    assert!(
+        closed
+            .as_array()
+            .is_some_and(|l| !l.is_empty() && l.iter().all(|a| a["status"] == "closed")),
+        "{closed}"
+    );
+    let one = format!("/v1/payin-addresses/{gbp_address}");
+    assert_eq!(srv.get(&one, &key).await.ok(200)["status"], "closed");
+    srv.post_json(&format!("{one}/payins"), &key, &json!({ "amount": "1.00" }))
+        .await
+        .err(409, "wallet_closed");
+    assert_eq!(srv.get(&one, &key).await.ok(200)["status"], "closed");
+    assert_eq!(
+        srv.get(&format!("/v1/payin-addresses/{}", s(&local["id"])), &key)
+            .await
+            .ok(200)["status"],
+        "active"
+    );
+
     // Bad input: the API's codes, never a 500.
     for body in [
         json!({ "type": "carrier_pigeon" }),

@@ -1338,6 +1338,20 @@ async fn conversions_round_the_bought_amount_down() {
             "{query} at {wallet}: {page}"
         );
     }
+    // `sortBy=amount` agrees with the filter: the 9.28 that came in sorts
+    // below a credit of 9.50 (the 10.00 sold would sort above it).
+    let credit = srv.credit(&key, &to, "USD", "9.50").await;
+    for (order, first) in [("ASC", &conversion), ("DESC", &credit["id"])] {
+        let page = srv
+            .get(
+                &format!("/v1/wallets/{to}/transactions?sortBy=amount:{order}"),
+                &key,
+            )
+            .await
+            .ok(200);
+        assert_eq!(&page[0]["id"], first, "sortBy=amount:{order}: {page}");
+        assert_eq!(page.as_array().map(Vec::len), Some(2), "{page}");
+    }
     // Into a wallet's other asset, as a JSON number, to a finer scale.
     let c = srv
         .post_json(
@@ -1594,6 +1608,139 @@ async fn history_filters_sorts_and_pages() {
         }
         assert_eq!(paged, full, "{base}");
     }
+}
+
+/// A transfer still queued at its source shows in the destination's list
+/// (API.md: in both wallets' lists) as the source records it, `in`; once
+/// funded, the destination's own record takes its place. Paging keeps its
+/// place when the record a cursor named arrives meanwhile, and the list is
+/// the same after a crash (replayed from the log) and after a snapshot.
+#[tokio::test]
+async fn a_queued_transfer_shows_at_its_destination_before_it_arrives() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut srv = Server::start_in(data.path()).await;
+    let key = srv.client_key().await;
+    let a = srv.create_wallet(&key, "USD").await;
+    let b = srv.create_wallet(&key, "USD").await;
+    let transfer = |amount: &'static str| {
+        let (srv, key, a, b) = (&srv, &key, &a, &b);
+        async move {
+            let t = srv
+                .post_json(
+                    "/v1/transfers",
+                    key,
+                    &json!({"fromWalletId": a, "toWalletId": b, "asset": "USD",
+                            "amount": amount, "onInsufficientFunds": "queue"}),
+                )
+                .await
+                .ok(201);
+            assert_eq!(t["status"], "awaiting_funds", "{t}");
+            s(&t["id"]).to_owned()
+        }
+    };
+    let t1 = transfer("50").await;
+    let t2 = transfer("5").await;
+    let t3 = transfer("7").await;
+    srv.post_empty(&format!("/v1/transactions/{t3}/cancel"), &key)
+        .await
+        .ok(200);
+    let list = |q: String| {
+        let (srv, key, b) = (&srv, &key, &b);
+        async move {
+            srv.get(&format!("/v1/wallets/{b}/transactions?{q}"), key)
+                .await
+                .ok(200)
+        }
+    };
+    let shown = list("sortBy=createdAt:ASC".into()).await;
+    assert_eq!(ids(&shown), [t1.clone(), t2.clone(), t3.clone()]);
+    for (t, status) in shown.as_array().expect("a page").iter().zip([
+        "awaiting_funds",
+        "awaiting_funds",
+        "cancelled",
+    ]) {
+        assert_eq!(
+            (&t["status"], &t["direction"], &t["walletId"]),
+            (&json!(status), &json!("in"), &json!(b)),
+            "{t}"
+        );
+        assert_eq!(t["counterpartyWalletId"], json!(a), "{t}");
+        assert!(t.get("queuePosition").is_none(), "{t}");
+    }
+    // The source lists them as before, `out`, in its queue.
+    let at_source = srv
+        .get(&format!("/v1/wallets/{a}/transactions?direction=out"), &key)
+        .await
+        .ok(200);
+    assert_eq!(at_source.as_array().map(Vec::len), Some(3), "{at_source}");
+    assert_eq!(
+        ids(&list("status=awaiting_funds&direction=in".into()).await).len(),
+        2
+    );
+    assert_eq!(ids(&list("direction=out".into()).await).len(), 0);
+
+    // A page ends on t1; t1 is funded and arrives before the next page.
+    let r = srv
+        .get(
+            &format!("/v1/wallets/{b}/transactions?sortBy=createdAt:ASC&limit=1"),
+            &key,
+        )
+        .await;
+    assert_eq!(ids(&r.ok(200)), [t1.as_str()]);
+    let cursor = s(&r.json["meta"]["nextCursor"]).to_owned();
+    srv.credit(&key, &a, "USD", "50").await;
+    srv.wait_balance(&key, &b, "USD", "cash", "50.00").await;
+    let p2 = list(format!("sortBy=createdAt:ASC&limit=1&after={cursor}")).await;
+    assert_eq!(ids(&p2), [t2.as_str()], "the page after the cursor");
+    // t1 is now the destination's own record: settled, at its arrival.
+    let own = list("sortBy=createdAt:ASC".into()).await;
+    assert_eq!(ids(&own), [t2.clone(), t3.clone(), t1.clone()]);
+    assert_eq!(own[2]["status"], "settled", "{own}");
+
+    // A crash: the log replays the same list; then from a snapshot.
+    let before = list("sortBy=createdAt:ASC".into()).await;
+    srv.kill9();
+    drop(srv);
+    let srv = Server::start_in(data.path()).await;
+    let after_replay = srv
+        .get(
+            &format!("/v1/wallets/{b}/transactions?sortBy=createdAt:ASC"),
+            &key,
+        )
+        .await
+        .ok(200);
+    assert_eq!(after_replay, before);
+    srv.raw(
+        "POST",
+        "/v1/admin/snapshots",
+        &[("x-api-key", ADMIN_KEY)],
+        Bytes::new(),
+    )
+    .await
+    .ok(201);
+    let mut srv = srv;
+    srv.kill9();
+    drop(srv);
+    let srv = Server::start_in(data.path()).await;
+    let after_snapshot = srv
+        .get(
+            &format!("/v1/wallets/{b}/transactions?sortBy=createdAt:ASC"),
+            &key,
+        )
+        .await
+        .ok(200);
+    assert_eq!(after_snapshot, before);
+    // And it still follows the source: t2 funded, it arrives.
+    srv.credit(&key, &a, "USD", "5").await;
+    srv.wait_balance(&key, &b, "USD", "cash", "55.00").await;
+    let last = srv
+        .get(
+            &format!("/v1/wallets/{b}/transactions?status=settled"),
+            &key,
+        )
+        .await
+        .ok(200);
+    assert_eq!(last.as_array().map(Vec::len), Some(2), "{last}");
 }
 
 /// Suspended: the queue waits even when money frees up. Restricted: what

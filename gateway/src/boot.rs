@@ -214,6 +214,7 @@ pub async fn boot(
         config.webhooks.clone(),
         config.gateway.engine.assets.clone(),
     ));
+    let incoming = image.take_incoming();
     let wallets = image
         .install(&directory, &idempotency, &funding, clock.now().millis())
         .map_err(|e| fail("recovery stopped", &e))?;
@@ -238,6 +239,7 @@ pub async fn boot(
         Arc::clone(&clock),
         Arc::clone(&journal),
         wallets,
+        incoming,
         Some(Arc::clone(&funding) as Arc<dyn crate::CommitHook>),
     )
     .await

@@ -4,6 +4,7 @@
 use crate::config::GatewayConfig;
 use crate::error::GatewayError;
 use crate::image::InstalledWallet;
+use crate::incoming::Incoming;
 use crate::journal::Journal;
 use crate::registry::Slot;
 use crate::runtime::{Admit, Runtime};
@@ -14,7 +15,8 @@ use settle_engine::actor::{
 };
 use settle_engine::wallet::{Action, opening};
 use settle_engine::{
-    AssetAudit, ClientId, Done, Event, Message, Op, Reject, StateDigest, WalletId, WalletState,
+    AssetAudit, ClientId, Done, Event, Message, Op, Reject, StateDigest, Txn, WalletId,
+    WalletState, WalletStatus,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -78,14 +80,17 @@ impl Gateway {
     /// Starts on recovered wallets, committing to `journal` from now on.
     /// Wallets with transfers awaiting receipts or expiries due are ticked
     /// by the first sweeps, which sends again what was in flight.
+    /// `incoming`: the recovered index of transfers toward each wallet.
     pub async fn start_durable(
         config: GatewayConfig,
         clock: Arc<dyn Clock>,
         journal: Arc<Journal>,
         wallets: impl IntoIterator<Item = InstalledWallet>,
+        incoming: Incoming,
         hook: Option<Arc<dyn CommitHook>>,
     ) -> Result<Gateway, GatewayError> {
         let runtime = Runtime::new(config, clock, None, Some(journal), hook);
+        *runtime.incoming.lock() = incoming;
         for installed in wallets {
             // Every wallet starts passivated: a snapshot's bytes as they
             // are, else its state packed now.
@@ -280,6 +285,12 @@ impl Gateway {
         slots.get(&wallet).map(|s| s.shared.client)
     }
 
+    /// A wallet's status, without reading its state.
+    pub fn status_of(&self, wallet: WalletId) -> Option<WalletStatus> {
+        let slots = self.runtime.registry.shard(wallet).read();
+        slots.get(&wallet).map(|s| s.shared.status())
+    }
+
     /// The assets the engine knows.
     pub fn assets(&self) -> &settle_engine::AssetRegistry {
         &self.runtime.config.engine.assets
@@ -328,6 +339,13 @@ impl Gateway {
         shared
             .read(f)
             .map_err(|e| GatewayError::Unavailable(e.to_string()))
+    }
+
+    /// The transfers and conversions toward `wallet` that have not reached
+    /// it (queued at their source, or cancelled or expired there), as it
+    /// shows them: see `incoming`.
+    pub fn incoming(&self, wallet: WalletId) -> Vec<Txn> {
+        self.runtime.incoming.lock().toward(wallet)
     }
 
     pub fn stats(&self) -> Stats {

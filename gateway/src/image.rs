@@ -19,6 +19,7 @@ use crate::answer_body::AnswerBody;
 use crate::directory::{Client, Customer, Directory, DirectoryRecord, KeyHash};
 use crate::funding::{Funding, FundingImage};
 use crate::http::idempotency::{Fingerprint, IdempotencyStore, Restored, StoredAnswer};
+use crate::incoming::Incoming;
 use crate::journal::Record;
 use crate::webhooks::WebhookConfig;
 use serde::{Deserialize, Serialize};
@@ -79,6 +80,10 @@ pub struct Image {
     /// Pay-in addresses, webhooks and the webhook outbox (derived from the
     /// wallets' events and the delivery marks, as live).
     pub funding: Funding,
+    /// The transfers toward each wallet that have not reached it: seeded
+    /// from the snapshot's records, then kept from the log's events as
+    /// live (`incoming`). Derived: never written.
+    incoming: Incoming,
     /// The snapshot's wallets not decoded: their checked packed bytes (or
     /// where they are in its file), in id order. `install` hands them to the actors as they are (every
     /// change to a wallet is an event, and a wallet with an event in the
@@ -176,6 +181,7 @@ impl Image {
             customers: BTreeMap::new(),
             idempotency: Records::default(),
             funding,
+            incoming: Incoming::default(),
             stored: Stored::default(),
             spill_at: SPILL_AT,
             touched: HashSet::default(),
@@ -201,8 +207,19 @@ impl Image {
     /// memory: benches, tests).
     pub fn from_ledger(ledger: Ledger) -> Self {
         let mut image = Image::empty(ledger.config().clone());
+        for w in ledger.wallets() {
+            for t in w.txns() {
+                image.incoming.refresh(w.id, t);
+            }
+        }
         image.ledger = ledger;
         image
+    }
+
+    /// Takes the index of transfers toward each wallet, as replay left it
+    /// (to hand to the live gateway with `install`'s wallets).
+    pub fn take_incoming(&mut self) -> Incoming {
+        std::mem::take(&mut self.incoming)
     }
 
     /// The ledger: the messages in flight, and the wallets decoded so far
@@ -302,8 +319,15 @@ impl Image {
                     }
                     self.ledger.apply(e).map_err(|e| e.to_string())?;
                 }
-                // Webhook notices follow from the events, as they did live.
+                // Webhook notices follow from the events, as they did live,
+                // and so does the index of transfers toward each wallet.
                 self.funding.replayed(&self.ledger, wallet, &events);
+                if Incoming::touched_by(wallet, &events) {
+                    let state = self.ledger.wallet(wallet);
+                    self.incoming.observe(wallet, &events, |txn| {
+                        state.and_then(|s| s.txn(txn)).cloned()
+                    });
+                }
                 self.touched.insert(wallet);
                 if self.ledger.wallets().len() > self.spill_at {
                     self.spill();

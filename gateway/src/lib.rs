@@ -10,6 +10,7 @@
 //! - `supervisor`: the gateway actor: sweeps (passivation, timers).
 //! - `gateway`: `Gateway`, the handle callers use.
 //! - `directory`: clients, customers, tenancy, the transaction index.
+//! - `incoming`: the transfers toward each wallet that have not reached it.
 //! - `http`: the front door (API.md on hyper).
 //! - `answer_body`: an idempotent answer's body as kept for retries (LZ4
 //!   when large).
@@ -32,6 +33,7 @@ pub mod funding;
 mod gateway;
 pub mod http;
 pub mod image;
+pub mod incoming;
 pub mod journal;
 pub mod recovery;
 mod registry;

@@ -11,6 +11,7 @@
 use crate::config::GatewayConfig;
 use crate::error::GatewayError;
 use crate::gateway::{CommitHook, CommitObserver};
+use crate::incoming::Incoming;
 use crate::journal::{Journal, JournalError, Record};
 use crate::registry::{Registry, Slot};
 use parking_lot::Mutex;
@@ -61,6 +62,9 @@ pub(crate) struct Runtime {
     pub hook: Option<Arc<dyn CommitHook>>,
     /// The write-ahead log; `None` keeps everything in memory (tests, benches).
     pub journal: Option<Arc<Journal>>,
+    /// The transfers toward each wallet that have not reached it (listed
+    /// in its history), kept from the commits.
+    pub incoming: Mutex<Incoming>,
     /// Client commands routed and not yet finished, across all wallets.
     /// (Messages between wallets are counted per wallet only: they are never
     /// refused, and one shared counter touched by every message would be a
@@ -140,6 +144,7 @@ impl Runtime {
             observer,
             hook,
             journal,
+            incoming: Mutex::new(Incoming::default()),
             inflight: AtomicUsize::new(0),
             actors: Mutex::new(HashMap::new()),
             running: AtomicUsize::new(0),
@@ -519,6 +524,18 @@ impl WalletHost for Runtime {
     fn commit(&self, wallet: WalletId, events: Vec<Event>, then: Then) {
         if let Some(observer) = &self.observer {
             observer.committed(wallet, &events);
+        }
+        if Incoming::touched_by(wallet, &events) {
+            // The index's lock, then the wallet's state: a history read
+            // copies its entries out and lets go before it reads a state.
+            let shared = self.registry.shared(wallet);
+            self.incoming.lock().observe(wallet, &events, |txn| {
+                shared
+                    .as_ref()?
+                    .read(|s| s.txn(txn).cloned())
+                    .ok()
+                    .flatten()
+            });
         }
         // In the wallet's turn, so the hook sees commits in the wallet's
         // order and the state as of this commit. (A wallet's opening makes

@@ -6,6 +6,13 @@
 //! (`createdAt`, `amount`, `sequence`), so "after the cursor's record in
 //! this order" is the same set of records whatever arrives meanwhile; new
 //! ones fall before the first page, never into a later one.
+//!
+//! A wallet's list holds its own records and the transfers toward it that
+//! have not arrived (`incoming`: the source's record, seen from here).
+//! When such a transfer arrives, the wallet's own record (created then)
+//! replaces it, with its own `createdAt` and `sequence`; a cursor that
+//! named the source's record says so (`SOURCE_MARK`) and keeps its place
+//! by the source's record, whose keys never change.
 
 use crate::http::app::App;
 use crate::http::handlers::wallets::query_params;
@@ -14,8 +21,9 @@ use crate::http::json::{exact_decimal, format_time, parse_time};
 use crate::http::reply::{ApiError, Reply};
 use crate::http::search::{self, Field, Value};
 use crate::http::views::{TxnView, direction, txn_kind};
+use crate::incoming::as_destination_sees;
 use serde::Serialize;
-use settle_engine::{AssetCode, ClientId, Decimal, Direction, Timestamp, Txn, TxnId};
+use settle_engine::{AssetCode, ClientId, Decimal, Direction, Timestamp, Txn, TxnId, WalletId};
 use std::cmp::Ordering;
 
 const SORT_FIELDS: &[Field] = &[
@@ -25,6 +33,10 @@ const SORT_FIELDS: &[Field] = &[
 ];
 
 const DEFAULT_SORT: &str = "createdAt:DESC";
+
+/// Ends a cursor whose record was the source's (a transfer toward this
+/// wallet that had not arrived). Not a character of an id.
+const SOURCE_MARK: &str = ".src";
 
 const PARAMS: &[&str] = &[
     "asset",
@@ -89,19 +101,27 @@ impl Filter {
     /// side (what came in), one sent by its sell side, one within the
     /// wallet by either side.
     fn admits_money(&self, t: &Txn) -> bool {
-        let sell = (t.asset, t.amount);
-        let buy = t.conversion().map(|c| (c.buy_asset, c.buy_amount));
         let admits = |(asset, amount): (AssetCode, Decimal)| {
             self.asset.is_none_or(|a| a == asset)
                 && self.min.is_none_or(|m| amount >= m)
                 && self.max.is_none_or(|m| amount <= m)
         };
-        match (buy, t.direction) {
-            (None, _) => admits(sell),
-            (Some(buy), Some(Direction::In)) => admits(buy),
-            (Some(_), Some(Direction::Out)) => admits(sell),
-            (Some(buy), None) => admits(sell) || admits(buy),
+        match (t.conversion(), t.direction) {
+            (Some(c), None) => admits((t.asset, t.amount)) || admits((c.buy_asset, c.buy_amount)),
+            _ => admits(money_here(t)),
         }
+    }
+}
+
+/// The asset and amount of a record that moved in this wallet: a
+/// conversion's buy side where it came in, its sell side where it went out
+/// or stayed within the wallet (the side the record names); anything
+/// else's own. The filter (which also admits a conversion within the
+/// wallet by its buy side) and `sortBy=amount` agree on it.
+fn money_here(t: &Txn) -> (AssetCode, Decimal) {
+    match (t.conversion(), t.direction) {
+        (Some(c), Some(Direction::In)) => (c.buy_asset, c.buy_amount),
+        _ => (t.asset, t.amount),
     }
 }
 
@@ -159,7 +179,7 @@ fn parse_filter(p: &std::collections::BTreeMap<String, String>) -> Result<Filter
 fn sort_value(t: &Txn, i: usize) -> Value {
     match i {
         0 => Value::Time(t.created_at.millis()),
-        1 => Value::Decimal(t.amount),
+        1 => Value::Decimal(money_here(t).1),
         2 => Value::Decimal(Decimal::from(t.sequence)),
         _ => Value::Null,
     }
@@ -193,13 +213,7 @@ pub fn list(app: &App, client: ClientId, id: &str, query: Option<&str>) -> Resul
         get("limit"),
     )
     .map_err(|e| ApiError::invalid_query(e.to_string()))?;
-    let after: Option<TxnId> = get("after")
-        .map(|c| {
-            c.parse().map_err(|_| {
-                ApiError::invalid_query("after: not a cursor this API gave (meta.nextCursor)")
-            })
-        })
-        .transpose()?;
+    let after = get("after").map(Cursor::parse).transpose()?;
     // Ties break by id, in the direction of the first key.
     let ids_descending = s.sort.first().is_some_and(|k| k.descending);
     let order = |a: &Txn, b: &Txn| -> Ordering {
@@ -212,13 +226,32 @@ pub fn list(app: &App, client: ClientId, id: &str, query: Option<&str>) -> Resul
             .then(by_id)
     };
     let assets = app.gateway.assets();
-    let (page, total, more) = read(app, wallet, |w| {
-        let mut matched: Vec<&Txn> = w.txns().filter(|t| filter.admits(t)).collect();
+    // Read before the wallet's own state, not under it: one state's lock
+    // at a time.
+    let incoming = app.gateway.incoming(wallet);
+    let source_cursor = match after {
+        Some(Cursor::Source(id)) if !incoming.iter().any(|t| t.id == id) => {
+            source_record(app, wallet, id)?
+        }
+        _ => None,
+    };
+    let (page, total, next_cursor) = read(app, wallet, |w| {
+        let not_arrived = |t: &&Txn| w.txn(t.id).is_none();
+        let mut matched: Vec<&Txn> = w
+            .txns()
+            .chain(incoming.iter().filter(not_arrived))
+            .filter(|t| filter.admits(t))
+            .collect();
         matched.sort_by(|a, b| order(a, b));
         let total = matched.len();
         let start = match after {
             Some(c) => {
-                let cursor = w.txn(c).ok_or_else(|| {
+                let in_incoming = incoming.iter().find(|t| t.id == c.id());
+                let cursor = match c {
+                    Cursor::Own(id) => w.txn(id).or(in_incoming),
+                    Cursor::Source(_) => in_incoming.or(source_cursor.as_ref()),
+                }
+                .ok_or_else(|| {
                     ApiError::invalid_query("after: not a cursor of this wallet's history")
                 })?;
                 matched.partition_point(|t| order(t, cursor) != Ordering::Greater)
@@ -227,13 +260,19 @@ pub fn list(app: &App, client: ClientId, id: &str, query: Option<&str>) -> Resul
         };
         let from = start.saturating_add(s.offset).min(total);
         let to = from.saturating_add(s.limit).min(total);
-        let page: Vec<TxnView> = matched
-            .get(from..to)
-            .unwrap_or(&[])
+        let shown = matched.get(from..to).unwrap_or(&[]);
+        let page: Vec<TxnView> = shown
             .iter()
             .map(|t| TxnView::new(assets, wallet, t, w.queue_position(t.id)))
             .collect();
-        Ok::<_, ApiError>((page, total, to < total))
+        let next_cursor = match shown.last() {
+            Some(last) if to < total => Some(match w.txn(last.id) {
+                Some(_) => last.id.to_string(),
+                None => format!("{}{SOURCE_MARK}", last.id),
+            }),
+            _ => None,
+        };
+        Ok::<_, ApiError>((page, total, next_cursor))
     })??;
     let meta = Meta {
         sort_by: s.sort_by.clone(),
@@ -241,12 +280,52 @@ pub fn list(app: &App, client: ClientId, id: &str, query: Option<&str>) -> Resul
         limit: s.limit,
         count: page.len(),
         total_count: total,
-        next_cursor: if more {
-            page.last().map(|v| v.id.0.to_string())
-        } else {
-            None
-        },
+        next_cursor,
         timestamp: format_time(app.now()),
     };
     Ok(Reply::list(&page, &meta))
+}
+
+/// Where a page ends: the id of its last record, the source's record of a
+/// transfer that had not arrived marked as such (see the module's note).
+#[derive(Clone, Copy, Debug)]
+enum Cursor {
+    Own(TxnId),
+    Source(TxnId),
+}
+
+impl Cursor {
+    fn parse(text: &str) -> Result<Cursor, ApiError> {
+        let (id, source) = match text.strip_suffix(SOURCE_MARK) {
+            Some(id) => (id, true),
+            None => (text, false),
+        };
+        let id: TxnId = id.parse().map_err(|_| {
+            ApiError::invalid_query("after: not a cursor this API gave (meta.nextCursor)")
+        })?;
+        Ok(if source {
+            Cursor::Source(id)
+        } else {
+            Cursor::Own(id)
+        })
+    }
+
+    fn id(self) -> TxnId {
+        match self {
+            Cursor::Own(id) | Cursor::Source(id) => id,
+        }
+    }
+}
+
+/// The source's record of a transfer toward `wallet`, as `wallet` listed
+/// it before it arrived: where a `Source` cursor keeps its place once the
+/// transfer has left the incoming index.
+fn source_record(app: &App, wallet: WalletId, txn: TxnId) -> Result<Option<Txn>, ApiError> {
+    let Some(source) = app.directory.wallet_of_txn(txn) else {
+        return Ok(None);
+    };
+    let record = read(app, source, |s| s.txn(txn).cloned())?;
+    Ok(record
+        .filter(|t| t.counterparty == Some(wallet))
+        .map(|t| as_destination_sees(&t, source)))
 }

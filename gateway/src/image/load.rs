@@ -9,6 +9,7 @@
 //! - the transactions each wallet created, which must not repeat across
 //!   wallets (`Ledger::restore`'s creators);
 //! - the audit's sums per asset, for the header's totals;
+//! - the transfers toward other wallets not yet funded (`Incoming`);
 //! - whether a wallet awaits receipts: only those wallets, and the
 //!   destinations of their transfers, are decoded, to put in flight the
 //!   messages the states imply (`message::implied_by`).
@@ -23,12 +24,14 @@ use super::records::{OnDisk, Records};
 use super::scratch::Place;
 use super::stored::{Packed, Scanned, Stored, StoredWallet};
 use super::{Image, ImageError, PACKED_WALLETS, Section, asset_totals};
+use crate::incoming::Incoming;
 use settle_engine::audit::Tally;
 use settle_engine::message::implied_by;
 use settle_engine::msgpack::Reader;
 use settle_engine::wallet::pack::{self, Sink};
 use settle_engine::{
-    Asset, AssetCode, Decimal, EngineConfig, Ledger, TxnId, WalletId, WalletState, wallet::Flows,
+    Asset, AssetCode, Decimal, EngineConfig, Ledger, TxnId, TxnStatus, WalletId, WalletState,
+    wallet::Flows,
 };
 use settle_snapshots::snapshot::{SnapshotFile, SnapshotHeader, SnapshotReread, SnapshotStream};
 use std::borrow::Cow;
@@ -53,6 +56,8 @@ struct Part {
     scanned: Scanned,
     /// The wallets awaiting a receipt.
     awaiting: Vec<WalletId>,
+    /// The transfers toward other wallets that have not left their source.
+    incoming: Incoming,
 }
 
 /// What a scan hands on: the audit's sums and the transactions the
@@ -60,6 +65,9 @@ struct Part {
 struct Scanning<'a> {
     creators: &'a mut Vec<(TxnId, WalletId)>,
     tally: &'a mut Tally,
+    /// Outbound transfers and conversions not funded: `Incoming`'s, once
+    /// the wallet's id is known.
+    unfunded: &'a mut Vec<settle_engine::Txn>,
 }
 
 impl Sink for Scanning<'_> {
@@ -74,6 +82,13 @@ impl Sink for Scanning<'_> {
     fn txn(&mut self, txn: &settle_engine::Txn) {
         if !txn.is_inbound_record() {
             self.creators.push((txn.id, WalletId::from_u128(0)));
+        }
+        let unfunded = matches!(
+            txn.status,
+            TxnStatus::AwaitingFunds | TxnStatus::Cancelled | TxnStatus::Expired
+        );
+        if unfunded && txn.counterparty.is_some() && txn.outbound().is_some() {
+            self.unfunded.push(txn.clone());
         }
     }
 }
@@ -152,6 +167,7 @@ fn load<'a>(
                 creators: Vec::new(),
                 scanned: Scanned::new(assets),
                 awaiting: Vec::new(),
+                incoming: Incoming::default(),
             };
             for raw in rx.iter() {
                 let section = read_section(path, &raw, in_file, &mut part)?;
@@ -198,6 +214,8 @@ fn load<'a>(
     let mut awaiting = first.awaiting;
     awaiting.extend(second.awaiting);
     let mut image = Image::empty(config.clone());
+    image.incoming = first.incoming;
+    image.incoming.merge(second.incoming);
     image.position = header.position;
     if let Some(file) = &file {
         image.idempotency = Records::in_file(file.clone());
@@ -296,6 +314,7 @@ fn read_section(
     }
     let n = r.array_len().map_err(|e| bad(e.to_string()))?;
     let mut wallets = Vec::with_capacity(n);
+    let mut unfunded = Vec::new();
     for k in 0..n {
         let one = r
             .bin()
@@ -304,12 +323,16 @@ fn read_section(
         let mut sink = Scanning {
             creators: &mut part.creators,
             tally: &mut part.scanned.tally,
+            unfunded: &mut unfunded,
         };
         let outline = pack::scan(one, &mut sink)
             .map_err(|e| bad(format!("wallet {k} does not decode: {e}")))?;
         // The wallet's id is known once scanned: fill it in.
         for c in part.creators.iter_mut().skip(first) {
             c.1 = outline.id;
+        }
+        for t in unfunded.drain(..) {
+            part.incoming.refresh(outline.id, &t);
         }
         part.scanned.count(&outline);
         if outline.awaits_receipt {

@@ -39,7 +39,9 @@ struct AddressView<'a> {
 }
 
 impl<'a> AddressView<'a> {
-    fn new(a: &'a PayinAddress) -> Self {
+    /// `closed` once its wallet is: it takes no more pay-ins.
+    fn new(app: &App, a: &'a PayinAddress) -> Self {
+        let closed = app.gateway.status_of(a.wallet) == Some(WalletStatus::Closed);
         Self {
             id: a.id.to_string(),
             wallet_id: a.wallet.to_string(),
@@ -48,7 +50,7 @@ impl<'a> AddressView<'a> {
             routing_code_type: &a.routing_code_type,
             routing_code: &a.routing_code,
             account_number: &a.account_number,
-            status: "active",
+            status: if closed { "closed" } else { "active" },
             created_at: format_time(a.created_at),
         }
     }
@@ -110,7 +112,7 @@ pub async fn create_address(app: &App, cx: &Cx, id: &str, body: &[u8]) -> Result
         if let Some(existing) = app.funding.address(id) {
             return Ok(Reply::data(
                 StatusCode::CREATED,
-                &AddressView::new(&existing),
+                &AddressView::new(app, &existing),
             ));
         }
         let (routing_code_type, routing_code, account_number) =
@@ -132,7 +134,7 @@ pub async fn create_address(app: &App, cx: &Cx, id: &str, body: &[u8]) -> Result
         }
         // Reserved in memory first (so two requests never take one number),
         // acknowledged only once durable.
-        let reply = Reply::data(StatusCode::CREATED, &AddressView::new(&address));
+        let reply = Reply::data(StatusCode::CREATED, &AddressView::new(app, &address));
         let record = Record::Funding(FundingRecord::AddressIssued { address });
         if let Err(e) = app.log(&record).await {
             app.funding.unissue(id);
@@ -148,7 +150,7 @@ pub async fn create_address(app: &App, cx: &Cx, id: &str, body: &[u8]) -> Result
 pub fn list_addresses(app: &App, client: ClientId, id: &str) -> Result<Reply, ApiError> {
     let wallet = owned_wallet(app, client, id)?;
     let list = app.funding.addresses_of(wallet);
-    let views: Vec<AddressView<'_>> = list.iter().map(|a| AddressView::new(a)).collect();
+    let views: Vec<AddressView<'_>> = list.iter().map(|a| AddressView::new(app, a)).collect();
     Ok(Reply::list(&views, &Count { count: views.len() }))
 }
 
@@ -165,7 +167,7 @@ fn owned_address(app: &App, client: ClientId, id: &str) -> Result<Arc<PayinAddre
 
 pub fn get_address(app: &App, client: ClientId, id: &str) -> Result<Reply, ApiError> {
     let a = owned_address(app, client, id)?;
-    Ok(Reply::data(StatusCode::OK, &AddressView::new(&a)))
+    Ok(Reply::data(StatusCode::OK, &AddressView::new(app, &a)))
 }
 
 /// A bank's notice of money arriving: a pending credit on the wallet.
