@@ -1527,6 +1527,8 @@ async fn history_filters_sorts_and_pages() {
         }
     };
     only("asset=EUR", &[&c2, &q1]).await;
+    only("asset=JPY", &[]).await;
+    list("asset=XYZ".to_owned()).await.err(400, "unknown_asset");
     only("type=credit", &[&c1, &c2]).await;
     only("type=transfer", &[&t_in]).await;
     only("type=reservation", &[&r1]).await;

@@ -778,6 +778,9 @@ fn serve_refuses_a_taken_port_before_touching_the_data_dir() {
         ["--segment-mib", "0"],
         ["--segment-mib", "4096"],
         ["--max-connections", "0"],
+        ["--request-timeout", "0"],
+        ["--header-timeout", "0"],
+        ["--request-timeout", "18446744073709551615"],
     ] {
         let out = settle(&["serve", flag[0], flag[1], "--data-dir", p(&data)]);
         assert_eq!(out.status.code(), Some(2), "{flag:?}: {}", text(&out));

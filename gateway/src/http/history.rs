@@ -23,7 +23,9 @@ use crate::http::search::{self, Field, Value};
 use crate::http::views::{TxnView, direction, txn_kind};
 use crate::incoming::as_destination_sees;
 use serde::Serialize;
-use settle_engine::{AssetCode, ClientId, Decimal, Direction, Timestamp, Txn, TxnId, WalletId};
+use settle_engine::{
+    AssetCode, AssetRegistry, ClientId, Decimal, Direction, Timestamp, Txn, TxnId, WalletId,
+};
 use std::cmp::Ordering;
 
 const SORT_FIELDS: &[Field] = &[
@@ -136,7 +138,25 @@ fn one_of(param: &str, value: &str, allowed: &[&str]) -> Result<String, ApiError
     )))
 }
 
-fn parse_filter(p: &std::collections::BTreeMap<String, String>) -> Result<Filter, ApiError> {
+/// An asset the engine knows: a filter on any other is a mistake, not an
+/// empty list (400 `unknown_asset`, as `queue?asset=` answers). One the
+/// engine knows and the wallet does not hold lists nothing.
+fn known_asset(assets: &AssetRegistry, text: &str) -> Result<AssetCode, ApiError> {
+    let code = AssetCode::new(text).map_err(|e| ApiError::invalid_query(format!("asset: {e}")))?;
+    match assets.get(code) {
+        Some(_) => Ok(code),
+        None => Err(ApiError::new(
+            hyper::StatusCode::BAD_REQUEST,
+            "unknown_asset",
+            format!("asset: {code} is not an asset of this engine"),
+        )),
+    }
+}
+
+fn parse_filter(
+    assets: &AssetRegistry,
+    p: &std::collections::BTreeMap<String, String>,
+) -> Result<Filter, ApiError> {
     let amount = |param: &str| {
         p.get(param)
             .map(|v| {
@@ -153,10 +173,7 @@ fn parse_filter(p: &std::collections::BTreeMap<String, String>) -> Result<Filter
             .transpose()
     };
     Ok(Filter {
-        asset: p
-            .get("asset")
-            .map(|a| AssetCode::new(a).map_err(|e| ApiError::invalid_query(format!("asset: {e}"))))
-            .transpose()?,
+        asset: p.get("asset").map(|a| known_asset(assets, a)).transpose()?,
         kind: p
             .get("type")
             .map(|v| one_of("type", v, TYPES))
@@ -200,7 +217,7 @@ struct Meta {
 pub fn list(app: &App, client: ClientId, id: &str, query: Option<&str>) -> Result<Reply, ApiError> {
     let wallet = owned_wallet(app, client, id)?;
     let p = query_params(query, PARAMS)?;
-    let filter = parse_filter(&p)?;
+    let filter = parse_filter(app.gateway.assets(), &p)?;
     let get = |k: &str| p.get(k).map(String::as_str);
     let sort_by = get("sortBy")
         .filter(|s| !s.trim().is_empty())
