@@ -133,6 +133,8 @@ struct TxnSeen {
     wallet: String,
     kind: String,
     status: String,
+    /// A transfer's other wallet.
+    counterparty: Option<String>,
 }
 
 /// A request the server answered (the whole answer arrived).
@@ -158,6 +160,7 @@ fn txn_seen(data: &Value) -> TxnSeen {
         wallet: s("walletId"),
         kind: s("type"),
         status: s("status"),
+        counterparty: data["counterpartyWalletId"].as_str().map(str::to_owned),
     }
 }
 
@@ -322,8 +325,11 @@ fn next_req(world: &World, rng: &mut Rng, tag: &str) -> Req {
             json!({ "tag": tag, "n": rng.below(1000) }),
         );
     }
+    // The first wallet only sends (after its first funding): its queued
+    // transfers stay queued, or are cancelled, at rest, so the lists of
+    // their destinations are checked with them (check 1b).
     if roll >= 78 {
-        let wallet = &world.wallets[rng.below(world.wallets.len())];
+        let wallet = &world.wallets[1 + rng.below(world.wallets.len() - 1)];
         let amount = i64::try_from(rng.range(100, 5_000)).unwrap();
         let mut body = json!({ "asset": "USD", "amount": cents(amount) });
         body.as_object_mut().unwrap().extend(extra);
@@ -337,7 +343,10 @@ fn next_req(world: &World, rng: &mut Rng, tag: &str) -> Req {
     }
     let n = world.wallets.len();
     let from = rng.below(n);
-    let to = (from + 1 + rng.below(n - 1)) % n;
+    let to = match from {
+        0 => 1 + rng.below(n - 1),
+        _ => 1 + (from + rng.below(n - 2)) % (n - 1),
+    };
     let amount = i64::try_from(rng.range(1, 4_000)).unwrap();
     let reject = rng.chance(30);
     let mut body = json!({
@@ -505,6 +514,45 @@ async fn histories(
         .flatten()
         .map(|t| ((t.id, t.wallet), (t.kind, t.status)))
         .collect()
+}
+
+/// Check 1b: once the server is at rest (nothing in flight), every
+/// acknowledged transfer is in its destination's list as well as its
+/// source's, with the same status (API.md): the destination's own record
+/// once the money arrived, else the source's record seen from there
+/// (queued, cancelled or expired at the source).
+async fn check_both_lists(ctx: &str, srv: &Server, world: &World, all: &[Acked]) {
+    wait_quiet(ctx, srv).await;
+    let seen = histories(ctx, srv, world).await;
+    let mut checked = 0;
+    for a in all {
+        let Some(t) = &a.txn else { continue };
+        let Some(to) = t.counterparty.as_ref().filter(|_| t.kind == "transfer") else {
+            continue;
+        };
+        let at = |wallet: &String| seen.get(&(t.id.clone(), wallet.clone()));
+        let source = at(&t.wallet)
+            .unwrap_or_else(|| panic!("{ctx}: transfer {} is not in its source's list", t.id));
+        let destination = at(to).unwrap_or_else(|| {
+            panic!(
+                "{ctx}: transfer {} ({} at its source {}) is not in its destination {to}'s list",
+                t.id, source.1, t.wallet
+            )
+        });
+        assert_eq!(
+            destination, source,
+            "{ctx}: transfer {} differs between its source {} and its destination {to}",
+            t.id, t.wallet
+        );
+        checked += 1;
+    }
+    assert!(
+        checked > 0
+            || !all
+                .iter()
+                .any(|a| a.txn.as_ref().is_some_and(|t| t.kind == "transfer")),
+        "{ctx}: no transfer checked"
+    );
 }
 
 /// Check 1: every acknowledged transaction is there, with its acknowledged
@@ -874,6 +922,10 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
         // 1. Everything acknowledged is there.
         check_present(&ctx, &srv, &world, &all, cycle, &mut rng).await;
         phases.lap("present");
+
+        // 1b. At rest, every transfer is in both wallets' lists.
+        check_both_lists(&ctx, &srv, &world, &all).await;
+        phases.lap("both");
 
         // 2. Retries replay the first answer.
         let mut sample = recent;
