@@ -12,6 +12,7 @@ mod common;
 use common::*;
 use settle_engine::actor::{SystemClock, WalletMsg};
 use settle_engine::{Op, TxnId, TxnKind, TxnStatus, WalletId};
+use settle_gateway::incoming::Incoming;
 use settle_gateway::{Gateway, GatewayConfig, GatewayError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -224,6 +225,7 @@ async fn soak() {
             t.status
         );
     }
+    check_incoming(&g).await;
     let stats = g.stats();
     eprintln!(
         "{total} ops in {elapsed:?} ({:.0}/s); {} acknowledged; {} events; {injected} panics, {} restarts; {cuts} cuts; {} wallets active at the end",
@@ -237,4 +239,48 @@ async fn soak() {
     assert!(injected > 0 && cuts >= 2, "{injected} panics, {cuts} cuts");
     assert!(stats.restarts <= injected);
     g.shutdown();
+}
+
+/// The transfers toward each wallet that have not reached it, as the
+/// commits kept them (through the soak's panics, restarts and
+/// passivations, then twenty transfers left queued, half of them
+/// cancelled), are those the wallets' final records imply.
+async fn check_incoming(g: &Gateway) {
+    for i in 0..20u128 {
+        let (from, to) = (wal(i + 1), wal(i + 2));
+        let id = txn((99 << 96) | i);
+        let queued = run(g, transfer(from, to, id, "999999.00")).await.unwrap();
+        assert_eq!(queued.txn.map(|t| t.status), Some(TxnStatus::AwaitingFunds));
+        if i % 2 == 0 {
+            run(
+                g,
+                Op::Cancel {
+                    wallet: from,
+                    txn: id,
+                },
+            )
+            .await
+            .unwrap();
+        }
+    }
+    quiesce(g).await;
+    let cut = g.cut().unwrap();
+    let mut implied = Incoming::default();
+    for (id, w) in &cut.wallets {
+        for t in w.txns() {
+            implied.refresh(*id, t);
+        }
+    }
+    let (entries, waiting) = implied.len();
+    assert!(
+        entries >= 20 && waiting >= 10,
+        "{entries} entries, {waiting} waiting"
+    );
+    let mut listed = 0;
+    for id in cut.wallets.keys() {
+        let live = g.incoming(*id);
+        listed += live.len();
+        assert_eq!(live, implied.toward(*id), "the transfers toward {id}");
+    }
+    assert_eq!(listed, entries);
 }

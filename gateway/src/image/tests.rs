@@ -107,6 +107,15 @@ fn stores() -> (Directory, std::sync::Arc<IdempotencyStore>, Funding) {
 
 /// Installs `image` into fresh stores: every wallet handed on, decoded,
 /// and the directory it filled.
+/// The transfers toward each of the five wallets `history` runs on, as the
+/// image's index holds them (taken out of it).
+fn incoming(image: &mut Image) -> Vec<Vec<settle_engine::Txn>> {
+    let index = image.take_incoming();
+    (1..=5u128)
+        .map(|w| index.toward(WalletId::from_u128(w)))
+        .collect()
+}
+
 fn installed(image: Image) -> (Vec<WalletState>, Directory) {
     let (d, i, f) = stores();
     let wallets = image
@@ -427,6 +436,12 @@ proptest! {
         let mut reread = load(&again);
         reread.decode_all().unwrap_or_else(|e| panic!("{e}"));
         prop_assert_eq!(&reread.ledger, &ledger);
+        // The transfers toward each wallet: seeded from the snapshot's
+        // records and kept from the tail's events, as a ledger's records
+        // imply them.
+        let expected = incoming(&mut Image::from_ledger(ledger.clone()));
+        prop_assert_eq!(incoming(&mut lazy), expected.clone());
+        prop_assert_eq!(incoming(&mut eager), expected);
         let (from_lazy, _) = installed(lazy);
         let from_eager: Vec<WalletState> = ledger.wallets().cloned().collect();
         prop_assert_eq!(from_lazy, from_eager);
@@ -486,10 +501,20 @@ proptest! {
         prop_assert!(read(&a) == read(&b), "the snapshot files differ");
         // From that snapshot, the tail, spilling again.
         let tail = history(&mut ledger, &after, 2 << 64);
-        let from_snapshot = replay(spilling(load(&a)), &tail);
+        let mut from_snapshot = replay(spilling(load(&a)), &tail);
         prop_assert_eq!(
             from_snapshot.digest().ok(),
             Image::from_ledger(ledger.clone()).digest().ok()
+        );
+        // The transfers toward each wallet, kept from the events alone
+        // (replay from the start) and from a snapshot's seed and the tail.
+        prop_assert_eq!(
+            incoming(&mut replay(Image::empty(EngineConfig::default()), &log)),
+            incoming(&mut Image::from_ledger(at_log.clone()))
+        );
+        prop_assert_eq!(
+            incoming(&mut from_snapshot),
+            incoming(&mut Image::from_ledger(ledger.clone()))
         );
         // A transaction of a packed wallet, created again, is refused; the
         // same credit under a new id is taken.
