@@ -1389,6 +1389,39 @@ async fn conversions_round_the_bought_amount_down() {
             "{r}"
         );
     }
+    // Within one wallet, a conversion moved money both ways: it is listed
+    // by either side, each with its own direction.
+    let m = srv.create_multi_wallet(&key, &["USD", "EUR"]).await;
+    srv.credit(&key, &m, "USD", "10").await;
+    let within = srv
+        .post_json(
+            "/v1/conversions",
+            &key,
+            &json!({"fromWalletId": m, "toWalletId": m, "sellAsset": "USD",
+                    "buyAsset": "EUR", "sellAmount": "10", "rate": "0.9"}),
+        )
+        .await
+        .ok(201);
+    srv.wait_balance(&key, &m, "EUR", "cash", "9.00").await;
+    for (query, listed) in [
+        ("asset=EUR", true),
+        ("asset=USD&type=conversion", true),
+        ("direction=in&type=conversion", true),
+        ("direction=out", true),
+        ("direction=in&asset=EUR&minAmount=9&maxAmount=9", true),
+        ("direction=out&asset=EUR", false),
+        ("direction=in&asset=USD&type=conversion", false),
+        ("asset=EUR&minAmount=9.5", false),
+    ] {
+        let page = srv
+            .get(&format!("/v1/wallets/{m}/transactions?{query}"), &key)
+            .await
+            .ok(200);
+        let found = page
+            .as_array()
+            .is_some_and(|l| l.iter().any(|t| t["id"] == within["id"]));
+        assert_eq!(found, listed, "{query} within {m}: {page}");
+    }
 }
 
 /// Every amount prints at its asset's full scale, also the bought one.
@@ -1528,6 +1561,9 @@ async fn history_filters_sorts_and_pages() {
     };
     only("asset=EUR", &[&c2, &q1]).await;
     only("asset=JPY", &[]).await;
+    list("minAmount=-1".to_owned())
+        .await
+        .err(400, "invalid_query");
     list("asset=XYZ".to_owned()).await.err(400, "unknown_asset");
     only("type=credit", &[&c1, &c2]).await;
     only("type=transfer", &[&t_in]).await;
@@ -1632,7 +1668,8 @@ async fn a_queued_transfer_shows_at_its_destination_before_it_arrives() {
                     "/v1/transfers",
                     key,
                     &json!({"fromWalletId": a, "toWalletId": b, "asset": "USD",
-                            "amount": amount, "onInsufficientFunds": "queue"}),
+                            "amount": amount, "onInsufficientFunds": "queue",
+                            "reference": "the source's words"}),
                 )
                 .await
                 .ok(201);
@@ -1668,6 +1705,9 @@ async fn a_queued_transfer_shows_at_its_destination_before_it_arrives() {
         );
         assert_eq!(t["counterpartyWalletId"], json!(a), "{t}");
         assert!(t.get("queuePosition").is_none(), "{t}");
+        // The source's reference is its own: the destination's record
+        // will not carry it either.
+        assert!(t.get("reference").is_none(), "{t}");
     }
     // The source lists them as before, `out`, in its queue.
     let at_source = srv
@@ -1694,10 +1734,12 @@ async fn a_queued_transfer_shows_at_its_destination_before_it_arrives() {
     srv.wait_balance(&key, &b, "USD", "cash", "50.00").await;
     let p2 = list(format!("sortBy=createdAt:ASC&limit=1&after={cursor}")).await;
     assert_eq!(ids(&p2), [t2.as_str()], "the page after the cursor");
-    // t1 is now the destination's own record: settled, at its arrival.
+    // t1 is now the destination's own record, settled, in the same place:
+    // it keeps the transaction's creation time (it arrived later).
     let own = list("sortBy=createdAt:ASC".into()).await;
-    assert_eq!(ids(&own), [t2.clone(), t3.clone(), t1.clone()]);
-    assert_eq!(own[2]["status"], "settled", "{own}");
+    assert_eq!(ids(&own), [t1.clone(), t2.clone(), t3.clone()]);
+    assert_eq!(own[0]["status"], "settled", "{own}");
+    assert_eq!(own[0]["createdAt"], srv.txn(&key, &t1).await["createdAt"]);
 
     // A crash: the log replays the same list; then from a snapshot.
     let before = list("sortBy=createdAt:ASC".into()).await;
@@ -1743,6 +1785,59 @@ async fn a_queued_transfer_shows_at_its_destination_before_it_arrives() {
         .await
         .ok(200);
     assert_eq!(last.as_array().map(Vec::len), Some(2), "{last}");
+}
+
+/// A reconciler paging newest first (or in any order but `sequence`) sees
+/// each transfer once while queued transfers toward the wallet are funded
+/// between its pages: a record keeps its creation time when it arrives.
+#[tokio::test]
+async fn paging_sees_each_transfer_once_while_queued_ones_arrive() {
+    let srv = Server::start().await;
+    let key = srv.client_key().await;
+    for order in ["createdAt:DESC", "createdAt:ASC", "amount:DESC"] {
+        let p = srv.create_wallet(&key, "USD").await;
+        let funded = srv.create_wallet(&key, "USD").await;
+        let empty = srv.create_wallet(&key, "USD").await;
+        srv.credit(&key, &funded, "USD", "1000").await;
+        let mut sent = Vec::new();
+        for i in 1..=8 {
+            let from = if i % 2 == 0 { &empty } else { &funded };
+            let t = srv
+                .post_json(
+                    "/v1/transfers",
+                    &key,
+                    &json!({"fromWalletId": from, "toWalletId": p, "asset": "USD",
+                            "amount": i.to_string()}),
+                )
+                .await
+                .ok(201);
+            sent.push(s(&t["id"]).to_owned());
+        }
+        srv.wait_balance(&key, &p, "USD", "cash", "16.00").await;
+        let base = format!("/v1/wallets/{p}/transactions?sortBy={order}&limit=2");
+        let mut seen = Vec::new();
+        let mut path = base.clone();
+        loop {
+            let r = srv.get(&path, &key).await;
+            seen.extend(ids(&r.ok(200)));
+            if seen.len() == 2 {
+                // The queued four are funded between the first two pages.
+                srv.credit(&key, &empty, "USD", "1000").await;
+                srv.wait_balance(&key, &p, "USD", "cash", "36.00").await;
+            }
+            match r.json["meta"]["nextCursor"].as_str() {
+                Some(c) => path = format!("{base}&after={c}"),
+                None => break,
+            }
+        }
+        let mut once = seen.clone();
+        once.sort();
+        once.dedup();
+        assert_eq!(once.len(), seen.len(), "{order}: a transfer listed twice");
+        let mut want = sent.clone();
+        want.sort();
+        assert_eq!(once, want, "{order}: the walk's transfers");
+    }
 }
 
 /// Suspended: the queue waits even when money frees up. Restricted: what

@@ -18,7 +18,7 @@
 
 use crate::asset::AssetCode;
 use crate::event::Event;
-use crate::ids::{TxnId, WalletId};
+use crate::ids::{Timestamp, TxnId, WalletId};
 use crate::reject::ApplyError;
 use crate::txn::{ConversionTerms, Outbound, TxnStatus};
 use crate::wallet::WalletState;
@@ -38,6 +38,14 @@ pub struct Leg {
     pub asset: AssetCode,
     pub amount: Decimal,
     pub conversion: Option<ConversionTerms>,
+    /// When the transaction was created at the source: the destination's
+    /// record keeps it as its `created_at`, so that a transaction has one
+    /// creation time at both ends (and a transfer listed at its destination
+    /// while queued keeps its place when it arrives). `None` in logs
+    /// written before it existed: their records took the arrival's time.
+    /// Last, with a default: the log's records are positional.
+    #[serde(default)]
+    pub created_at: Option<Timestamp>,
 }
 
 impl Leg {
@@ -110,8 +118,9 @@ pub fn sent_by(wallet: &WalletState, event: &Event) -> Result<Option<Message>, A
             asset,
             amount,
             target,
+            at,
             ..
-        } => deliver(*from, *txn, *asset, *amount, *target),
+        } => deliver(*from, *txn, *asset, *amount, *target, *at),
         Event::TransferReceived { leg, .. } => Some(Message::Receipt {
             txn: leg.txn,
             to: leg.from,
@@ -129,7 +138,14 @@ pub fn delivery(wallet: &WalletState, txn: TxnId) -> Option<Message> {
 
 /// `delivery` for a record already at hand.
 fn delivery_of(wallet: &WalletState, t: &crate::txn::Txn) -> Option<Message> {
-    deliver(wallet.id, t.id, t.asset, t.amount, t.outbound()?)
+    deliver(
+        wallet.id,
+        t.id,
+        t.asset,
+        t.amount,
+        t.outbound()?,
+        t.created_at,
+    )
 }
 
 /// The `Deliver` of an outbound item `from` sent: none for a payout or a
@@ -140,6 +156,7 @@ fn deliver(
     asset: AssetCode,
     amount: Decimal,
     target: Outbound,
+    created_at: Timestamp,
 ) -> Option<Message> {
     let (to, conversion) = match target {
         Outbound::Transfer { to } => (to, None),
@@ -153,6 +170,7 @@ fn deliver(
         asset,
         amount,
         conversion,
+        created_at: Some(created_at),
     }))
 }
 

@@ -35,11 +35,17 @@ fn destination(target: &Outbound, source: WalletId) -> Option<WalletId> {
 }
 
 /// A source's record of a transfer or conversion as its destination shows
-/// it before the money arrives.
+/// it before the money arrives: `in`, from the source, and without the
+/// client's reference and metadata (the source's words: the destination's
+/// own record does not carry them either). Its `expiresAt` stays: when
+/// the transfer stops waiting.
 pub fn as_destination_sees(t: &Txn, source: WalletId) -> Txn {
     let mut seen = t.clone();
     seen.direction = Some(Direction::In);
     seen.counterparty = Some(source);
+    if seen.info().is_some() {
+        seen.extra_mut().info = None;
+    }
     seen
 }
 

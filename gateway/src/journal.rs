@@ -374,6 +374,7 @@ mod tests {
                         asset: usd,
                         amount,
                         conversion: None,
+                        created_at: Some(at),
                     },
                     at,
                 }],
@@ -430,12 +431,40 @@ mod tests {
         "000000000000000000000008c0c0cf000001a20750b4ba",
     ];
     /// `pinned_received`, as format 4 writes it (hex, in lines of 32 bytes).
-    const PINNED_RECEIVED: &[&str] = &[
+    /// `pinned_received` before `Leg::created_at` (format 4 all the same:
+    /// a field appended with a default).
+    const PINNED_RECEIVED_WITHOUT_CREATED_AT: &[&str] = &[
         "82a17604a67265636f726481a66576656e747392c41000000000000000000000",
         "0000000000089181b17472616e736665725f726563656976656493c410000000",
         "0000000000000000000000000896c41000000000000000000000000000000009",
         "c41000000000000000000000000000000007c410000000000000000000000000",
         "00000008a3555344a4342e3835c0cf000001a20750b4ba",
+    ];
+
+    /// A delivery logged before `Leg::created_at` reads with none, so it
+    /// replays as it was applied (the record took the arrival's time).
+    #[test]
+    fn a_delivery_logged_without_its_creation_time_reads_with_none() {
+        let hex = PINNED_RECEIVED_WITHOUT_CREATED_AT.concat();
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let [_, mut received, _] = transfer_records();
+        if let Record::Events { events, .. } = &mut received
+            && let Some(Event::TransferReceived { leg, .. }) = events.first_mut()
+        {
+            leg.created_at = None;
+        }
+        assert_eq!(decode(&bytes).unwrap(), received);
+    }
+
+    const PINNED_RECEIVED: &[&str] = &[
+        "82a17604a67265636f726481a66576656e747392c41000000000000000000000",
+        "0000000000089181b17472616e736665725f726563656976656493c410000000",
+        "0000000000000000000000000897c41000000000000000000000000000000009",
+        "c41000000000000000000000000000000007c410000000000000000000000000",
+        "00000008a3555344a4342e3835c0cf000001a20750b4bacf000001a20750b4ba",
     ];
     /// `pinned_delivered`, as format 4 writes it (hex, in lines of 32 bytes).
     const PINNED_DELIVERED: &[&str] = &[

@@ -722,6 +722,8 @@ impl WalletState {
         let (id, sequence) = (self.id, self.sequence + 1);
         let slot = vacant(&mut self.txns, id, leg.txn)?;
         let mut t = Txn::new(leg.txn, kind, status, leg.asset, leg.amount, sequence, at);
+        // The transaction's creation at the source; it arrived `at`.
+        t.created_at = leg.created_at.unwrap_or(at);
         t.direction = Some(Direction::In);
         t.counterparty = Some(leg.from);
         fill_extra(&mut t, leg.conversion, None, &None);

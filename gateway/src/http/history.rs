@@ -24,7 +24,8 @@ use crate::http::views::{TxnView, direction, txn_kind};
 use crate::incoming::as_destination_sees;
 use serde::Serialize;
 use settle_engine::{
-    AssetCode, AssetRegistry, ClientId, Decimal, Direction, Timestamp, Txn, TxnId, WalletId,
+    AssetCode, AssetRegistry, ClientId, ConversionTerms, Decimal, Direction, Timestamp, Txn, TxnId,
+    WalletId,
 };
 use std::cmp::Ordering;
 
@@ -83,47 +84,63 @@ struct Filter {
 }
 
 impl Filter {
-    fn admits(&self, t: &Txn) -> bool {
-        self.admits_money(t)
-            && self.kind.as_deref().is_none_or(|k| k == txn_kind(t.kind))
+    /// Whether `t`, a record listed by `wallet`, passes. `asset`,
+    /// `minAmount`, `maxAmount` and `direction` look at the money that
+    /// moved in this wallet (`sides`), together: one side must pass them
+    /// all.
+    fn admits(&self, wallet: WalletId, t: &Txn) -> bool {
+        self.kind.as_deref().is_none_or(|k| k == txn_kind(t.kind))
             && self
                 .status
                 .as_deref()
                 .is_none_or(|s| s == t.status.as_str())
-            && self
-                .direction
-                .as_deref()
-                .is_none_or(|d| t.direction.map(direction) == Some(d))
             && self.from.is_none_or(|f| t.created_at >= f)
             && self.to.is_none_or(|to| t.created_at <= to)
+            && {
+                let (first, second) = sides(wallet, t);
+                self.admits_side(&first) || second.is_some_and(|s| self.admits_side(&s))
+            }
     }
 
-    /// `asset`, `minAmount` and `maxAmount` look at the money that moved in
-    /// this wallet: a conversion received from another wallet by its buy
-    /// side (what came in), one sent by its sell side, one within the
-    /// wallet by either side.
-    fn admits_money(&self, t: &Txn) -> bool {
-        let admits = |(asset, amount): (AssetCode, Decimal)| {
-            self.asset.is_none_or(|a| a == asset)
-                && self.min.is_none_or(|m| amount >= m)
-                && self.max.is_none_or(|m| amount <= m)
-        };
-        match (t.conversion(), t.direction) {
-            (Some(c), None) => admits((t.asset, t.amount)) || admits((c.buy_asset, c.buy_amount)),
-            _ => admits(money_here(t)),
-        }
+    fn admits_side(&self, side: &Side) -> bool {
+        self.direction
+            .as_deref()
+            .is_none_or(|d| side.direction.map(direction) == Some(d))
+            && self.asset.is_none_or(|a| a == side.asset)
+            && self.min.is_none_or(|m| side.amount >= m)
+            && self.max.is_none_or(|m| side.amount <= m)
     }
 }
 
-/// The asset and amount of a record that moved in this wallet: a
-/// conversion's buy side where it came in, its sell side where it went out
-/// or stayed within the wallet (the side the record names); anything
-/// else's own. The filter (which also admits a conversion within the
-/// wallet by its buy side) and `sortBy=amount` agree on it.
-fn money_here(t: &Txn) -> (AssetCode, Decimal) {
-    match (t.conversion(), t.direction) {
-        (Some(c), Some(Direction::In)) => (c.buy_asset, c.buy_amount),
-        _ => (t.asset, t.amount),
+/// Money a record moved in the wallet that lists it, one way.
+struct Side {
+    direction: Option<Direction>,
+    asset: AssetCode,
+    amount: Decimal,
+}
+
+/// The money a record moved in `wallet`, the side it sorts by first: a
+/// conversion's buy side where it came in from another wallet, its sell
+/// side where it went out to one, both (sell, then buy) where it stayed
+/// within `wallet`; anything else's own. The filter and `sortBy=amount`
+/// agree on it.
+fn sides(wallet: WalletId, t: &Txn) -> (Side, Option<Side>) {
+    let sell = |direction| Side {
+        direction,
+        asset: t.asset,
+        amount: t.amount,
+    };
+    let buy = |c: &ConversionTerms| Side {
+        direction: Some(Direction::In),
+        asset: c.buy_asset,
+        amount: c.buy_amount,
+    };
+    match t.conversion() {
+        Some(c) if t.direction == Some(Direction::In) => (buy(c), None),
+        Some(c) if t.counterparty.is_none_or(|to| to == wallet) => {
+            (sell(Some(Direction::Out)), Some(buy(c)))
+        }
+        _ => (sell(t.direction), None),
     }
 }
 
@@ -160,10 +177,16 @@ fn parse_filter(
     let amount = |param: &str| {
         p.get(param)
             .map(|v| {
-                exact_decimal(v).ok_or_else(|| {
-                    let shown: String = v.chars().take(64).collect();
-                    ApiError::invalid_query(format!("{param}: '{shown}' is not a decimal amount"))
-                })
+                let shown: String = v.chars().take(64).collect();
+                match exact_decimal(v) {
+                    Some(d) if d.is_sign_negative() && !d.is_zero() => Err(
+                        ApiError::invalid_query(format!("{param}: '{shown}' is negative")),
+                    ),
+                    Some(d) => Ok(d),
+                    None => Err(ApiError::invalid_query(format!(
+                        "{param}: '{shown}' is not a decimal amount"
+                    ))),
+                }
             })
             .transpose()
     };
@@ -193,10 +216,10 @@ fn parse_filter(
     })
 }
 
-fn sort_value(t: &Txn, i: usize) -> Value {
+fn sort_value(wallet: WalletId, t: &Txn, i: usize) -> Value {
     match i {
         0 => Value::Time(t.created_at.millis()),
-        1 => Value::Decimal(money_here(t).1),
+        1 => Value::Decimal(sides(wallet, t).0.amount),
         2 => Value::Decimal(Decimal::from(t.sequence)),
         _ => Value::Null,
     }
@@ -239,7 +262,7 @@ pub fn list(app: &App, client: ClientId, id: &str, query: Option<&str>) -> Resul
         } else {
             a.id.cmp(&b.id)
         };
-        s.compare(|i| sort_value(a, i), |i| sort_value(b, i))
+        s.compare(|i| sort_value(wallet, a, i), |i| sort_value(wallet, b, i))
             .then(by_id)
     };
     let assets = app.gateway.assets();
@@ -257,7 +280,7 @@ pub fn list(app: &App, client: ClientId, id: &str, query: Option<&str>) -> Resul
         let mut matched: Vec<&Txn> = w
             .txns()
             .chain(incoming.iter().filter(not_arrived))
-            .filter(|t| filter.admits(t))
+            .filter(|t| filter.admits(wallet, t))
             .collect();
         matched.sort_by(|a, b| order(a, b));
         let total = matched.len();
