@@ -34,7 +34,8 @@ pub struct ServeArgs {
     pub max_connections: usize,
     /// Seconds a request (body and answer) may take before 503. Not
     /// `POST /v1/admin/snapshots`: it answers once its snapshot is written.
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    /// 0 cuts off every request that has to wait at all (tests only).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub request_timeout: u64,
     /// Seconds a client may take to send a request's headers.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86_400))]

@@ -113,8 +113,24 @@ async fn addresses_are_issued_listed_unique_and_tenancy_checked() {
     .await
     .err(404, "not_found");
 
-    // A closed wallet's addresses say so, and take no pay-ins.
+    // A suspended or closed wallet's addresses say so, and take no pay-ins.
     let gbp_address = s(&issue(&srv, &key, &gbp, "local_bank_transfer").await["id"]);
+    let one = format!("/v1/payin-addresses/{gbp_address}");
+    for (status, code) in [("suspended", Some("wallet_suspended")), ("active", None)] {
+        srv.put_json(
+            &format!("/v1/wallets/{gbp}/status"),
+            &key,
+            &json!({ "status": status }),
+        )
+        .await
+        .ok(200);
+        assert_eq!(srv.get(&one, &key).await.ok(200)["status"], status);
+        if let Some(code) = code {
+            srv.post_json(&format!("{one}/payins"), &key, &json!({ "amount": "1.00" }))
+                .await
+                .err(409, code);
+        }
+    }
     srv.put_json(
         &format!("/v1/wallets/{gbp}/status"),
         &key,
@@ -132,7 +148,6 @@ async fn addresses_are_issued_listed_unique_and_tenancy_checked() {
             .is_some_and(|l| !l.is_empty() && l.iter().all(|a| a["status"] == "closed")),
         "{closed}"
     );
-    let one = format!("/v1/payin-addresses/{gbp_address}");
     assert_eq!(srv.get(&one, &key).await.ok(200)["status"], "closed");
     srv.post_json(&format!("{one}/payins"), &key, &json!({ "amount": "1.00" }))
         .await

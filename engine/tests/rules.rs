@@ -1884,6 +1884,23 @@ fn a_pending_credit_that_would_pass_the_balance_limit_stays_pending_as_a_conflic
 }
 
 #[test]
+fn a_wallet_that_cannot_close_says_which_balance_holds_it_open() {
+    let mut h = Harness::new();
+    let a = wal(1);
+    h.open(a, &["USD"]);
+    h.run(pending_op(a, txn(1), "USD", "12.34")).unwrap();
+    match h.run(status_op(a, WalletStatus::Closed)) {
+        Err(Reject::InvalidState(why)) => assert!(why.ends_with("(pending)"), "{why}"),
+        other => panic!("closing with a pending credit: {other:?}"),
+    }
+    h.credit(a, txn(2), "USD", "1").unwrap();
+    match h.run(status_op(a, WalletStatus::Closed)) {
+        Err(Reject::InvalidState(why)) => assert!(why.ends_with("(cash, pending)"), "{why}"),
+        other => panic!("closing with cash and a pending credit: {other:?}"),
+    }
+}
+
+#[test]
 fn crossing_transfers_both_complete() {
     let mut h = Harness::new();
     let (a, b) = (wal(1), wal(2));

@@ -602,8 +602,19 @@ impl WalletState {
                     && b.queue.is_empty())
             });
             if let Some(b) = busy {
+                let held = [
+                    ("cash", b.cash.is_zero()),
+                    ("reserved", b.reserved.is_zero()),
+                    ("pending", b.pending.is_zero()),
+                    ("queued", b.queue.is_empty()),
+                ]
+                .iter()
+                .filter(|(_, zero)| !zero)
+                .map(|(name, _)| *name)
+                .collect::<Vec<_>>()
+                .join(", ");
                 return Err(Reject::InvalidState(format!(
-                    "wallet {wallet} cannot close: its {} balance is not empty",
+                    "wallet {wallet} cannot close: its {} balance is not empty ({held})",
                     b.asset.code
                 )));
             }

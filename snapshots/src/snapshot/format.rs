@@ -133,8 +133,10 @@ pub(crate) fn read_frame(data: &[u8], pos: usize) -> Result<(Kind, &[u8], usize)
     };
     let computed = crc32c::crc32c_append(crc32c::crc32c(&rest[0..4]), body);
     if computed != stored {
+        // Reported at the frame's start; the damage is anywhere in it.
         return Err(format!(
-            "frame checksum mismatch: stored {stored:08x}, computed {computed:08x}"
+            "frame checksum mismatch over the frame's {len} bytes (damage within them): \
+             stored {stored:08x}, computed {computed:08x}"
         ));
     }
     let kind = Kind::of(body[0]).ok_or_else(|| format!("unknown frame kind {:#04x}", body[0]))?;

@@ -39,9 +39,14 @@ struct AddressView<'a> {
 }
 
 impl<'a> AddressView<'a> {
-    /// `closed` once its wallet is: it takes no more pay-ins.
+    /// Its wallet's `suspended` or `closed` while the wallet is: pay-ins to
+    /// it are refused then (409 `wallet_suspended`, `wallet_closed`).
     fn new(app: &App, a: &'a PayinAddress) -> Self {
-        let closed = app.gateway.status_of(a.wallet) == Some(WalletStatus::Closed);
+        let status = match app.gateway.status_of(a.wallet) {
+            Some(WalletStatus::Suspended) => "suspended",
+            Some(WalletStatus::Closed) => "closed",
+            _ => "active",
+        };
         Self {
             id: a.id.to_string(),
             wallet_id: a.wallet.to_string(),
@@ -50,7 +55,7 @@ impl<'a> AddressView<'a> {
             routing_code_type: &a.routing_code_type,
             routing_code: &a.routing_code,
             account_number: &a.account_number,
-            status: if closed { "closed" } else { "active" },
+            status,
             created_at: format_time(a.created_at),
         }
     }
