@@ -29,6 +29,13 @@ fn s(v: &Value) -> &str {
     v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
 }
 
+/// A wallet's transactions for `query` (a 200's data).
+async fn history(srv: &Server, key: &str, wallet: &str, query: &str) -> Value {
+    srv.get(&format!("/v1/wallets/{wallet}/transactions?{query}"), key)
+        .await
+        .ok(200)
+}
+
 fn ids(list: &Value) -> Vec<String> {
     list.as_array()
         .unwrap_or_else(|| panic!("not a list: {list}"))
@@ -1342,13 +1349,7 @@ async fn conversions_round_the_bought_amount_down() {
     // below a credit of 9.50 (the 10.00 sold would sort above it).
     let credit = srv.credit(&key, &to, "USD", "9.50").await;
     for (order, first) in [("ASC", &conversion), ("DESC", &credit["id"])] {
-        let page = srv
-            .get(
-                &format!("/v1/wallets/{to}/transactions?sortBy=amount:{order}"),
-                &key,
-            )
-            .await
-            .ok(200);
+        let page = history(&srv, &key, &to, &format!("sortBy=amount:{order}")).await;
         assert_eq!(&page[0]["id"], first, "sortBy=amount:{order}: {page}");
         assert_eq!(page.as_array().map(Vec::len), Some(2), "{page}");
     }
@@ -1413,10 +1414,7 @@ async fn conversions_round_the_bought_amount_down() {
         ("direction=in&asset=USD&type=conversion", false),
         ("asset=EUR&minAmount=9.5", false),
     ] {
-        let page = srv
-            .get(&format!("/v1/wallets/{m}/transactions?{query}"), &key)
-            .await
-            .ok(200);
+        let page = history(&srv, &key, &m, query).await;
         let found = page
             .as_array()
             .is_some_and(|l| l.iter().any(|t| t["id"] == within["id"]));
@@ -1685,11 +1683,7 @@ async fn a_queued_transfer_shows_at_its_destination_before_it_arrives() {
         .ok(200);
     let list = |q: String| {
         let (srv, key, b) = (&srv, &key, &b);
-        async move {
-            srv.get(&format!("/v1/wallets/{b}/transactions?{q}"), key)
-                .await
-                .ok(200)
-        }
+        async move { history(srv, key, b, &q).await }
     };
     let shown = list("sortBy=createdAt:ASC".into()).await;
     assert_eq!(ids(&shown), [t1.clone(), t2.clone(), t3.clone()]);
@@ -1745,14 +1739,8 @@ async fn a_queued_transfer_shows_at_its_destination_before_it_arrives() {
     let before = list("sortBy=createdAt:ASC".into()).await;
     srv.kill9();
     drop(srv);
-    let srv = Server::start_in(data.path()).await;
-    let after_replay = srv
-        .get(
-            &format!("/v1/wallets/{b}/transactions?sortBy=createdAt:ASC"),
-            &key,
-        )
-        .await
-        .ok(200);
+    let mut srv = Server::start_in(data.path()).await;
+    let after_replay = history(&srv, &key, &b, "sortBy=createdAt:ASC").await;
     assert_eq!(after_replay, before);
     srv.raw(
         "POST",
@@ -1762,28 +1750,15 @@ async fn a_queued_transfer_shows_at_its_destination_before_it_arrives() {
     )
     .await
     .ok(201);
-    let mut srv = srv;
     srv.kill9();
     drop(srv);
     let srv = Server::start_in(data.path()).await;
-    let after_snapshot = srv
-        .get(
-            &format!("/v1/wallets/{b}/transactions?sortBy=createdAt:ASC"),
-            &key,
-        )
-        .await
-        .ok(200);
+    let after_snapshot = history(&srv, &key, &b, "sortBy=createdAt:ASC").await;
     assert_eq!(after_snapshot, before);
     // And it still follows the source: t2 funded, it arrives.
     srv.credit(&key, &a, "USD", "5").await;
     srv.wait_balance(&key, &b, "USD", "cash", "55.00").await;
-    let last = srv
-        .get(
-            &format!("/v1/wallets/{b}/transactions?status=settled"),
-            &key,
-        )
-        .await
-        .ok(200);
+    let last = history(&srv, &key, &b, "status=settled").await;
     assert_eq!(last.as_array().map(Vec::len), Some(2), "{last}");
 }
 
