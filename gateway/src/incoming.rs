@@ -49,6 +49,16 @@ pub fn as_destination_sees(t: &Txn, source: WalletId) -> Txn {
     seen
 }
 
+/// Whether `t` is an outbound transfer or conversion that has not left its
+/// source (`refresh` keeps it if its destination is another wallet).
+pub fn unfunded(t: &Txn) -> bool {
+    matches!(
+        t.status,
+        TxnStatus::AwaitingFunds | TxnStatus::Cancelled | TxnStatus::Expired
+    ) && t.counterparty.is_some()
+        && t.outbound().is_some()
+}
+
 impl Incoming {
     /// Cheap: whether any of these events can change an index. False keeps
     /// a commit free of the index's lock.
@@ -70,18 +80,15 @@ impl Incoming {
         let Some(to) = t.outbound().and_then(|o| destination(&o, source)) else {
             return;
         };
-        match t.status {
-            TxnStatus::AwaitingFunds => {
-                self.waiting.insert(t.id, to);
-            }
-            TxnStatus::Cancelled | TxnStatus::Expired => {
-                self.waiting.remove(&t.id);
-            }
-            _ => {
-                self.waiting.remove(&t.id);
-                self.toward.remove(&(to, t.id));
-                return;
-            }
+        if !unfunded(t) {
+            self.waiting.remove(&t.id);
+            self.toward.remove(&(to, t.id));
+            return;
+        }
+        if t.status == TxnStatus::AwaitingFunds {
+            self.waiting.insert(t.id, to);
+        } else {
+            self.waiting.remove(&t.id);
         }
         self.toward
             .insert((to, t.id), as_destination_sees(t, source));

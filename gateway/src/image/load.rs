@@ -30,8 +30,7 @@ use settle_engine::message::implied_by;
 use settle_engine::msgpack::Reader;
 use settle_engine::wallet::pack::{self, Sink};
 use settle_engine::{
-    Asset, AssetCode, Decimal, EngineConfig, Ledger, TxnId, TxnStatus, WalletId, WalletState,
-    wallet::Flows,
+    Asset, AssetCode, Decimal, EngineConfig, Ledger, TxnId, WalletId, WalletState, wallet::Flows,
 };
 use settle_snapshots::snapshot::{SnapshotFile, SnapshotHeader, SnapshotReread, SnapshotStream};
 use std::borrow::Cow;
@@ -83,11 +82,7 @@ impl Sink for Scanning<'_> {
         if !txn.is_inbound_record() {
             self.creators.push((txn.id, WalletId::from_u128(0)));
         }
-        let unfunded = matches!(
-            txn.status,
-            TxnStatus::AwaitingFunds | TxnStatus::Cancelled | TxnStatus::Expired
-        );
-        if unfunded && txn.counterparty.is_some() && txn.outbound().is_some() {
+        if crate::incoming::unfunded(txn) {
             self.unfunded.push(txn.clone());
         }
     }
