@@ -28,6 +28,79 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// A `settle load` running in the background, its standard error read as
+/// it comes.
+struct Running {
+    child: tokio::process::Child,
+    stderr: tokio::task::JoinHandle<String>,
+}
+
+impl Running {
+    /// Starts `settle load` and returns once it is opening its connections
+    /// (the set-up is over: a signal or a stall from then on hits the run
+    /// itself, however slow the machine). Needs `--connections` above 1.
+    async fn start(args: &[&str]) -> Running {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_settle"))
+            .arg("load")
+            .args(args)
+            .env_remove("SETTLE_ADMIN_KEY")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run settle load");
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let (opening_tx, opening) = tokio::sync::oneshot::channel();
+        let stderr = tokio::spawn(async move {
+            let mut text = String::new();
+            let mut opening_tx = Some(opening_tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("opening") {
+                    opening_tx.take().map(|tx| tx.send(()));
+                }
+                text.push_str(&line);
+                text.push('\n');
+            }
+            text
+        });
+        let mut running = Running { child, stderr };
+        if tokio::time::timeout(std::time::Duration::from_secs(20), opening)
+            .await
+            .is_err()
+        {
+            let _ = running.child.start_kill();
+            let (_, err) = running.finish(std::time::Duration::from_secs(5)).await;
+            panic!("settle load did not get to its run: {err}");
+        }
+        running
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id().unwrap()
+    }
+
+    /// Waits (at most `within`) for the end: exit status and standard error.
+    async fn finish(self, within: std::time::Duration) -> (Output, String) {
+        let o = tokio::time::timeout(within, self.child.wait_with_output())
+            .await
+            .expect("settle load ended in time")
+            .unwrap();
+        let err = self.stderr.await.unwrap();
+        (o, err)
+    }
+}
+
+/// Sends a signal (`-STOP`, `-INT`…) to a process.
+fn signal(sig: &str, pid: u32) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
 /// The `--json` report of a run that must have succeeded.
 fn report(o: &Output) -> Value {
     let err = stderr(o);
@@ -290,6 +363,27 @@ async fn bad_options_are_refused_with_a_message_and_no_panic() {
             vec!["--duration", "5s", "--requests", "10"],
             "cannot be used with",
         ),
+        // The server would refuse these after the client and wallets were
+        // made (400 invalid_amount); refused before anything runs.
+        (vec!["--fund", "5."], "--fund"),
+        (vec!["--fund", "1e15"], "too large"),
+        // URLs that cannot be a server's base URL are options that cannot
+        // run (2), not an unreachable server (1).
+        (vec!["--url", "127.0.0.1:8080"], "needs a scheme"),
+        (vec!["--url", "not a url"], "needs a scheme"),
+        (vec!["--url", "https://127.0.0.1:1"], "only plain http"),
+        (vec!["--url", "ftp://x"], "only plain http"),
+        (vec!["--url", "http://"], "not a host"),
+        (vec!["--url", "http://[::1"], "closing `]`"),
+        (vec!["--url", "http://127.0.0.1:8080/v1"], "without a path"),
+        (vec!["--url", "http://127.0.0.1:99999"], "not a port"),
+        (
+            vec!["--url", "http://user:s3cret@127.0.0.1:1"],
+            "user or password",
+        ),
+        // The chart is checked before the run, not after it.
+        (vec!["--chart", "/nonexistent/dir/x.svg"], "cannot write"),
+        (vec!["--chart", "x.png"], ".svg"),
     ];
     for (args, says) in cases {
         let mut all = key.to_vec();
@@ -301,6 +395,7 @@ async fn bad_options_are_refused_with_a_message_and_no_panic() {
         assert!(err.contains(says), "{args:?}: expected {says:?} in:\n{err}");
         assert!(!err.contains("panicked"), "{args:?}:\n{err}");
         assert!(o.stdout.is_empty(), "{args:?} printed a report");
+        assert!(!err.contains("s3cret"), "{args:?} echoed a password: {err}");
     }
     // No key anywhere: says where it looked.
     let o = load(&["--data-dir", no_key_dir, "--requests", "5"]).await;
@@ -332,11 +427,6 @@ async fn a_server_that_is_not_there_is_a_clear_failure() {
     );
     assert!(!err.contains("panicked"), "{err}");
     assert!(o.stdout.is_empty());
-
-    let o = load(&["--url", "https://127.0.0.1:1", "--admin-key", ADMIN_KEY]).await;
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("only plain http"), "{err}");
 }
 
 /// A server killed in the middle of a run: the requests it never answered
@@ -347,37 +437,38 @@ async fn a_server_that_is_not_there_is_a_clear_failure() {
 async fn requests_a_dead_server_never_answered_are_not_throughput() {
     let mut srv = Server::start().await;
     let url = srv.url("");
-    let run = tokio::spawn(async move {
-        load(&[
-            "--url",
-            &url,
-            "--admin-key",
-            ADMIN_KEY,
-            "--duration",
-            "4s",
-            "--wallets",
-            "20",
-            "--connections",
-            "4",
-            "--json",
-        ])
-        .await
-    });
-    // Killed once the measured run is under way (set-up takes well under 1 s).
-    tokio::time::sleep(std::time::Duration::from_millis(2_000)).await;
+    let run = Running::start(&[
+        "--url",
+        &url,
+        "--admin-key",
+        ADMIN_KEY,
+        "--duration",
+        "4s",
+        "--wallets",
+        "20",
+        "--connections",
+        "4",
+        "--json",
+    ])
+    .await;
+    // Killed once the measured run is under way.
+    tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
     srv.kill9();
-    let o = run.await.unwrap();
-    let err = stderr(&o);
+    let (o, err) = run.finish(std::time::Duration::from_secs(60)).await;
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(o.status.code(), Some(1), "{err}");
     let r: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {err}"));
+    // The audit could not be read: nobody knows whether money was
+    // conserved, which is not "false".
+    assert!(r["conserved"].is_null(), "{r}");
+    assert!(r["auditError"].is_string(), "{r}");
     let requests = r["requests"].as_u64().unwrap();
     let unanswered = r["transportErrors"].as_u64().unwrap();
     assert!(requests > 0 && unanswered > 0, "{r}");
     // A refused connection is retried after a growing wait, not as fast as
     // the refusals come (that was ~50,000 attempts/s, a whole core): four
     // connections waiting 10 ms, doubling to 200 ms, try ~15 times each in
-    // the 2 s left.
+    // the 3 s left.
     assert!(
         unanswered < 1_000,
         "refused connections are retried with a backoff: {r}"
@@ -402,4 +493,205 @@ async fn requests_a_dead_server_never_answered_are_not_throughput() {
         last["requests"], 0,
         "nothing is answered after the kill: {r}"
     );
+}
+
+/// An open loop the server cannot keep up with stops sending at the end
+/// of `--duration` and says how many scheduled requests it did not send.
+/// Before, it sent every request of the schedule however late (a 3 s run at
+/// 200,000/s took 28 s; at 1e8/s it would have run for hours).
+#[tokio::test]
+async fn an_open_loop_that_falls_behind_stops_at_the_deadline() {
+    let server = Server::start().await;
+    let url = server.url("");
+    let started = std::time::Instant::now();
+    let o = load(&[
+        "--url",
+        &url,
+        "--admin-key",
+        ADMIN_KEY,
+        "--rate",
+        "100000000",
+        "--duration",
+        "1s",
+        "--connections",
+        "2",
+        "--wallets",
+        "4",
+        "--json",
+    ])
+    .await;
+    let took = started.elapsed();
+    let r = report(&o);
+    assert!(
+        took < std::time::Duration::from_secs(15),
+        "took {took:?}: {r}"
+    );
+    let (sent, failed, unsent) = (
+        r["requests"].as_u64().unwrap(),
+        r["transportErrors"].as_u64().unwrap(),
+        r["unsent"].as_u64().unwrap(),
+    );
+    assert!(sent > 0 && unsent > 0, "{r}");
+    // Every request of the schedule was either sent or counted as unsent.
+    assert_eq!(sent + failed + unsent, 100_000_000, "{r}");
+    assert_eq!(r["conserved"], true, "{r}");
+
+    // A low rate: the rate is over the schedule's span (2 s), not over the
+    // few milliseconds to its only answer.
+    let o = load(&[
+        "--url",
+        &url,
+        "--admin-key",
+        ADMIN_KEY,
+        "--rate",
+        "0.5",
+        "--duration",
+        "2s",
+        "--connections",
+        "1",
+        "--wallets",
+        "2",
+        "--json",
+    ])
+    .await;
+    let r = report(&o);
+    assert_eq!(r["requests"], 1, "{r}");
+    assert_eq!(r["unsent"], 0, "{r}");
+    assert!(r["elapsedSecs"].as_f64().unwrap() >= 2.0, "{r}");
+    assert!(r["requestsPerSec"].as_f64().unwrap() <= 0.5, "{r}");
+}
+
+/// A run in which nothing was answered fails, whatever the reason (here:
+/// over before the first answer), instead of exiting 0 with percentiles of
+/// nothing.
+#[tokio::test]
+async fn a_run_with_no_answer_fails() {
+    let server = Server::start().await;
+    let o = load(&[
+        "--url",
+        &server.url(""),
+        "--admin-key",
+        ADMIN_KEY,
+        "--duration",
+        "1ns",
+        "--wallets",
+        "2",
+    ])
+    .await;
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("no request was answered"), "{err}");
+}
+
+/// A server that stalls (SIGSTOP) longer than `--timeout`: the requests
+/// given up count in the latency at their wait, so the tail shows the
+/// stall. Before, they were left out and max read ~20 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_server_shows_in_the_latency_tail() {
+    let server = Server::start().await;
+    let url = server.url("");
+    let run = Running::start(&[
+        "--url",
+        &url,
+        "--admin-key",
+        ADMIN_KEY,
+        "--duration",
+        "3s",
+        "--timeout",
+        "300ms",
+        "--connections",
+        "2",
+        "--wallets",
+        "4",
+        "--json",
+    ])
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    signal("-STOP", server.pid());
+    tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+    signal("-CONT", server.pid());
+    let (o, err) = run.finish(std::time::Duration::from_secs(20)).await;
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {err}"));
+    assert!(r["timedOut"].as_u64().unwrap() > 0, "{r}");
+    assert!(
+        r["latencyMicros"]["max"].as_u64().unwrap() >= 300_000,
+        "{r}"
+    );
+}
+
+/// Ctrl-C (or SIGTERM) stops the run and still reports what it measured,
+/// with the audit; a second signal quits at once. Before, the first signal
+/// killed the run with nothing printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_run_reports_what_it_measured() {
+    let server = Server::start().await;
+    let url = server.url("");
+    let args = [
+        "--url",
+        &url,
+        "--admin-key",
+        ADMIN_KEY,
+        "--duration",
+        "60s",
+        "--connections",
+        "2",
+        "--wallets",
+        "4",
+        "--json",
+    ];
+
+    let run = Running::start(&args).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    signal("-INT", run.pid());
+    let (o, err) = run.finish(std::time::Duration::from_secs(15)).await;
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {err}"));
+    assert_eq!(r["interrupted"], "SIGINT", "{r}");
+    assert!(r["requests"].as_u64().unwrap() > 0, "{r}");
+    assert!(r["elapsedSecs"].as_f64().unwrap() < 30.0, "{r}");
+    assert_eq!(r["conserved"], true, "{r}");
+
+    // SIGTERM twice while the server is stalled (its answers in flight
+    // would be waited for): the second quits at once.
+    let run = Running::start(&args).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    signal("-STOP", server.pid());
+    signal("-TERM", run.pid());
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    signal("-TERM", run.pid());
+    let ended = tokio::time::timeout(
+        std::time::Duration::from_millis(1_500),
+        run.finish(std::time::Duration::from_secs(20)),
+    )
+    .await;
+    signal("-CONT", server.pid());
+    let (o, err) = ended.expect("settle load quits at the second SIGTERM");
+    assert_eq!(o.status.code(), Some(143), "{err}");
+    assert!(err.contains("interrupted again"), "{err}");
+}
+/// Fewer requests than `--connections`: one connection per request, and
+/// the report says so (it said 64 connections and opened 5). The JSON
+/// timeline marks its last, cut-short second.
+#[tokio::test]
+async fn a_run_of_few_requests_says_how_many_connections_it_used() {
+    let server = Server::start().await;
+    let o = load(&[
+        "--url",
+        &server.url(""),
+        "--admin-key",
+        ADMIN_KEY,
+        "--requests",
+        "5",
+        "--wallets",
+        "4",
+        "--json",
+    ])
+    .await;
+    let r = report(&o);
+    check_run(&r, 5, 1);
+    assert_eq!(r["connections"], 5, "{r}");
+    assert_eq!(r["connectionsOpened"], 5, "{r}");
+    let timeline = r["timeline"].as_array().unwrap();
+    assert_eq!(timeline.last().unwrap()["partial"], true, "{r}");
 }

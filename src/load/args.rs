@@ -1,14 +1,15 @@
 //! `settle load`'s options, and their checks: a `Plan` is a set of options
 //! known to make sense (or a clear message saying why not).
 
+use super::client::{BaseUrl, parse_base_url};
 use clap::Args;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Args, Debug, Clone)]
 pub struct LoadArgs {
-    /// The server's base URL (plain HTTP/1.1).
+    /// The server's base URL: `http://HOST[:PORT]` (plain HTTP/1.1, no path).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// Connections held open, one task each (keep-alive, one request at a
@@ -24,7 +25,9 @@ pub struct LoadArgs {
     pub requests: Option<u64>,
     /// Open loop: send this many requests per second in all, on a fixed
     /// schedule, whatever the answers do; latency is measured from each
-    /// request's intended send time (no coordinated omission). Without it:
+    /// request's intended send time (no coordinated omission). With
+    /// `--duration`, nothing is sent after it ends, even when the server has
+    /// fallen behind (the report counts the requests not sent). Without `--rate`:
     /// closed loop (each connection sends its next request as soon as the
     /// last is answered).
     #[arg(long, allow_negative_numbers = true)]
@@ -32,7 +35,8 @@ pub struct LoadArgs {
     /// Wallets to create and fund before the run (a new client each run).
     #[arg(long, default_value_t = 1000)]
     pub wallets: usize,
-    /// What each wallet is funded with (USD, a decimal string).
+    /// What each wallet is funded with (USD, a decimal string with at most
+    /// 2 decimals, at most 999999999999999.99).
     #[arg(long, default_value = "1000000.00", allow_hyphen_values = true)]
     pub fund: String,
     /// The operation mix, as weights: `transfer=70,credit=10,debit=10,reserve=10`.
@@ -55,7 +59,8 @@ pub struct LoadArgs {
     #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
     pub warmup: Duration,
     /// A request not answered within this long counts as a transport error
-    /// (its connection is then replaced).
+    /// (its connection is then replaced); its wait still counts in the
+    /// latency, so that a stall shows in the tail.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     pub timeout: Duration,
     /// Worker threads of the load generator itself (it shares the machine
@@ -65,7 +70,8 @@ pub struct LoadArgs {
     /// The final report as one JSON object on standard output.
     #[arg(long)]
     pub json: bool,
-    /// Write an SVG chart of throughput and latency (p50, p99) per second.
+    /// Write an SVG chart of throughput and latency (p50, p99) per second
+    /// (the name must end in .svg; checked before the run).
     #[arg(long, value_name = "FILE.svg")]
     pub chart: Option<PathBuf>,
     /// The admin key (else `SETTLE_ADMIN_KEY`, else `<data-dir>/admin.key`).
@@ -227,7 +233,7 @@ pub enum Bound {
 /// Checked options.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub url: String,
+    pub url: BaseUrl,
     pub connections: usize,
     pub bound: Bound,
     /// Requests per second in all (open loop), or `None` (closed loop).
@@ -246,19 +252,117 @@ pub struct Plan {
     pub admin_key: String,
 }
 
-/// A USD amount as a decimal string with at most 2 decimals, above 0.
+/// The largest `--fund`: 15 integer digits, far below the server's limit
+/// for a balance (28 digits), so that a run's credits and transfers into a
+/// wallet cannot reach that limit.
+const MAX_FUND: &str = "999999999999999.99";
+
+/// `1.5e3` as the plain decimal `1500` (digits only; `None` if it is not a
+/// number in that form or its exponent is absurd).
+fn plain_from_scientific(text: &str) -> Option<String> {
+    let (mantissa, exp) = text.split_once(['e', 'E'])?;
+    let exp: i64 = exp.parse().ok().filter(|e: &i64| e.abs() <= 64)?;
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int.is_empty() || !(int.bytes().chain(frac.bytes())).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digits = format!("{int}{frac}");
+    // Where the point goes in `digits`, padded with zeros on either side.
+    let point = i64::try_from(int.len()).ok()? + exp;
+    let (int, frac) = if point <= 0 {
+        let zeros = "0".repeat(usize::try_from(-point).ok()?);
+        ("0".to_owned(), format!("{zeros}{digits}"))
+    } else {
+        let point = usize::try_from(point).ok()?;
+        if point >= digits.len() {
+            (
+                format!("{digits}{}", "0".repeat(point - digits.len())),
+                String::new(),
+            )
+        } else {
+            (digits[..point].to_owned(), digits[point..].to_owned())
+        }
+    };
+    let frac = frac.trim_end_matches('0');
+    Some(if frac.is_empty() {
+        int
+    } else {
+        format!("{int}.{frac}")
+    })
+}
+
+/// A USD amount the server will take for a credit: a plain positive
+/// decimal (`digits[.digits]`: no sign, no `5.` or `.5`) with at most 2
+/// decimals (trailing zeros aside), at most `MAX_FUND`. An exponent
+/// (`1e6`) is written out as the plain decimal sent to the server. Checked
+/// here so that a refusal comes before the run's client and wallets exist.
 fn check_fund(text: &str) -> Result<String, OptionError> {
     let t = text.trim();
-    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
-    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    let ok = !int.is_empty() && int.len() <= 15 && digits(int) && frac.len() <= 2 && digits(frac);
-    let positive = t.bytes().any(|b| (b'1'..=b'9').contains(&b));
-    if !ok || !positive {
-        return Err(bad(format!(
+    let scientific = plain_from_scientific(t);
+    let plain = scientific.as_deref().unwrap_or(t);
+    let not_amount = || {
+        bad(format!(
             "--fund: `{text}` is not a positive USD amount with at most 2 decimals (e.g. 1000000.00)"
+        ))
+    };
+    let (int, frac) = match plain.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (plain, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(int) || frac.is_some_and(|f| !digits(f)) {
+        return Err(not_amount());
+    }
+    let frac = frac.unwrap_or("");
+    if frac.trim_end_matches('0').len() > 2 {
+        return Err(bad(format!(
+            "--fund: `{text}` has more than 2 decimals (USD has cents)"
         )));
     }
-    Ok(t.to_owned())
+    if !plain.bytes().any(|b| (b'1'..=b'9').contains(&b)) {
+        return Err(not_amount());
+    }
+    if int.trim_start_matches('0').len() > 15 {
+        return Err(bad(format!(
+            "--fund: `{text}` is too large: at most {MAX_FUND} per wallet"
+        )));
+    }
+    Ok(plain.to_owned())
+}
+
+/// `--chart`: an `.svg` (the only format written), in a place it can be
+/// written, checked before the run rather than found out after it. A file
+/// that is not there yet is created and removed again (a run that then
+/// fails leaves no empty chart behind); the run writes it at the end.
+fn check_chart(path: &Path) -> Result<(), OptionError> {
+    if path.as_os_str().is_empty() {
+        return Err(bad("--chart needs a file name"));
+    }
+    let svg = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("svg"));
+    if !svg {
+        return Err(bad(format!(
+            "--chart {}: the chart is SVG; give a file name ending in .svg",
+            path.display()
+        )));
+    }
+    let cannot = |e: std::io::Error| bad(format!("--chart: cannot write {}: {e}", path.display()));
+    if path.exists() {
+        return std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
+            .map_err(cannot);
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(cannot)?;
+    // The probe only: the chart itself is written after the run.
+    let _ = std::fs::remove_file(path);
+    Ok(())
 }
 
 /// The admin key: `--admin-key`, else `SETTLE_ADMIN_KEY` (if set and not
@@ -344,16 +448,23 @@ impl LoadArgs {
             return Err(bad("--warmup must be at most 1h"));
         }
         let fund = check_fund(&self.fund)?;
-        if let Some(chart) = &self.chart
-            && chart.as_os_str().is_empty()
-        {
-            return Err(bad("--chart needs a file name"));
+        let url = parse_base_url(&self.url).map_err(OptionError)?;
+        if let Some(chart) = &self.chart {
+            check_chart(chart)?;
         }
         let admin_key = admin_key(self)?;
         let seed = self.seed.unwrap_or_else(rand::random);
+        // No more connections than requests: a connection without a
+        // request would never open, and the report would count it.
+        let connections = match bound {
+            Bound::Requests(n) => self
+                .connections
+                .min(usize::try_from(n).unwrap_or(usize::MAX)),
+            Bound::Duration(_) => self.connections,
+        };
         Ok(Plan {
-            url: self.url.clone(),
-            connections: self.connections,
+            url,
+            connections,
             bound,
             rate,
             wallets: self.wallets,
@@ -405,8 +516,31 @@ mod tests {
     fn fund_amounts_are_exact_positive_decimals() {
         assert_eq!(check_fund("1000000.00").unwrap(), "1000000.00");
         assert_eq!(check_fund("5").unwrap(), "5");
-        for t in ["0", "0.00", "-1", "1.234", "1e6", "", ".5", "abc"] {
-            assert!(check_fund(t).is_err(), "{t}");
+        assert_eq!(check_fund("10.500").unwrap(), "10.500");
+        assert_eq!(check_fund("1e6").unwrap(), "1000000");
+        assert_eq!(check_fund("2.5E2").unwrap(), "250");
+        assert_eq!(check_fund("125e-2").unwrap(), "1.25");
+        assert_eq!(
+            check_fund("999999999999999.99").unwrap(),
+            "999999999999999.99"
+        );
+        for (t, says) in [
+            ("0", "positive"),
+            ("0.00", "positive"),
+            ("-1", "positive"),
+            ("", "positive"),
+            (".5", "positive"),
+            ("5.", "positive"),
+            ("+5", "positive"),
+            ("1_000", "positive"),
+            ("abc", "positive"),
+            ("1.234", "2 decimals"),
+            ("1e-3", "2 decimals"),
+            ("1e15", "too large"),
+            ("1000000000000000", "too large"),
+        ] {
+            let e = check_fund(t).unwrap_err();
+            assert!(e.0.contains(says), "{t}: {e}");
         }
     }
 }

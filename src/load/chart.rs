@@ -21,7 +21,9 @@ pub fn write(path: &Path, seconds: &[Second], title: &str) -> Result<(), String>
         Some((_, rest)) if !rest.is_empty() => rest,
         _ => seconds,
     };
-    let last = seconds.len().max(1) as f64;
+    // The x axis ends at the last point (second `len - 1`), not a second
+    // past it.
+    let last = seconds.len().saturating_sub(1).max(1) as f64;
     let ops: Vec<(f64, f64)> = seconds
         .iter()
         .map(|s| (s.index as f64, s.ops as f64))

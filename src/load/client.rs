@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue};
-use hyper::{Method, Request, Uri};
+use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use std::fmt;
@@ -17,10 +17,87 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 
+/// A checked `--url`: `http://HOST[:PORT]`, nothing else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl {
+    /// `http://host:port`, for messages.
+    pub shown: String,
+    /// As written: a name, an IPv4 address, or `[v6]`.
+    pub host: String,
+    pub port: u16,
+}
+
+/// Checks `--url` before anything runs (a bad one is an option that cannot
+/// run: exit 2). Messages never repeat a password written in the URL.
+pub fn parse_base_url(text: &str) -> Result<BaseUrl, String> {
+    let example = "http://HOST:PORT, e.g. http://127.0.0.1:8080";
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return Err(format!("--url `{text}` needs a scheme: {example}"));
+    };
+    if !scheme.eq_ignore_ascii_case("http") {
+        return Err(format!(
+            "--url: only plain http:// is supported, not {scheme}:// ({example})"
+        ));
+    }
+    // Userinfo: refused, and never echoed back (it may hold a password).
+    if let Some(at) = rest.find('@') {
+        let after = &rest[at + 1..];
+        return Err(format!(
+            "--url http://…@{after}: a user or password in the URL is not supported (settle uses API keys)"
+        ));
+    }
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.contains(['/', '?', '#']) {
+        return Err(format!(
+            "--url `{text}`: give the server's base URL without a path or query ({example})"
+        ));
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (addr, after) = v6
+            .split_once(']')
+            .ok_or_else(|| format!("--url `{text}`: an IPv6 address needs its closing `]`"))?;
+        if addr.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("--url `{text}`: `{addr}` is not an IPv6 address"));
+        }
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or_else(|| {
+                format!("--url `{text}`: expected `:PORT` after the IPv6 address")
+            })?),
+        };
+        (format!("[{addr}]"), port)
+    } else {
+        let (host, port) = match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        };
+        let ok = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.';
+        if host.is_empty() || !host.bytes().all(ok) {
+            return Err(format!(
+                "--url `{text}`: `{host}` is not a host name or address ({example})"
+            ));
+        }
+        (host.to_owned(), port)
+    };
+    let port = match port {
+        None => 80,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|n| *n > 0 && p.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| format!("--url `{text}`: `{p}` is not a port (1 to 65535)"))?,
+    };
+    Ok(BaseUrl {
+        shown: format!("http://{host}:{port}"),
+        host,
+        port,
+    })
+}
+
 /// Where the server is.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// The URL as given, for messages.
+    /// The URL, for messages.
     pub url: String,
     pub addr: SocketAddr,
     /// The `Host` header (`host:port`).
@@ -28,39 +105,18 @@ pub struct Target {
 }
 
 impl Target {
-    /// Parses `http://host[:port]` and resolves the host once.
-    pub async fn resolve(url: &str) -> Result<Target, String> {
-        let uri: Uri = url
-            .parse()
-            .map_err(|e| format!("--url `{url}` is not a URL: {e}"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some(other) => {
-                return Err(format!(
-                    "--url `{url}`: only plain http is supported, not {other}"
-                ));
-            }
-            None => return Err(format!("--url `{url}` needs a scheme: http://HOST:PORT")),
-        }
-        let host = uri
-            .host()
-            .ok_or_else(|| format!("--url `{url}` has no host"))?;
-        if uri.path() != "/" && !uri.path().is_empty() {
-            return Err(format!(
-                "--url `{url}`: give the server's base URL without a path (http://HOST:PORT)"
-            ));
-        }
-        let port = uri.port_u16().unwrap_or(80);
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let addr = tokio::net::lookup_host((bare, port))
+    /// Resolves the (checked) host once.
+    pub async fn resolve(url: &BaseUrl) -> Result<Target, String> {
+        let bare = url.host.trim_start_matches('[').trim_end_matches(']');
+        let addr = tokio::net::lookup_host((bare, url.port))
             .await
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .map_err(|e| format!("cannot resolve {}: {e}", url.host))?
             .next()
-            .ok_or_else(|| format!("{host} resolves to no address"))?;
-        let host = HeaderValue::from_str(&format!("{host}:{port}"))
-            .map_err(|e| format!("--url `{url}`: bad host: {e}"))?;
+            .ok_or_else(|| format!("{} resolves to no address", url.host))?;
+        let host = HeaderValue::from_str(&format!("{}:{}", url.host, url.port))
+            .map_err(|e| format!("--url `{}`: bad host: {e}", url.shown))?;
         Ok(Target {
-            url: url.trim_end_matches('/').to_owned(),
+            url: url.shown.clone(),
             addr,
             host,
         })
@@ -76,6 +132,8 @@ pub enum SendError {
     Broken(String),
     /// No answer within the timeout.
     Timeout,
+    /// The run was interrupted before the answer came.
+    Interrupted,
 }
 
 impl fmt::Display for SendError {
@@ -84,6 +142,7 @@ impl fmt::Display for SendError {
             SendError::Connect(e) => write!(f, "cannot connect: {e}"),
             SendError::Broken(e) => write!(f, "connection broken: {e}"),
             SendError::Timeout => f.write_str("no answer within the timeout"),
+            SendError::Interrupted => f.write_str("no answer before the run was interrupted"),
         }
     }
 }
@@ -163,6 +222,15 @@ impl Conn {
             backoff: Duration::ZERO,
             opened: 0,
         }
+    }
+
+    /// Opens the connection now if it is not open (before a run, so that
+    /// its first request does not pay for the connect).
+    pub async fn connect(&mut self) -> Result<(), SendError> {
+        if self.sender.as_ref().is_none_or(SendRequest::is_closed) {
+            self.sender = Some(self.open().await?);
+        }
+        Ok(())
     }
 
     async fn open(&mut self) -> Result<SendRequest<Full<Bytes>>, SendError> {
@@ -260,5 +328,40 @@ impl Conn {
             .to_bytes();
         self.sender = Some(sender);
         Ok(Answer { status, body })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_are_checked_and_passwords_never_echoed() {
+        let u = parse_base_url("http://127.0.0.1:8080/").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("127.0.0.1", 8080));
+        assert_eq!(u.shown, "http://127.0.0.1:8080");
+        let u = parse_base_url("HTTP://[::1]:9").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("[::1]", 9));
+        assert_eq!(parse_base_url("http://example.com").unwrap().port, 80);
+        for (bad, says) in [
+            ("127.0.0.1:8080", "needs a scheme"),
+            ("not a url", "needs a scheme"),
+            ("https://127.0.0.1:1", "only plain http"),
+            ("ftp://x", "only plain http"),
+            ("http://", "not a host"),
+            ("http://[::1", "closing `]`"),
+            ("http://[zz]:1", "not an IPv6"),
+            ("http://h:1/v1", "without a path"),
+            ("http://h:1?x=1", "without a path"),
+            ("http://127.0.0.1:99999", "not a port"),
+            ("http://127.0.0.1:0", "not a port"),
+            ("http://127.0.0.1:+80", "not a port"),
+            ("http://a b:1", "not a host"),
+            ("http://user:s3cret@host:1", "user or password"),
+        ] {
+            let e = parse_base_url(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+            assert!(!e.contains("s3cret"), "{bad}: {e}");
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! coordinated omission).
 
 use super::args::OpKind;
-use super::client::{Answer, Conn, Target};
+use super::client::{Answer, Conn, SendError, Target};
 use super::stats::Recorder;
 use super::workload::{ConnWork, Op, batch_body};
 use bytes::Bytes;
@@ -15,11 +15,17 @@ use serde::Deserialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Set (to the exit status) when the run is interrupted (SIGINT, SIGTERM).
+pub type Stop = watch::Receiver<Option<u8>>;
+
+/// How long an interrupted run waits for answers already in flight.
+pub const GRACE: Duration = Duration::from_secs(2);
 
 /// What every connection of a run shares.
 #[derive(Debug)]
 pub struct Shared {
-    pub target: Arc<Target>,
     pub api_key: HeaderValue,
     /// Makes idempotency keys unique to this run.
     pub run_id: String,
@@ -59,6 +65,7 @@ pub struct Spec {
     pub warmup_start: Instant,
     pub measure_start: Instant,
     pub end: End,
+    pub stop: Stop,
 }
 
 struct Task {
@@ -67,6 +74,7 @@ struct Task {
     work: ConnWork,
     index: usize,
     seq: u64,
+    stop: Stop,
 }
 
 /// What one connection task hands back.
@@ -83,17 +91,18 @@ pub struct Finished {
 /// captures the reservations it left held (unmeasured).
 pub async fn connection(
     shared: Arc<Shared>,
+    conn: Conn,
     work: ConnWork,
     mut rec: Recorder,
     spec: Spec,
 ) -> Finished {
-    let conn = Conn::new(shared.target.clone(), shared.timeout);
     let mut task = Task {
         shared,
         conn,
         work,
         index: spec.index,
         seq: 0,
+        stop: spec.stop,
     };
     if spec.measure_start > spec.warmup_start {
         task.phase(
@@ -108,7 +117,11 @@ pub async fn connection(
         .await;
     let measured_end = Instant::now();
     rec.flush();
-    task.capture_leftovers().await;
+    // Interrupted: quit now (held reservations stay in the audit's "in
+    // flight", not lost).
+    if !task.interrupted() {
+        task.capture_leftovers().await;
+    }
     Finished {
         recorder: rec,
         opened: task.conn.opened,
@@ -116,11 +129,64 @@ pub async fn connection(
     }
 }
 
+/// Opens `n` connections to the target at once, before the run's clock
+/// starts: else the first request of each paid for its connect inside the
+/// measured run (with 10,000 connections, a storm of connects that took
+/// a 2 s run's whole time). One that cannot open now opens on its first
+/// request (and counts as a transport error if it cannot then either).
+pub async fn open_all(target: &Arc<Target>, timeout: Duration, n: usize) -> Vec<Conn> {
+    let mut set = tokio::task::JoinSet::new();
+    for index in 0..n {
+        let target = target.clone();
+        set.spawn(async move {
+            let mut conn = Conn::new(target, timeout);
+            let _ = conn.connect().await;
+            (index, conn)
+        });
+    }
+    let mut conns: Vec<Option<Conn>> = (0..n).map(|_| None).collect();
+    while let Some(joined) = set.join_next().await {
+        if let Ok((index, conn)) = joined
+            && let Some(slot) = conns.get_mut(index)
+        {
+            *slot = Some(conn);
+        }
+    }
+    conns
+        .into_iter()
+        .map(|c| c.unwrap_or_else(|| Conn::new(target.clone(), timeout)))
+        .collect()
+}
+
+/// Returns when the run is interrupted (never, if it is not).
+pub async fn stopped(stop: &mut Stop) {
+    if stop.wait_for(Option::is_some).await.is_err() {
+        // No one can interrupt any more (the sender is gone): wait forever.
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Returns `GRACE` after the run is interrupted (never, if it is not).
+async fn after_stop(stop: &mut Stop) {
+    stopped(stop).await;
+    tokio::time::sleep(GRACE).await;
+}
+
 /// Takes one ticket if any is left.
 fn take_ticket(tickets: &AtomicU64) -> bool {
     tickets
         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
         .is_ok()
+}
+
+/// How many requests of an open-loop schedule (`offset + k * interval`)
+/// are due within `span` of its start.
+fn due_before(span: Duration, offset: Duration, interval_nanos: u64) -> u64 {
+    let Some(left) = span.checked_sub(offset).filter(|d| !d.is_zero()) else {
+        return 0;
+    };
+    let interval = u128::from(interval_nanos.max(1));
+    u64::try_from(left.as_nanos().div_ceil(interval)).unwrap_or(u64::MAX)
 }
 
 /// Sleeps until about `due`: tokio's timer rounds up to the millisecond, so
@@ -179,6 +245,9 @@ impl Task {
     ) {
         let mut k: u64 = 0;
         loop {
+            if self.interrupted() {
+                break;
+            }
             let due = match schedule {
                 Schedule::Closed => None,
                 Schedule::Open {
@@ -186,20 +255,48 @@ impl Task {
                     offset,
                 } => Some(start + offset + Duration::from_nanos(interval_nanos.saturating_mul(k))),
             };
-            let go = match end {
-                End::At(t) => due.unwrap_or_else(Instant::now) < *t,
-                End::Tickets(tickets) => take_ticket(tickets),
-                End::Quota(q) => k < *q,
+            let go = match (end, due) {
+                (End::At(t), None) => Instant::now() < *t,
+                (End::At(t), Some(due)) if due >= *t => false,
+                (End::At(t), Some(_)) if Instant::now() >= *t => {
+                    // Behind the schedule at the deadline: what is still
+                    // due is not sent (else a server slower than the rate
+                    // would stretch the run to rate × duration requests),
+                    // and the report says how many.
+                    if let (
+                        Some(rec),
+                        Schedule::Open {
+                            interval_nanos,
+                            offset,
+                        },
+                    ) = (rec.as_deref_mut(), schedule)
+                    {
+                        let span = t.saturating_duration_since(start);
+                        rec.unsent(due_before(span, offset, interval_nanos).saturating_sub(k));
+                    }
+                    false
+                }
+                (End::At(_), Some(_)) => true,
+                (End::Tickets(tickets), _) => take_ticket(tickets),
+                (End::Quota(q), _) => k < *q,
             };
             if !go {
                 break;
             }
             if let Some(due) = due {
-                wait_until(due).await;
+                let mut stop = self.stop.clone();
+                tokio::select! {
+                    () = wait_until(due) => {}
+                    () = stopped(&mut stop) => break,
+                }
             }
             self.exchange(rec.as_deref_mut(), due).await;
             k += 1;
         }
+    }
+
+    fn interrupted(&self) -> bool {
+        self.stop.borrow().is_some()
     }
 
     fn idempotency_key(&mut self) -> String {
@@ -222,21 +319,24 @@ impl Task {
         };
         let key = self.idempotency_key();
         let sent = Instant::now();
-        let result = self
-            .conn
-            .send(method, &path, &self.shared.api_key, Some(&key), body)
-            .await;
+        let mut stop = self.stop.clone();
+        let result = tokio::select! {
+            r = self.conn.send(method, &path, &self.shared.api_key, Some(&key), body) => r,
+            // Interrupted: the answer in flight gets `GRACE`, not the
+            // whole timeout.
+            () = after_stop(&mut stop) => Err(SendError::Interrupted),
+        };
         let done = Instant::now();
         let outcomes = match &result {
             Ok(answer) => self.outcomes(answer, &ops),
             Err(_) => Vec::new(),
         };
         let Some(rec) = rec else { return };
+        // Open loop: from the due time, or from the send if it went a
+        // little early. Closed loop: from the send.
+        let from = due.map_or(sent, |d| d.min(sent));
         match result {
             Ok(_) => {
-                // Open loop: from the due time, or from the send if it went
-                // a little early. Closed loop: from the send.
-                let from = due.map_or(sent, |d| d.min(sent));
                 rec.answered(done, done.saturating_duration_since(from));
                 for op in &ops {
                     rec.op(op.kind(), done);
@@ -245,6 +345,13 @@ impl Task {
                     rec.op_error(status, &code, done);
                 }
             }
+            // A stall must show in the tail: it waited at least the timeout.
+            Err(e @ SendError::Timeout) => rec.timed_out(
+                e.to_string(),
+                done,
+                done.saturating_duration_since(from)
+                    .max(self.shared.timeout),
+            ),
             Err(e) => rec.transport_error(e.to_string(), done),
         }
     }

@@ -78,10 +78,9 @@ pub fn start(live: Arc<Live>, bound: Bound, measure_start: Instant) -> Progress 
                     u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
                     "{spinner} {elapsed:>4} [{wide_bar}] {msg}",
                 ),
-                Bound::Requests(n) => (
-                    n,
-                    "{spinner} {elapsed:>4} [{wide_bar}] {pos}/{len} requests {msg}",
-                ),
+                // Short: on 80 columns the bar still gets a third of the
+                // line (it collapsed to `[]` with the longer text).
+                Bound::Requests(n) => (n, "{spinner} {elapsed:>4} [{wide_bar}] {pos}/{len} {msg}"),
             };
             let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
             if let Ok(style) = ProgressStyle::with_template(template) {
@@ -121,10 +120,14 @@ pub fn start(live: Arc<Live>, bound: Bound, measure_start: Instant) -> Progress 
             let msg = if warming {
                 "warming up".to_owned()
             } else {
+                // The bar of a --requests run already shows the count.
+                let count = match (&bar, bound) {
+                    (Some(_), Bound::Requests(_)) => String::new(),
+                    _ => format!("{} ops, ", thousands(ops)),
+                };
                 format!(
-                    "{} ops/s, {} ops, {} errors, {} transport errors",
+                    "{} ops/s, {count}{} errors, {} unanswered",
                     thousands(per_sec),
-                    thousands(ops),
                     thousands(errors),
                     thousands(transport)
                 )

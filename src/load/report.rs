@@ -21,6 +21,13 @@ pub struct Outcome<'a> {
     pub audit: &'a Result<Value, String>,
     /// This machine's CPUs over the measured run (Linux only).
     pub host_cpu: Option<HostShare>,
+    /// The exit status of the signal that stopped the run early (130:
+    /// SIGINT, 143: SIGTERM).
+    pub interrupted: Option<u8>,
+}
+
+fn signal_name(status: u8) -> &'static str {
+    if status == 130 { "SIGINT" } else { "SIGTERM" }
 }
 
 /// Steal above this share of the machine's CPU time gets a warning in the
@@ -33,6 +40,15 @@ impl Outcome<'_> {
         self.audit
             .as_ref()
             .is_ok_and(|a| a["ok"].as_bool() == Some(true))
+    }
+
+    /// What the audit said, or `null` when it could not be read: a run
+    /// whose server died must not read as "money was lost".
+    fn conserved_json(&self) -> Value {
+        match self.audit {
+            Ok(_) => json!(self.conserved()),
+            Err(_) => Value::Null,
+        }
     }
 
     #[allow(
@@ -103,6 +119,9 @@ pub fn json(o: &Outcome<'_>) -> Value {
                 "p50Micros": s.latency.value_at_quantile(0.5),
                 "p99Micros": s.latency.value_at_quantile(0.99),
                 "maxMicros": s.latency.max(),
+                // The last second is usually cut short by the end of the
+                // run: its counts are not a whole second's.
+                "partial": Duration::from_secs(s.index.saturating_add(1)) > o.elapsed,
             })
         })
         .collect();
@@ -115,7 +134,7 @@ pub fn json(o: &Outcome<'_>) -> Value {
         Err(e) => (Value::Null, json!(e)),
     };
     json!({
-        "url": p.url,
+        "url": p.url.shown,
         "mode": o.mode(),
         "connections": p.connections,
         "threads": p.threads,
@@ -130,6 +149,7 @@ pub fn json(o: &Outcome<'_>) -> Value {
         "clientId": o.client_id,
         "setupSecs": o.setup_took.as_secs_f64(),
         "elapsedSecs": o.elapsed.as_secs_f64(),
+        "interrupted": o.interrupted.map(signal_name),
         "requests": t.requests,
         "operations": t.ops,
         "requestsPerSec": o.per_sec(t.requests),
@@ -138,19 +158,31 @@ pub fn json(o: &Outcome<'_>) -> Value {
         "latencyMicros": latency,
         "errors": errors,
         "errorCount": t.errors_total(),
+        "unsent": t.unsent,
         "transportErrors": t.transport,
+        "timedOut": t.timed_out,
         "transportErrorSamples": t.transport_samples,
         "connectionsOpened": t.connections_opened,
         "timeline": timeline,
         "audit": audit,
         "auditError": audit_error,
-        "conserved": o.conserved(),
+        "conserved": o.conserved_json(),
         "hostCpu": o.host_cpu.map(|h| json!({
             "busyPercent": h.busy,
             "stealPercent": h.steal,
             "iowaitPercent": h.iowait,
         })),
     })
+}
+
+/// A rate per second: whole numbers, but a tenth where that is most of it
+/// (0.5 requests/s must not read as 0).
+fn rate_text(per_sec: f64) -> String {
+    if per_sec < 100.0 {
+        format!("{per_sec:.1}")
+    } else {
+        format!("{per_sec:.0}")
+    }
 }
 
 /// Microseconds as milliseconds with 3 decimals (`1.234 ms`).
@@ -184,6 +216,13 @@ pub fn text(o: &Outcome<'_>) -> String {
         p.zipf,
         p.seed,
     ));
+    if let Some(status) = o.interrupted {
+        out.push_str(&format!(
+            "  interrupted by {} after {:.2} s: the figures are of the part that ran\n",
+            signal_name(status),
+            o.elapsed.as_secs_f64()
+        ));
+    }
     out.push_str(&format!(
         "  set-up      client {}, {} wallets funded in {:.2} s\n",
         o.client_id,
@@ -194,12 +233,18 @@ pub fn text(o: &Outcome<'_>) -> String {
         "  requests    {:>12} answered in {:.2} s {:>10} requests/s\n",
         thousands(t.requests),
         o.elapsed.as_secs_f64(),
-        format!("{:.0}", o.per_sec(t.requests))
+        rate_text(o.per_sec(t.requests))
     ));
+    if t.unsent > 0 {
+        out.push_str(&format!(
+            "  unsent      {} scheduled requests not sent: the server fell behind the rate\n",
+            thousands(t.unsent)
+        ));
+    }
     out.push_str(&format!(
         "  operations  {:>12}             {:>12} ops/s\n",
         thousands(t.ops),
-        format!("{:.0}", o.per_sec(t.ops))
+        rate_text(o.per_sec(t.ops))
     ));
     let kinds: Vec<String> = t
         .by_kind()
@@ -220,6 +265,13 @@ pub fn text(o: &Outcome<'_>) -> String {
         "  latency     ({from})\n              {}\n",
         lat.join("  ")
     ));
+    if t.timed_out > 0 {
+        out.push_str(&format!(
+            "              with {} requests that timed out, each counted at its wait (at least --timeout {})\n",
+            thousands(t.timed_out),
+            humantime::format_duration(p.timeout)
+        ));
+    }
     if t.errors.is_empty() {
         out.push_str("  errors      none\n");
     } else {

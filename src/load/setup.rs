@@ -16,6 +16,34 @@ use tokio::task::JoinSet;
 /// Credits per funding batch.
 const FUND_BATCH: usize = 1_000;
 
+/// Says how far the set-up got every few seconds (making 100,000 wallets
+/// one request each takes a while, and silence reads as a hang); stops
+/// when dropped.
+struct SetupProgress(tokio::task::JoinHandle<()>);
+
+impl SetupProgress {
+    fn start(n: usize, created: Arc<AtomicUsize>, funded: Arc<AtomicUsize>) -> SetupProgress {
+        let every = Duration::from_secs(5);
+        SetupProgress(tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                tick.tick().await;
+                eprintln!(
+                    "settle load: set-up: {} of {n} wallets created, {} funded",
+                    created.load(Ordering::Relaxed),
+                    funded.load(Ordering::Relaxed)
+                );
+            }
+        }))
+    }
+}
+
+impl Drop for SetupProgress {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A client of our own and its funded wallets.
 #[derive(Debug)]
 pub struct Setup {
@@ -125,14 +153,18 @@ pub async fn prepare(
         .and_then(key_header)?;
 
     // The wallets, one request each (the API has no batch for them).
+    let created = Arc::new(AtomicUsize::new(0));
+    let funded = Arc::new(AtomicUsize::new(0));
+    let _progress = SetupProgress::start(n, created.clone(), funded.clone());
     let next = Arc::new(AtomicUsize::new(0));
     let mut set = JoinSet::new();
     for w in 0..workers.clamp(1, 32).min(n) {
-        let (target, key, next, run_id) = (
+        let (target, key, next, run_id, created) = (
             target.clone(),
             api_key.clone(),
             next.clone(),
             run_id.to_owned(),
+            created.clone(),
         );
         set.spawn(async move {
             let mut conn = Conn::new(target.clone(), timeout);
@@ -159,6 +191,7 @@ pub async fn prepare(
                     .flatten()
                     .ok_or_else(|| refused("creating a wallet (POST /v1/wallets)", &a))?;
                 made.push((i, id));
+                created.fetch_add(1, Ordering::Relaxed);
             }
         });
     }
@@ -176,13 +209,14 @@ pub async fn prepare(
     let next = Arc::new(AtomicUsize::new(0));
     let mut set = JoinSet::new();
     for w in 0..workers.clamp(1, 8).min(chunks.len()) {
-        let (target, key, next, chunks, run_id, fund) = (
+        let (target, key, next, chunks, run_id, fund, funded) = (
             target.clone(),
             api_key.clone(),
             next.clone(),
             chunks.clone(),
             run_id.to_owned(),
             fund.to_owned(),
+            funded.clone(),
         );
         set.spawn(async move {
             let mut conn = Conn::new(target.clone(), timeout);
@@ -215,6 +249,7 @@ pub async fn prepare(
                         .unwrap_or_else(|| format!("{} results for {} credits", results.len(), chunk.len()));
                     return Err(format!("funding the wallets: a credit failed: {first}"));
                 }
+                funded.fetch_add(chunk.len(), Ordering::Relaxed);
             }
         });
     }

@@ -7,8 +7,8 @@
 use super::args::OpKind;
 use hdrhistogram::Histogram;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -44,6 +44,31 @@ pub struct Live {
     pub transport: AtomicU64,
 }
 
+/// The latency histograms of all connections: the run's, and one per
+/// second. Shared rather than one per connection: a full-precision
+/// histogram is ~190 KB, so 10,000 connections each with their own took
+/// ~2 GB, and allocating them took longer than a 2 s run (which then
+/// measured nothing). One short lock per recorded request instead.
+#[derive(Debug)]
+pub struct Latencies {
+    total: Histogram<u64>,
+    seconds: BTreeMap<u64, Histogram<u64>>,
+}
+
+pub type SharedLatencies = Arc<Mutex<Latencies>>;
+
+pub fn latencies() -> SharedLatencies {
+    Arc::new(Mutex::new(Latencies {
+        total: histogram(),
+        seconds: BTreeMap::new(),
+    }))
+}
+
+/// The histograms, whatever a panicking holder left (counts stay valid).
+fn lock(l: &SharedLatencies) -> MutexGuard<'_, Latencies> {
+    l.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// One second (since the measured start) of one or all connections.
 #[derive(Debug, Clone)]
 pub struct Second {
@@ -55,24 +80,23 @@ pub struct Second {
     pub latency: Histogram<u64>,
 }
 
-impl Second {
-    fn new(index: u64) -> Second {
-        Second {
-            index,
-            requests: 0,
-            ops: 0,
-            errors: 0,
-            transport: 0,
-            latency: second_histogram(),
-        }
-    }
+/// The counts of one second of one connection (its latencies go straight
+/// to the shared histograms).
+#[derive(Debug, Clone, Default)]
+pub struct Counts {
+    pub index: u64,
+    pub requests: u64,
+    pub ops: u64,
+    pub errors: u64,
+    pub transport: u64,
+}
 
-    fn merge(&mut self, other: &Second) {
+impl Counts {
+    fn merge(&mut self, other: &Counts) {
         self.requests += other.requests;
         self.ops += other.ops;
         self.errors += other.errors;
         self.transport += other.transport;
-        let _ = self.latency.add(&other.latency);
     }
 }
 
@@ -84,57 +108,87 @@ pub type ErrorCounts = HashMap<(u16, String), u64>;
 pub struct Recorder {
     start: Instant,
     live: Arc<Live>,
-    seconds: mpsc::UnboundedSender<Second>,
-    current: Option<Second>,
-    pub latency: Histogram<u64>,
+    latencies: SharedLatencies,
+    seconds: mpsc::UnboundedSender<Counts>,
+    current: Option<Counts>,
     pub requests: u64,
     pub ops: u64,
     pub ops_by_kind: [u64; 5],
     pub errors: ErrorCounts,
     pub transport: u64,
+    /// Requests that got no answer within the timeout (also in `transport`).
+    pub timed_out: u64,
+    /// Open loop: requests due before the end that were never sent.
+    pub unsent: u64,
     pub transport_samples: Vec<String>,
 }
 
+fn micros(latency: Duration) -> u64 {
+    u64::try_from(latency.as_micros())
+        .unwrap_or(MAX_MICROS)
+        .clamp(1, MAX_MICROS)
+}
+
 impl Recorder {
-    pub fn new(start: Instant, live: Arc<Live>, seconds: mpsc::UnboundedSender<Second>) -> Self {
+    pub fn new(
+        start: Instant,
+        live: Arc<Live>,
+        latencies: SharedLatencies,
+        seconds: mpsc::UnboundedSender<Counts>,
+    ) -> Self {
         Recorder {
             start,
             live,
+            latencies,
             seconds,
             current: None,
-            latency: histogram(),
             requests: 0,
             ops: 0,
             ops_by_kind: [0; 5],
             errors: HashMap::new(),
             transport: 0,
+            timed_out: 0,
+            unsent: 0,
             transport_samples: Vec::new(),
         }
     }
 
+    fn index(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.start).as_secs()
+    }
+
     /// The second a completion at `at` falls into; earlier seconds of this
     /// connection go to the collector.
-    fn second(&mut self, at: Instant) -> &mut Second {
-        let index = at.saturating_duration_since(self.start).as_secs();
+    fn second(&mut self, at: Instant) -> &mut Counts {
+        let index = self.index(at);
         if self.current.as_ref().is_some_and(|s| s.index != index)
             && let Some(done) = self.current.take()
         {
             let _ = self.seconds.send(done);
         }
-        self.current.get_or_insert_with(|| Second::new(index))
+        self.current.get_or_insert_with(|| Counts {
+            index,
+            ..Counts::default()
+        })
+    }
+
+    fn record_latency(&mut self, done: Instant, latency: Duration) {
+        let us = micros(latency);
+        let index = self.index(done);
+        let mut l = lock(&self.latencies);
+        l.total.saturating_record(us);
+        l.seconds
+            .entry(index)
+            .or_insert_with(second_histogram)
+            .saturating_record(us);
     }
 
     /// A request answered at `done`, `latency` after it was due (or sent).
     pub fn answered(&mut self, done: Instant, latency: Duration) {
-        let micros = u64::try_from(latency.as_micros())
-            .unwrap_or(MAX_MICROS)
-            .clamp(1, MAX_MICROS);
-        self.latency.saturating_record(micros);
+        self.record_latency(done, latency);
         self.requests += 1;
         self.live.requests.fetch_add(1, Ordering::Relaxed);
-        let s = self.second(done);
-        s.requests += 1;
-        s.latency.saturating_record(micros);
+        self.second(done).requests += 1;
     }
 
     /// One operation answered (whatever its outcome).
@@ -169,6 +223,21 @@ impl Recorder {
         self.second(done).transport += 1;
     }
 
+    /// A request given up after `waited` (the timeout, or more from its due
+    /// time): a transport error whose wait also goes into the latency
+    /// histograms, so that a server that stalls shows in the tail instead
+    /// of vanishing from it.
+    pub fn timed_out(&mut self, why: String, done: Instant, waited: Duration) {
+        self.record_latency(done, waited);
+        self.timed_out += 1;
+        self.transport_error(why, done);
+    }
+
+    /// Open loop: `n` requests of the schedule were not sent.
+    pub fn unsent(&mut self, n: u64) {
+        self.unsent = self.unsent.saturating_add(n);
+    }
+
     /// Sends the last second to the collector.
     pub fn flush(&mut self) {
         if let Some(done) = self.current.take() {
@@ -178,20 +247,36 @@ impl Recorder {
 }
 
 /// Merges the seconds of all connections until every sender is gone.
-pub async fn collect_seconds(mut rx: mpsc::UnboundedReceiver<Second>) -> Vec<Second> {
-    let mut seconds: BTreeMap<u64, Second> = BTreeMap::new();
+pub async fn collect_seconds(mut rx: mpsc::UnboundedReceiver<Counts>) -> BTreeMap<u64, Counts> {
+    let mut seconds: BTreeMap<u64, Counts> = BTreeMap::new();
     while let Some(s) = rx.recv().await {
-        match seconds.get_mut(&s.index) {
-            Some(mine) => mine.merge(&s),
-            None => {
-                seconds.insert(s.index, s);
-            }
-        }
+        seconds.entry(s.index).or_default().merge(&s);
     }
-    // Seconds in which nothing completed are zeros, not gaps.
-    let last = seconds.keys().next_back().copied().unwrap_or(0);
+    seconds
+}
+
+/// Each second's counts with its latencies; seconds in which nothing
+/// completed are zeros, not gaps.
+pub fn timeline(mut counts: BTreeMap<u64, Counts>, latencies: &SharedLatencies) -> Vec<Second> {
+    let mut l = lock(latencies);
+    let last = counts
+        .keys()
+        .next_back()
+        .copied()
+        .max(l.seconds.keys().next_back().copied())
+        .unwrap_or(0);
     (0..=last)
-        .map(|i| seconds.remove(&i).unwrap_or_else(|| Second::new(i)))
+        .map(|i| {
+            let c = counts.remove(&i).unwrap_or_default();
+            Second {
+                index: i,
+                requests: c.requests,
+                ops: c.ops,
+                errors: c.errors,
+                transport: c.transport,
+                latency: l.seconds.remove(&i).unwrap_or_else(second_histogram),
+            }
+        })
         .collect()
 }
 
@@ -205,25 +290,28 @@ pub struct Totals {
     /// Sorted by status, then code.
     pub errors: Vec<(u16, String, u64)>,
     pub transport: u64,
+    pub timed_out: u64,
+    pub unsent: u64,
     pub transport_samples: Vec<String>,
     pub connections_opened: u64,
 }
 
 impl Totals {
-    pub fn merge(recorders: Vec<(Recorder, u64)>) -> Totals {
+    pub fn merge(recorders: Vec<(Recorder, u64)>, latencies: &SharedLatencies) -> Totals {
         let mut t = Totals {
-            latency: histogram(),
+            latency: lock(latencies).total.clone(),
             requests: 0,
             ops: 0,
             ops_by_kind: [0; 5],
             errors: Vec::new(),
             transport: 0,
+            timed_out: 0,
+            unsent: 0,
             transport_samples: Vec::new(),
             connections_opened: 0,
         };
         let mut errors: BTreeMap<(u16, String), u64> = BTreeMap::new();
         for (r, opened) in recorders {
-            let _ = t.latency.add(&r.latency);
             t.requests += r.requests;
             t.ops += r.ops;
             for (i, n) in r.ops_by_kind.iter().enumerate() {
@@ -233,6 +321,8 @@ impl Totals {
                 *errors.entry(k).or_insert(0) += n;
             }
             t.transport += r.transport;
+            t.timed_out += r.timed_out;
+            t.unsent = t.unsent.saturating_add(r.unsent);
             for s in r.transport_samples {
                 if t.transport_samples.len() < 5 && !t.transport_samples.contains(&s) {
                     t.transport_samples.push(s);
@@ -264,8 +354,9 @@ mod tests {
         let live = Arc::new(Live::default());
         let (tx, rx) = mpsc::unbounded_channel();
         let start = Instant::now();
-        let mut a = Recorder::new(start, live.clone(), tx.clone());
-        let mut b = Recorder::new(start, live.clone(), tx);
+        let lat = latencies();
+        let mut a = Recorder::new(start, live.clone(), lat.clone(), tx.clone());
+        let mut b = Recorder::new(start, live.clone(), lat.clone(), tx);
         a.answered(start, Duration::from_micros(100));
         a.op(OpKind::Transfer, start);
         a.op_error(409, "insufficient_funds", start);
@@ -276,8 +367,8 @@ mod tests {
         a.flush();
         b.flush();
         let collector = tokio::spawn(collect_seconds(rx));
-        let t = Totals::merge(vec![(a, 1), (b, 2)]);
-        let seconds = collector.await.unwrap();
+        let t = Totals::merge(vec![(a, 1), (b, 2)], &lat);
+        let seconds = timeline(collector.await.unwrap(), &lat);
         assert_eq!(seconds.len(), 3);
         assert_eq!(seconds[0].ops, 1);
         assert_eq!(seconds[1].requests, 0);
