@@ -3,6 +3,8 @@
 // First: its `say!` is used by the modules after it.
 #[macro_use]
 mod out;
+
+mod data_lock;
 mod load;
 mod offline;
 mod progress;

@@ -51,9 +51,12 @@ fn restore(args: &RestoreArgs) -> Result<String, String> {
     let snapshot_position = image.position;
     let mut rolled = 0;
     if let Some(wal_dir) = &args.wal {
-        // The old server must be stopped: take its data directory's lock.
+        // The old server must be stopped: take its data directory's lock
+        // (to read: the backup may be mounted read-only).
         let _old = match wal_dir.parent() {
-            Some(old) if old.join("LOCK").exists() => Some(offline::lock(old)?),
+            Some(old) if old.join(crate::data_lock::LOCK_FILE).exists() => {
+                Some(offline::lock_to_read(old)?)
+            }
             _ => None,
         };
         let log = Recovery::read_only(Arc::new(FsStorage), wal_dir)
@@ -61,10 +64,19 @@ fn restore(args: &RestoreArgs) -> Result<String, String> {
         let end = log.next_lsn.saturating_sub(1);
         let until = args.until.unwrap_or(end);
         if until < snapshot_position {
-            return Err(format!(
-                "--until {until} is before the snapshot's position {snapshot_position}; \
-                 pick an older snapshot"
-            ));
+            return Err(match args.until {
+                Some(_) => format!(
+                    "--until {until} is before the snapshot's position {snapshot_position}; \
+                     pick an older snapshot"
+                ),
+                // No --until: the log itself stops short of the snapshot.
+                None => format!(
+                    "the log at {} ends at record {end}, before the snapshot's position \
+                     {snapshot_position}: it is not the log that goes on from this snapshot \
+                     (--wal names a data directory's `wal/`, of the same server)",
+                    wal_dir.display()
+                ),
+            });
         }
         if until > end {
             return Err(format!(

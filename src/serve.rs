@@ -1,6 +1,7 @@
 //! `settle serve`: the data directory, the admin key, the engine, the HTTP
 //! front door, and a clean stop on SIGTERM or SIGINT.
 
+use crate::data_lock;
 use clap::Args;
 use settle_gateway::GatewayConfig;
 use settle_gateway::boot::{BootConfig, Booted, boot};
@@ -12,7 +13,7 @@ use settle_gateway::snapshotter::SnapshotPolicy;
 use settle_gateway::webhooks::tls;
 use settle_snapshots::snapshot;
 use settle_snapshots::{FsStorage, FsyncPolicy, WalConfig, WalStatus};
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
@@ -118,33 +119,6 @@ fn err(what: impl std::fmt::Display) -> ServeError {
 }
 
 const ADMIN_KEY_FILE: &str = "admin.key";
-pub const LOCK_FILE: &str = "LOCK";
-
-/// Takes the data directory for this process: two servers on one directory
-/// would interleave their logs. The lock lasts as long as the file is open.
-pub fn lock_data_dir(dir: &Path) -> Result<File, ServeError> {
-    std::fs::create_dir_all(dir).map_err(|e| {
-        err(format!(
-            "cannot create the data directory {}: {e}",
-            dir.display()
-        ))
-    })?;
-    let path = dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| err(format!("cannot open {}: {e}", path.display())))?;
-    file.try_lock().map_err(|_| {
-        err(format!(
-            "the data directory {} is in use by another settle process",
-            dir.display()
-        ))
-    })?;
-    Ok(file)
-}
-
 /// The admin key: `SETTLE_ADMIN_KEY`, else the one in `<data-dir>/admin.key`,
 /// else a new one written there (0600). The key itself is never logged.
 fn admin_key(dir: &Path) -> Result<String, ServeError> {
@@ -210,7 +184,8 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| err(format!("cannot listen on {}: {e}", args.listen)))?;
-    let _lock = lock_data_dir(&args.data_dir)?;
+    let _lock =
+        data_lock::lock(&args.data_dir, data_lock::Use::Write { create: true }).map_err(err)?;
     let keys = Keys::new(&admin_key(&args.data_dir)?);
     let mut wal = WalConfig::new(args.data_dir.join("wal"));
     wal.segment_size = args.segment_mib * 1024 * 1024;

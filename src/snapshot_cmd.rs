@@ -53,6 +53,22 @@ pub fn run(command: SnapshotCommand) -> ExitCode {
 /// decodes to, the header's counts and totals, the engine's invariants.
 fn check(path: &Path) -> Result<(SnapshotFile, Image), String> {
     let file = SnapshotFile::open(path).map_err(|e| e.to_string())?;
+    // A server finds a snapshot by its name's position and passes over one
+    // whose header says otherwise (a renamed file): so does the check. A
+    // file not named as a snapshot (a copy) is checked by its header only.
+    if let Some((position, id)) = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(snapshot::parse_name)
+        && (position != file.header.position || id != file.header.id)
+    {
+        return Err(format!(
+            "{}: its header says {} at {}, its name {id} at {position}; a server passes it over",
+            path.display(),
+            file.header.id,
+            file.header.position
+        ));
+    }
     let mut image =
         Image::from_snapshot(&file, offline::engine_config()).map_err(|e| e.to_string())?;
     // Every wallet decoded and checked (the load kept them packed).
@@ -62,7 +78,9 @@ fn check(path: &Path) -> Result<(SnapshotFile, Image), String> {
     Ok((file, image))
 }
 
+/// camelCase, as `inspect --json`, `verify --json` and the HTTP API.
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Row {
     id: String,
     position: u64,
@@ -143,6 +161,16 @@ fn list(args: &ListArgs) -> ExitCode {
 fn inspect(args: &FileArgs) -> ExitCode {
     let header = match SnapshotFile::header_only(&args.file) {
         Ok(h) => h,
+        // With --json, a machine still reads the verdict on stdout.
+        Err(e) if args.json => {
+            let doc = serde_json::json!({
+                "file": args.file.display().to_string(),
+                "verified": false,
+                "problem": e.to_string(),
+            });
+            say!("{doc}");
+            return ExitCode::FAILURE;
+        }
         Err(e) => {
             eprintln!("settle: {e}");
             return ExitCode::FAILURE;

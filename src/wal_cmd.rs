@@ -40,7 +40,26 @@ pub fn run(command: WalCommand) -> ExitCode {
             // would, and show what state they describe. From the start if
             // the log still has it, else from the oldest snapshot that
             // verifies: as much of the log as there is gets replayed.
-            match crate::offline::rebuild(&args.data_dir, Prefer::MostLog, u64::MAX) {
+            // But a snapshot past the log's end (a repair cut below it) is
+            // where `settle serve` starts, setting the log aside: then say
+            // that, as the server will do it.
+            let past_the_end = settle_snapshots::snapshot::list(
+                &settle_snapshots::snapshot::snapshot_dir(&args.data_dir),
+            )
+            .is_ok_and(|all| all.iter().any(|e| e.position >= report.next_lsn));
+            let served = past_the_end
+                .then(|| crate::offline::rebuild(&args.data_dir, Prefer::Serve, u64::MAX).ok())
+                .flatten()
+                .filter(|r| {
+                    r.snapshot
+                        .as_ref()
+                        .is_some_and(|s| s.position >= report.next_lsn)
+                });
+            let rebuilt = match served {
+                Some(r) => Ok(r),
+                None => crate::offline::rebuild(&args.data_dir, Prefer::MostLog, u64::MAX),
+            };
+            match rebuilt {
                 Ok(r) => {
                     for (path, why) in &r.skipped {
                         say!("snapshot {} passed over: {why}", path.display());
@@ -51,7 +70,17 @@ pub fn run(command: WalCommand) -> ExitCode {
                         .map_or_else(|e| e.to_string(), |d| d.to_string());
                     let start = r.snapshot.as_ref().map_or_else(
                         || "the start of the log".to_owned(),
-                        |s| format!("snapshot {} (position {})", s.id, s.position),
+                        |s| {
+                            if s.position >= report.next_lsn {
+                                format!(
+                                    "snapshot {} (position {}, past the log's end: `settle serve` \
+                                     starts from it and sets the log aside)",
+                                    s.id, s.position
+                                )
+                            } else {
+                                format!("snapshot {} (position {})", s.id, s.position)
+                            }
+                        },
                     );
                     say!(
                         "replay: {} records, {} wallets, state digest {digest}, position {}, from {start}",
@@ -104,14 +133,13 @@ enum Access {
     Write,
 }
 
-/// The log's directory, and the data directory's lock (none on a read-only
-/// mount that has no lock file: `offline::lock_to_read`). Offline only: a
+/// The log's directory, and the data directory's lock. Offline only: a
 /// log being written may change under the reader. A missing log is said,
 /// and nothing is created.
 fn locked_log(
     args: &WalArgs,
     access: Access,
-) -> Result<(PathBuf, Option<std::fs::File>), ExitCode> {
+) -> Result<(PathBuf, crate::data_lock::DataLock), ExitCode> {
     let dir = args.data_dir.join("wal");
     if !dir.is_dir() {
         eprintln!("settle: no log at {}", dir.display());
@@ -119,7 +147,7 @@ fn locked_log(
     }
     let locked = match access {
         Access::Read => crate::offline::lock_to_read(&args.data_dir),
-        Access::Write => crate::offline::lock_existing(&args.data_dir).map(Some),
+        Access::Write => crate::offline::lock_existing(&args.data_dir),
     };
     match locked {
         Ok(lock) => Ok((dir, lock)),

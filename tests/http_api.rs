@@ -99,6 +99,86 @@ async fn healthz_and_metrics_need_no_key() {
     );
 }
 
+/// `/metrics` as Prometheus text, and one sample's value (`None`: absent).
+async fn metrics(srv: &Server) -> String {
+    let r = srv.raw("GET", "/metrics", &[], Bytes::new()).await;
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Every family `/metrics` shows says what it is (`# HELP`); the snapshot
+/// families show before the first snapshot; the queue depths are there,
+/// and the FIFO queues' depth follows payments queued and funded, across a
+/// `kill -9` (it is rebuilt from the log, never logged itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_describe_every_family_and_count_queued_payments() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let mut srv = Server::start_in(&data).await;
+    let m = metrics(&srv).await;
+    for name in [
+        "settle_snapshots_total{outcome=\"ok\"}",
+        "settle_snapshot_size_bytes",
+        "settle_snapshot_position",
+        "settle_snapshot_duration_seconds_count",
+        "settle_outbound_queued",
+        "settle_wal_backlog_records",
+        "settle_webhook_outbox_notices",
+        "settle_commands_inflight",
+    ] {
+        assert_eq!(sample(&m, name), Some(0.0), "{name} in\n{m}");
+    }
+    let key = srv.client_key().await;
+    let (a, b) = (
+        srv.create_wallet(&key, "USD").await,
+        srv.create_wallet(&key, "USD").await,
+    );
+    // A payout and a transfer, neither funded: both wait in a's queue.
+    assert_eq!(
+        srv.debit(&key, &a, "USD", "5.00").await.ok(201)["status"],
+        "awaiting_funds"
+    );
+    let t = srv
+        .post_json(
+            "/v1/transfers",
+            &key,
+            &json!({"fromWalletId": a, "toWalletId": b, "asset": "USD", "amount": "3.00"}),
+        )
+        .await
+        .ok(201);
+    assert_eq!(t["status"], "awaiting_funds", "{t}");
+    assert_eq!(
+        sample(&metrics(&srv).await, "settle_outbound_queued"),
+        Some(2.0)
+    );
+    srv.kill9();
+    let srv = Server::start_in(&data).await;
+    assert_eq!(
+        sample(&metrics(&srv).await, "settle_outbound_queued"),
+        Some(2.0)
+    );
+    srv.credit(&key, &a, "USD", "10.00").await;
+    let m = metrics(&srv).await;
+    assert_eq!(sample(&m, "settle_outbound_queued"), Some(0.0), "{m}");
+    // Every family has its help text.
+    let helped: std::collections::HashSet<&str> = m
+        .lines()
+        .filter_map(|l| l.strip_prefix("# HELP ")?.split(' ').next())
+        .collect();
+    for line in m.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let name = line.split(['{', ' ']).next().unwrap_or(line);
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|f| helped.contains(f)))
+            .unwrap_or(name);
+        assert!(helped.contains(family), "no # HELP for {family}");
+    }
+}
+
 #[tokio::test]
 async fn admin_creates_clients_and_reads_snapshots_and_audit() {
     let srv = Server::start().await;

@@ -198,6 +198,12 @@ async fn snapshots_survive_kill_9_and_restore_to_a_snapshot_or_a_position() {
     let rows = list["snapshots"].as_array().unwrap();
     assert_eq!(rows.len(), 2, "{list}");
     assert!(rows.iter().all(|r| r["verified"] == true), "{list}");
+    // camelCase, as inspect's and the API's.
+    assert!(
+        rows.iter()
+            .all(|r| r["sizeBytes"].as_u64().is_some_and(|n| n > 0) && r["createdAt"].is_string()),
+        "{list}"
+    );
     assert_eq!(rows[0]["id"], s2.as_str());
     assert_eq!(rows[1]["position"], p1);
     let table = settle(&["snapshot", "list", "--data-dir", p(&data)]);
@@ -333,6 +339,20 @@ async fn snapshots_survive_kill_9_and_restore_to_a_snapshot_or_a_position() {
             "past the end of the log",
         ),
         (
+            // The data directory, not its `wal/`: no records there; said
+            // as such, not as a --until the operator did not give.
+            vec![
+                "restore",
+                "--from",
+                p(&f1),
+                "--data-dir",
+                p(&root.path().join("x4")),
+                "--wal",
+                p(&data),
+            ],
+            "is not the log that goes on from this snapshot",
+        ),
+        (
             vec![
                 "restore",
                 "--from",
@@ -396,6 +416,25 @@ async fn a_damaged_snapshot_is_refused_by_the_tools_and_passed_over_at_start() {
         let out = settle(&["snapshot", "inspect", p(&copy)]);
         assert!(!out.status.success(), "{}", text(&out));
     }
+    // Garbage, with --json: the verdict is JSON on stdout even when the
+    // header does not read.
+    std::fs::write(&copy, b"not a snapshot at all").unwrap();
+    let out = settle(&["snapshot", "inspect", p(&copy), "--json"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let doc: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(doc["verified"], false, "{doc}");
+    assert!(doc["problem"].is_string(), "{doc}");
+    // Sound bytes under a name for another position: a server passes it
+    // over, and the tools say so rather than call it sound.
+    let name = file.file_name().unwrap().to_str().unwrap().to_owned();
+    let renamed = root.path().join(format!("{:020}{}", 999_999, &name[20..]));
+    std::fs::write(&renamed, &good).unwrap();
+    for tool in ["verify", "inspect"] {
+        let out = settle(&["snapshot", tool, p(&renamed)]);
+        assert!(!out.status.success(), "{tool}: {}", text(&out));
+        assert!(text(&out).contains("its name"), "{tool}: {}", text(&out));
+    }
     let out = settle(&["snapshot", "verify", p(&root.path().join("absent.msgpack"))]);
     assert!(
         !out.status.success() && !text(&out).contains("panicked"),
@@ -412,17 +451,54 @@ async fn a_damaged_snapshot_is_refused_by_the_tools_and_passed_over_at_start() {
     assert!(!out.status.success(), "{}", text(&out));
 
     // The damaged newest snapshot at start: passed over with a warning, the
-    // older one and a longer tail give the same state.
+    // older one and a longer tail give the same state. It leaves the
+    // snapshots directory (kept beside it), so that it never counts as one
+    // of the snapshots kept.
     std::fs::write(&file, &flipped).unwrap();
-    let srv = Server::start_in_with(&data, &args).await;
+    let keep2 = ["--snapshot-interval", "0", "--snapshot-keep", "2"];
+    let srv = Server::start_in_with(&data, &keep2).await;
     assert_eq!(srv.recovered().digest, live);
     assert!(
         srv.log().contains("passed over") && srv.log().contains(&older),
         "{}",
         srv.log()
     );
-    let out_list = srv.admin_get("/v1/admin/snapshots").await.ok(200);
-    assert_eq!(out_list.as_array().unwrap().len(), 2);
+    assert!(srv.log().contains("was moved out"), "{}", srv.log());
+    let ids = |list: Value| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        ids(srv.admin_get("/v1/admin/snapshots").await.ok(200)),
+        std::slice::from_ref(&older)
+    );
+    let set_aside: Vec<PathBuf> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("snapshots-damaged-"))
+        .collect();
+    assert_eq!(set_aside.len(), 1, "{set_aside:?}");
+    assert_eq!(std::fs::read_dir(&set_aside[0]).unwrap().count(), 1);
+    // Damaged while the server runs: the next snapshot finds it, sets it
+    // aside, and keeps the older good one (with keep 2 it used to remove
+    // the good one and keep the damaged).
+    traffic(&srv, &key, &wallets, 1).await;
+    let (third, _) = snapshot(&srv).await;
+    let third_file = snapshot_file(&data, &third);
+    let mut bytes = std::fs::read(&third_file).unwrap();
+    let at = bytes.len() * 2 / 3;
+    bytes[at] ^= 0x01;
+    std::fs::write(&third_file, &bytes).unwrap();
+    traffic(&srv, &key, &wallets, 1).await;
+    let (fourth, _) = snapshot(&srv).await;
+    assert_eq!(
+        ids(srv.admin_get("/v1/admin/snapshots").await.ok(200)),
+        [fourth, older]
+    );
+    assert!(!third_file.exists());
     drop(srv);
 }
 
@@ -668,6 +744,17 @@ async fn a_repair_below_a_snapshot_starts_from_the_snapshot_and_loses_nothing() 
         said.contains(&id) && said.contains("past the log's new end"),
         "repair names the snapshot past the cut:\n{said}"
     );
+    // verify then says what the start will do: take that snapshot (it used
+    // to replay the few records left, or tell the operator to restore).
+    let out = settle(&["wal", "verify", "--data-dir", p(&data)]);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("snapshot {id}"))
+            && said.contains("past the log's end")
+            && said.contains(&digest),
+        "{said}"
+    );
 
     // The start takes the snapshot, sets the short log aside, and goes on
     // after the snapshot's position.
@@ -786,6 +873,44 @@ fn serve_refuses_a_taken_port_before_touching_the_data_dir() {
         assert!(text(&out).contains(flag[0]), "{flag:?}: {}", text(&out));
         assert!(!data.exists(), "{flag:?}");
     }
+}
+
+/// Two processes never share a data directory, even when an operator
+/// deleted `LOCK` as a stale leftover: a second server, and the offline
+/// tools, are refused while the first runs (the lock is on the directory;
+/// it used to be on the file, and a second server then started and wrote
+/// over the first one's log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_lock_file_does_not_let_a_second_process_in() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let srv = Server::start_in(&data).await;
+    let lock = data.join("LOCK");
+    let said = std::fs::read_to_string(&lock).unwrap();
+    assert!(
+        said.contains(&format!("settle process {}", srv.pid())),
+        "{said}"
+    );
+    std::fs::remove_file(&lock).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let free = port.local_addr().unwrap().to_string();
+    drop(port);
+    let runs: [&[&str]; 4] = [
+        &["serve", "--listen", &free, "--data-dir", p(&data)],
+        &["wal", "verify", "--data-dir", p(&data)],
+        &["wal", "repair", "--data-dir", p(&data)],
+        &["snapshot", "list", "--data-dir", p(&data)],
+    ];
+    for args in runs {
+        let out = settle(args);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {said}");
+        assert!(
+            said.contains("in use by another settle process"),
+            "{args:?}: {said}"
+        );
+    }
+    srv.assert_healthy().await;
 }
 
 /// A snapshot past the end of the log that cannot start recovery (here,

@@ -176,6 +176,7 @@ pub async fn boot(
             image: crate::image::Image::empty(config.gateway.engine.clone()),
             snapshot: None,
             skipped: Vec::new(),
+            damaged: Vec::new(),
         },
     };
     if let Some(s) = base
@@ -200,6 +201,8 @@ pub async fn boot(
                  of the snapshots directory (the log will reuse its positions)"
             );
         }
+        recovery::set_aside_damaged(dir, &base.damaged, clock.now().millis())
+            .map_err(|e| fail("snapshots", &e))?;
     }
     let load_time = started.elapsed();
     let mut image = base.image;

@@ -54,6 +54,8 @@ pub struct Stats {
     /// Entries in the sweep's heap of passivated wallets with a timer (one
     /// per such wallet, and stale ones until their instant comes).
     pub filed_timers: usize,
+    /// Items waiting in the wallets' FIFO queues, all wallets together.
+    pub queued: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -359,6 +361,7 @@ impl Gateway {
         }
         stats.active = self.runtime.running();
         stats.filed_timers = self.runtime.filed_timers();
+        stats.queued = self.runtime.incoming.lock().queued();
         stats
     }
 

@@ -209,7 +209,7 @@ impl Image {
         let mut image = Image::empty(ledger.config().clone());
         for w in ledger.wallets() {
             for t in w.txns() {
-                image.incoming.refresh(w.id, t);
+                image.incoming.seed(w.id, t);
             }
         }
         image.ledger = ledger;
@@ -322,7 +322,7 @@ impl Image {
                 // Webhook notices follow from the events, as they did live,
                 // and so does the index of transfers toward each wallet.
                 self.funding.replayed(&self.ledger, wallet, &events);
-                if Incoming::touched_by(wallet, &events) {
+                if Incoming::touched_by(&events) {
                     let state = self.ledger.wallet(wallet);
                     self.incoming.observe(wallet, &events, |txn| {
                         state.and_then(|s| s.txn(txn)).cloned()

@@ -12,6 +12,10 @@
 //! Derived, never logged: kept from the events of each commit (live, and
 //! as the log replays), seeded at load from a snapshot's records. The
 //! same `observe` runs in both, so the two agree.
+//!
+//! The same events also count the items waiting in every wallet's FIFO
+//! queue, payouts included (`queued`: the `settle_outbound_queued` gauge):
+//! an operator's queue depth, read without visiting a million wallets.
 
 use crate::shards::IdHash;
 use settle_engine::{Direction, Event, Outbound, Txn, TxnId, TxnStatus, WalletId};
@@ -24,6 +28,9 @@ pub struct Incoming {
     /// The entries still awaiting funds, with their destination: the only
     /// ones a later event can change.
     waiting: HashMap<TxnId, WalletId, IdHash>,
+    /// Items waiting in a FIFO queue, over all wallets (not only those
+    /// toward another wallet).
+    queued: u64,
 }
 
 /// The destination of an outbound item that goes to another wallet.
@@ -59,17 +66,39 @@ pub fn unfunded(t: &Txn) -> bool {
         && t.outbound().is_some()
 }
 
+/// Whether `t` waits in its wallet's FIFO queue (what `queued` counts).
+fn in_queue(t: &Txn) -> bool {
+    t.status == TxnStatus::AwaitingFunds && t.outbound().is_some()
+}
+
+/// Whether a record found at load matters to the index (`seed` takes it).
+pub fn seeds(t: &Txn) -> bool {
+    unfunded(t) || in_queue(t)
+}
+
 impl Incoming {
-    /// Cheap: whether any of these events can change an index. False keeps
-    /// a commit free of the index's lock.
-    pub fn touched_by(source: WalletId, events: &[Event]) -> bool {
-        events.iter().any(|e| match e {
-            Event::OutboundQueued { target, .. } => destination(target, source).is_some(),
-            Event::OutboundSettled { .. }
-            | Event::OutboundCancelled { .. }
-            | Event::OutboundExpired { .. } => true,
-            _ => false,
+    /// Cheap: whether any of these events can change the index or the
+    /// count of queued items: a queue's events. False keeps a commit free
+    /// of the index's lock.
+    pub fn touched_by(events: &[Event]) -> bool {
+        events.iter().any(|e| {
+            matches!(
+                e,
+                Event::OutboundQueued { .. }
+                    | Event::OutboundSettled { .. }
+                    | Event::OutboundCancelled { .. }
+                    | Event::OutboundExpired { .. }
+            )
         })
+    }
+
+    /// Takes in a record of wallet `source` found at load (a snapshot's
+    /// scan, a ledger built in memory), each record once.
+    pub fn seed(&mut self, source: WalletId, t: &Txn) {
+        if in_queue(t) {
+            self.queued += 1;
+        }
+        self.refresh(source, t);
     }
 
     /// Takes in the record `t` of wallet `source`, as it now stands: kept
@@ -105,6 +134,7 @@ impl Incoming {
         for e in events {
             let txn = match e {
                 Event::OutboundQueued { txn, target, .. } => {
+                    self.queued += 1;
                     if destination(target, source).is_none() {
                         continue;
                     }
@@ -115,6 +145,8 @@ impl Incoming {
                 Event::OutboundSettled { txn, .. }
                 | Event::OutboundCancelled { txn, .. }
                 | Event::OutboundExpired { txn, .. } => {
+                    // Each leaves its queue (the engine applied it: it was there).
+                    self.queued = self.queued.saturating_sub(1);
                     if !self.waiting.contains_key(txn) {
                         continue;
                     }
@@ -148,14 +180,21 @@ impl Incoming {
         let Incoming {
             mut toward,
             waiting,
+            queued,
         } = other;
         self.toward.append(&mut toward);
         self.waiting.extend(waiting);
+        self.queued += queued;
     }
 
     /// How many entries there are, and how many of them await funds.
     pub fn len(&self) -> (usize, usize) {
         (self.toward.len(), self.waiting.len())
+    }
+
+    /// Items waiting in a FIFO queue, over all wallets.
+    pub fn queued(&self) -> u64 {
+        self.queued
     }
 }
 

@@ -312,6 +312,13 @@ impl Journal {
         }
     }
 
+    /// Records appended and not yet durable: the log's queue, for
+    /// `/metrics`.
+    pub fn backlog(&self) -> u64 {
+        let last = *self.last.lock();
+        last.saturating_sub(self.wal.durable_lsn())
+    }
+
     pub fn wal(&self) -> &Wal {
         &self.wal
     }

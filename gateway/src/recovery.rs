@@ -154,6 +154,33 @@ pub struct Base {
     /// Snapshots passed over, and why (a failed check, a log that no
     /// longer reaches back to them). Recovery logs them as warnings.
     pub skipped: Vec<(PathBuf, String)>,
+    /// Of those, the ones that did not load (damaged, unreadable, or named
+    /// for another position): a server moves them out of the snapshots
+    /// directory (`snapshot::move_out`), so that they never count as one
+    /// of the snapshots it keeps.
+    pub damaged: Vec<PathBuf>,
+}
+
+/// Moves the snapshots that did not load out of the snapshots directory
+/// `dir`, into `snapshots-damaged-<now_ms>` beside it, each with a warning
+/// that says where. Left in place, a damaged snapshot counted as one of
+/// the `keep` newest, so a good one was removed in its stead and the log
+/// compacted up to the damaged one (found by an outside test).
+pub fn set_aside_damaged(dir: &Path, damaged: &[PathBuf], now_ms: i64) -> Result<(), String> {
+    if damaged.is_empty() {
+        return Ok(());
+    }
+    let to = dir.with_file_name(format!("snapshots-damaged-{now_ms}"));
+    for e in snapshot::move_out(dir, damaged, &to).map_err(|e| e.to_string())? {
+        tracing::warn!(
+            snapshot = %e.id,
+            position = e.position,
+            moved_to = %e.path.display(),
+            "a snapshot that does not load was moved out of the snapshots directory (it no \
+             longer counts as one of the snapshots kept; delete it once it is not needed)"
+        );
+    }
+    Ok(())
 }
 
 /// Chooses and loads the starting image for a log spanning
@@ -181,6 +208,7 @@ fn choose(
 ) -> Result<Base, RecoveryError> {
     let mut entries = snapshot::list(dir).map_err(|e| RecoveryError(e.to_string()))?;
     let mut skipped = Vec::new();
+    let mut damaged = Vec::new();
     let from_scratch = first_lsn <= 1;
     let past_the_end = |position: Lsn| {
         format!(
@@ -201,6 +229,7 @@ fn choose(
                 image: Image::empty(config.clone()),
                 snapshot: None,
                 skipped,
+                damaged,
             });
         }
         entries.reverse();
@@ -246,10 +275,12 @@ fn choose(
                         load_time: started.elapsed(),
                     }),
                     skipped,
+                    damaged,
                 });
             }
             Err(why) => {
                 let why = without_path(&entry.path, why);
+                damaged.push(entry.path.clone());
                 skipped.push((entry.path, why));
             }
         }
@@ -259,6 +290,7 @@ fn choose(
             image: Image::empty(config.clone()),
             snapshot: None,
             skipped,
+            damaged,
         });
     }
     let why: Vec<String> = skipped

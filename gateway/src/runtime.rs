@@ -525,7 +525,7 @@ impl WalletHost for Runtime {
         if let Some(observer) = &self.observer {
             observer.committed(wallet, &events);
         }
-        if Incoming::touched_by(wallet, &events) {
+        if Incoming::touched_by(&events) {
             // The index's lock, then the wallet's state: a history read
             // copies its entries out and lets go before it reads a state.
             let shared = self.registry.shared(wallet);

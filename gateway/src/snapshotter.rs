@@ -260,6 +260,7 @@ impl Worker {
         for (path, why) in &base.skipped {
             tracing::warn!(snapshot = %path.display(), %why, "snapshot passed over");
         }
+        recovery::set_aside_damaged(&self.policy.dir, &base.damaged, self.clock.now().millis())?;
         let loaded = started.elapsed();
         let mut image = base.image;
         let records =

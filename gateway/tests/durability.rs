@@ -235,7 +235,26 @@ async fn a_full_disk_refuses_new_writes_and_loses_nothing_acknowledged() {
     .await;
     assert_eq!(status(&refused), 503, "{:?}", json(&refused));
     assert_eq!(json(&refused)["error"]["code"], "unavailable");
-    assert_eq!(cash(&app, &key, &wallet).await, "75.00");
+    // Reads wait too: the balance holds the debit, which is not durable and
+    // which a crash now would take back. The operator's audit answers.
+    let read = call(
+        &app,
+        Method::GET,
+        &format!("/v1/wallets/{wallet}/balance"),
+        &key,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status(&read), 503, "{:?}", json(&read));
+    assert!(
+        json(&read)["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not yet durable")),
+        "{:?}",
+        json(&read)
+    );
+    let audit = call(&app, Method::GET, "/v1/admin/audit", ADMIN, Value::Null).await;
+    assert_eq!(status(&audit), 200, "{:?}", json(&audit));
 
     // Space is freed: the waiting debit lands and is acknowledged.
     faulty.free_space();

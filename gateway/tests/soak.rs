@@ -268,10 +268,21 @@ async fn check_incoming(g: &Gateway) {
     let mut implied = Incoming::default();
     for (id, w) in &cut.wallets {
         for t in w.txns() {
-            implied.refresh(*id, t);
+            implied.seed(*id, t);
         }
     }
     let (entries, waiting) = implied.len();
+    // The queues' depth, kept live from the events, as the records and
+    // the queues themselves say.
+    let in_queues: u64 = cut
+        .wallets
+        .values()
+        .flat_map(|w| w.books())
+        .map(|b| b.queue().len() as u64)
+        .sum();
+    assert!(in_queues >= 10, "{in_queues} queued");
+    assert_eq!(implied.queued(), in_queues);
+    assert_eq!(g.stats().queued, in_queues);
     assert!(
         entries >= 20 && waiting >= 10,
         "{entries} entries, {waiting} waiting"

@@ -106,6 +106,24 @@ fn check(dir: &Path, payloads: &[Vec<u8>], segment: &Path, offset: u64, kept: us
     for removed in &repaired.removed {
         assert!(!removed.exists());
     }
+    // The report says what the cut costs: the records past it that the
+    // removed segments' names account for, or the bytes cut.
+    let said = repaired.to_string();
+    let last_start = repaired
+        .removed
+        .iter()
+        .filter_map(|p| p.file_stem()?.to_str()?.parse::<u64>().ok())
+        .max();
+    match last_start {
+        Some(start) if start > kept as u64 + 1 => assert!(
+            said.contains(&format!(
+                "at least {} records past the cut",
+                start - (kept as u64 + 1)
+            )),
+            "{said}"
+        ),
+        _ => assert!(said.contains("bytes cut (any records in them)"), "{said}"),
+    }
 
     let (wal, recovery) = open(fs(), config(dir));
     assert!(recovery.torn_tail.is_none());

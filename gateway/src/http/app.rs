@@ -459,6 +459,21 @@ impl App {
             return Outcome::plain(e.into(), template);
         }
         let writes = matches!(req.method, Method::POST | Method::PUT);
+        if client.is_some()
+            && !writes
+            && let Some(why) = self.journal.as_ref().and_then(|j| j.refusal())
+        {
+            // While the log cannot write (a full disk stalls it for as long
+            // as it lasts), the state holds changes that are not durable and
+            // that a crash would take back: a client must not read them as
+            // settled. (Outside a stall, what is applied is durable within
+            // one group commit.) The admin routes still answer: an operator
+            // needs the audit and the snapshots list to decide what to do.
+            let e = ApiError::unavailable(format!(
+                "{why}; reads wait too, since the state holds changes that are not yet durable"
+            ));
+            return Outcome::plain(e.into(), template);
+        }
         match client {
             Some(client) if writes => self.idempotent(client, route, template, req).await,
             // A write runs in its own task (see `handle`); a read needs not.

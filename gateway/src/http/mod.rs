@@ -18,6 +18,7 @@ pub mod handlers;
 pub mod history;
 pub mod idempotency;
 pub mod json;
+mod metric_help;
 pub mod reply;
 pub mod router;
 pub mod search;
@@ -76,6 +77,7 @@ pub fn install_metrics() -> Option<PrometheusHandle> {
                 .build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
+            metric_help::describe();
             let upkeep = handle.clone();
             let spawned = std::thread::Builder::new()
                 .name(UPKEEP_THREAD.into())

@@ -64,7 +64,7 @@ struct Part {
 struct Scanning<'a> {
     creators: &'a mut Vec<(TxnId, WalletId)>,
     tally: &'a mut Tally,
-    /// Outbound transfers and conversions not funded: `Incoming`'s, once
+    /// Outbound items not funded (`incoming::seeds`): `Incoming`'s, once
     /// the wallet's id is known.
     unfunded: &'a mut Vec<settle_engine::Txn>,
 }
@@ -82,7 +82,7 @@ impl Sink for Scanning<'_> {
         if !txn.is_inbound_record() {
             self.creators.push((txn.id, WalletId::from_u128(0)));
         }
-        if crate::incoming::unfunded(txn) {
+        if crate::incoming::seeds(txn) {
             self.unfunded.push(txn.clone());
         }
     }
@@ -327,7 +327,7 @@ fn read_section(
             c.1 = outline.id;
         }
         for t in unfunded.drain(..) {
-            part.incoming.refresh(outline.id, &t);
+            part.incoming.seed(outline.id, &t);
         }
         part.scanned.count(&outline);
         if outline.awaits_receipt {

@@ -107,13 +107,24 @@ fn stores() -> (Directory, std::sync::Arc<IdempotencyStore>, Funding) {
 
 /// Installs `image` into fresh stores: every wallet handed on, decoded,
 /// and the directory it filled.
-/// The transfers toward each of the five wallets `history` runs on, as the
-/// image's index holds them (taken out of it).
-fn incoming(image: &mut Image) -> Vec<Vec<settle_engine::Txn>> {
+/// The transfers toward each of the five wallets `history` runs on, and
+/// the count of queued items, as the image's index holds them (taken out
+/// of it).
+fn incoming(image: &mut Image) -> (Vec<Vec<settle_engine::Txn>>, u64) {
     let index = image.take_incoming();
-    (1..=5u128)
+    let toward = (1..=5u128)
         .map(|w| index.toward(WalletId::from_u128(w)))
-        .collect()
+        .collect();
+    (toward, index.queued())
+}
+
+/// The items waiting in `ledger`'s FIFO queues, counted in the queues.
+fn queued_in(ledger: &Ledger) -> u64 {
+    ledger
+        .wallets()
+        .flat_map(|w| w.books())
+        .map(|b| b.queue().len() as u64)
+        .sum()
 }
 
 fn installed(image: Image) -> (Vec<WalletState>, Directory) {
@@ -440,6 +451,7 @@ proptest! {
         // records and kept from the tail's events, as a ledger's records
         // imply them.
         let expected = incoming(&mut Image::from_ledger(ledger.clone()));
+        prop_assert_eq!(expected.1, queued_in(&ledger));
         prop_assert_eq!(incoming(&mut lazy), expected.clone());
         prop_assert_eq!(incoming(&mut eager), expected);
         let (from_lazy, _) = installed(lazy);
@@ -508,10 +520,9 @@ proptest! {
         );
         // The transfers toward each wallet, kept from the events alone
         // (replay from the start) and from a snapshot's seed and the tail.
-        prop_assert_eq!(
-            incoming(&mut replay(Image::empty(EngineConfig::default()), &log)),
-            incoming(&mut Image::from_ledger(at_log.clone()))
-        );
+        let from_start = incoming(&mut replay(Image::empty(EngineConfig::default()), &log));
+        prop_assert_eq!(from_start.1, queued_in(&at_log));
+        prop_assert_eq!(from_start, incoming(&mut Image::from_ledger(at_log.clone())));
         prop_assert_eq!(
             incoming(&mut from_snapshot),
             incoming(&mut Image::from_ledger(ledger.clone()))

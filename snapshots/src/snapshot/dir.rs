@@ -135,26 +135,50 @@ pub fn move_past(
     next_lsn: Lsn,
     to: &Path,
 ) -> Result<Vec<SnapshotEntry>, SnapshotError> {
-    let past: Vec<SnapshotEntry> = list(dir)?
+    let past: Vec<PathBuf> = list(dir)?
         .into_iter()
         .filter(|e| e.position >= next_lsn)
+        .map(|e| e.path)
         .collect();
-    if past.is_empty() {
-        return Ok(past);
-    }
-    std::fs::create_dir_all(to).map_err(|e| SnapshotError::io(to, e))?;
-    let mut moved = Vec::with_capacity(past.len());
-    for mut entry in past {
-        let Some(name) = entry.path.file_name() else {
+    move_out(dir, &past, to)
+}
+
+/// Moves the snapshots at `paths` (in `dir`) into `to` (created), synced,
+/// and returns them as they now are. One already gone is passed over. Kept,
+/// not removed: a snapshot that did not load may still hold what an
+/// operator needs, but left in `dir` it would count against `prune`'s
+/// `keep` and push a good one out.
+pub fn move_out(
+    dir: &Path,
+    paths: &[PathBuf],
+    to: &Path,
+) -> Result<Vec<SnapshotEntry>, SnapshotError> {
+    let mut moved = Vec::with_capacity(paths.len());
+    for path in paths {
+        let Some(name) = path.file_name() else {
             continue;
         };
+        let Some((position, id)) = name.to_str().and_then(parse_name) else {
+            continue;
+        };
+        if !path.exists() {
+            continue;
+        }
+        std::fs::create_dir_all(to).map_err(|e| SnapshotError::io(to, e))?;
         let dest = to.join(name);
-        std::fs::rename(&entry.path, &dest).map_err(|e| SnapshotError::io(&entry.path, e))?;
-        entry.path = dest;
-        moved.push(entry);
+        std::fs::rename(path, &dest).map_err(|e| SnapshotError::io(path, e))?;
+        let size = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
+        moved.push(SnapshotEntry {
+            position,
+            id,
+            path: dest,
+            size,
+        });
     }
-    sync_dir(to)?;
-    sync_dir(dir)?;
+    if !moved.is_empty() {
+        sync_dir(to)?;
+        sync_dir(dir)?;
+    }
     Ok(moved)
 }
 

@@ -25,7 +25,8 @@ mod reread;
 mod write;
 
 pub use dir::{
-    SnapshotEntry, file_name, list, move_past, parse_name, prune, remove_temporaries, snapshot_dir,
+    SnapshotEntry, file_name, list, move_out, move_past, parse_name, prune, remove_temporaries,
+    snapshot_dir,
 };
 pub use format::{AssetTotals, FORMAT_VERSION, SnapshotHeader, Summary};
 pub use read::{SnapshotError, SnapshotFile, SnapshotStream, StreamedSection};

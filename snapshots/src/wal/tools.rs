@@ -242,6 +242,37 @@ impl fmt::Display for RepairReport {
         for path in &self.removed {
             writeln!(f, "  removed {}", path.display())?;
         }
+        // What the cut costs, so that nobody learns it from a balance: the
+        // removed segments' names say where each began, so at least the
+        // records up to the last one's start were past the cut.
+        let last_removed = self
+            .removed
+            .iter()
+            .filter_map(|p| p.file_name()?.to_str())
+            .filter_map(|n| match super::format::classify_name(n) {
+                super::format::FileKind::Segment(lsn) => Some(lsn),
+                _ => None,
+            })
+            .max();
+        match last_removed {
+            Some(start) if start > self.next_lsn => writeln!(
+                f,
+                "  at least {} records past the cut (LSN {}..{start}, and those of the last \
+                 removed segment) are now only in the backup: they were acknowledged; to keep \
+                 them, restore from a backup or a snapshot that holds them",
+                start - self.next_lsn,
+                self.next_lsn
+            )?,
+            _ => {
+                if let Some(t) = &self.truncated {
+                    writeln!(
+                        f,
+                        "  the {} bytes cut (any records in them) are now only in the backup",
+                        t.bytes_cut
+                    )?;
+                }
+            }
+        }
         for path in &self.backups {
             writeln!(f, "  backup {}", path.display())?;
         }

@@ -194,6 +194,11 @@ pub fn metrics(app: &App) -> Reply {
     metrics::gauge!("settle_wallet_restarts").set(stats.restarts as f64);
     metrics::gauge!("settle_timers_filed").set(stats.filed_timers as f64);
     metrics::gauge!("settle_idempotency_records").set(app.idempotency.len() as f64);
+    metrics::gauge!("settle_outbound_queued").set(stats.queued as f64);
+    if let Some(journal) = &app.journal {
+        metrics::gauge!("settle_wal_backlog_records").set(journal.backlog() as f64);
+    }
+    metrics::gauge!("settle_webhook_outbox_notices").set(app.funding.outbox.total() as f64);
     let text = app.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
     Reply {
         status: StatusCode::OK,
