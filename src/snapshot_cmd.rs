@@ -12,7 +12,8 @@ use std::process::ExitCode;
 #[derive(Subcommand, Debug)]
 pub enum SnapshotCommand {
     /// The snapshots of a data directory, newest first: id, position,
-    /// time, wallets, size, and whether each verifies.
+    /// time, wallets, size, and whether each verifies; exit 1 if one does
+    /// not (so that a script or a cron job notices).
     List(ListArgs),
     /// What a snapshot file holds: position, format version, counts and
     /// totals per asset.
@@ -125,9 +126,15 @@ fn list(args: &ListArgs) -> ExitCode {
             }
         })
         .collect();
+    // Listed either way; the status says whether every one verified.
+    let status = if rows.iter().all(|r| r.verified) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    };
     if args.json {
         say!("{}", serde_json::json!({ "snapshots": rows }));
-        return ExitCode::SUCCESS;
+        return status;
     }
     if rows.is_empty() {
         say!("no snapshots in {}", dir.display());
@@ -155,7 +162,7 @@ fn list(args: &ListArgs) -> ExitCode {
             }
         );
     }
-    ExitCode::SUCCESS
+    status
 }
 
 fn inspect(args: &FileArgs) -> ExitCode {

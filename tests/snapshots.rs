@@ -455,6 +455,29 @@ async fn a_damaged_snapshot_is_refused_by_the_tools_and_passed_over_at_start() {
     // snapshots directory (kept beside it), so that it never counts as one
     // of the snapshots kept.
     std::fs::write(&file, &flipped).unwrap();
+    // The listing shows both, says which does not verify, and exits 1.
+    for json in [false, true] {
+        let mut args = vec!["snapshot", "list", "--data-dir", p(&data)];
+        if json {
+            args.push("--json");
+        }
+        let out = settle(&args);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{said}");
+        assert!(said.contains(&older) && said.contains(&newest), "{said}");
+        if json {
+            let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+            let verified: Vec<bool> = doc["snapshots"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["verified"].as_bool().unwrap())
+                .collect();
+            assert_eq!(verified, [false, true], "{doc}");
+        } else {
+            assert!(said.contains("NO: "), "{said}");
+        }
+    }
     let keep2 = ["--snapshot-interval", "0", "--snapshot-keep", "2"];
     let srv = Server::start_in_with(&data, &keep2).await;
     assert_eq!(srv.recovered().digest, live);

@@ -122,6 +122,28 @@ fn an_unfinished_writer_leaves_nothing_and_leftovers_are_removed() {
 }
 
 #[test]
+fn a_finish_that_fails_leaves_no_temporary_file() {
+    // The final name is taken by a directory, so the rename fails after
+    // the footer, the flush and the fsync: the error is reported and the
+    // temporary file goes (a failed on-demand snapshot left a .tmp behind
+    // until the next start).
+    let dir = tempfile::tempdir().unwrap();
+    let id = "snp_01JABCDEFGHJKMNPQRSTVWXYZ3";
+    let name = snapshot::file_name(11, id);
+    std::fs::create_dir(dir.path().join(&name)).unwrap();
+    let mut w = SnapshotWriter::create(dir.path(), &header(11, id)).unwrap();
+    w.section(b"\x90").unwrap();
+    assert!(dir.path().join(format!("{name}.tmp")).exists());
+    let err = w.finish().unwrap_err();
+    assert!(err.to_string().contains(&name), "{err}");
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, [name]);
+}
+
+#[test]
 fn a_newer_format_version_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let mut h = header(1, "snp_01JABCDEFGHJKMNPQRSTVWXYZ3");

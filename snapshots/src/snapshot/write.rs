@@ -20,6 +20,10 @@ pub struct SnapshotWriter {
     sections: u64,
     bytes: u64,
     frame: Vec<u8>,
+    /// Set once the file has its final name: until then, dropping the
+    /// writer removes the temporary file (also when `finish` fails half
+    /// way, e.g. its flush or fsync on a full disk).
+    renamed: bool,
 }
 
 impl SnapshotWriter {
@@ -43,6 +47,7 @@ impl SnapshotWriter {
             sections: 0,
             bytes: 0,
             frame: Vec::new(),
+            renamed: false,
         };
         writer.raw(&MAGIC)?;
         let body =
@@ -81,6 +86,7 @@ impl SnapshotWriter {
         drop(file);
         let path = self.dir.join(&self.name);
         std::fs::rename(&self.temp, &path).map_err(|e| SnapshotError::io(&path, e))?;
+        self.renamed = true;
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| SnapshotError::io(&self.dir, e))?;
@@ -127,8 +133,9 @@ impl SnapshotWriter {
 
 impl Drop for SnapshotWriter {
     fn drop(&mut self) {
-        if self.out.take().is_some() {
+        if !self.renamed {
             // Abandoned (an error, or the caller gave up): no partial file.
+            drop(self.out.take());
             let _ = std::fs::remove_file(&self.temp);
         }
     }
