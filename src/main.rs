@@ -12,6 +12,7 @@ mod restore_cmd;
 mod serve;
 mod snapshot_cmd;
 mod wal_cmd;
+mod wal_show;
 
 use clap::{Parser, Subcommand};
 use settle_engine::AssetRegistry;
@@ -51,7 +52,7 @@ struct Cli {
 enum Command {
     /// Serve the wallet API over HTTP (API.md).
     Serve(serve::ServeArgs),
-    /// The write-ahead log, offline: verify or repair it.
+    /// The write-ahead log, offline: verify, repair or show it.
     #[command(subcommand)]
     Wal(wal_cmd::WalCommand),
     /// Snapshot files, offline: list, inspect, verify.

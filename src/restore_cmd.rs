@@ -25,9 +25,20 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub wal: Option<PathBuf>,
     /// Roll forward through this log position (inclusive); without it, to
-    /// the end of the log.
+    /// the end of the log. `settle wal show` lists positions and times.
     #[arg(long, requires = "wal")]
     pub until: Option<Lsn>,
+    /// Roll forward through the last record at or before this time (RFC
+    /// 3339, e.g. 2026-11-23T02:13:00Z): the log stops just before its
+    /// first record stamped later. The snapshot must have been written at
+    /// or before it.
+    #[arg(long, requires = "wal", conflicts_with = "until", value_parser = parse_time)]
+    pub until_time: Option<i64>,
+}
+
+/// `--until-time`: RFC 3339 to milliseconds since the epoch.
+fn parse_time(text: &str) -> Result<i64, String> {
+    settle_gateway::http::json::time_ms(text).map_err(str::to_owned)
 }
 
 pub fn run(args: &RestoreArgs) -> ExitCode {
@@ -62,7 +73,35 @@ fn restore(args: &RestoreArgs) -> Result<String, String> {
         let log = Recovery::read_only(Arc::new(FsStorage), wal_dir)
             .map_err(|e| format!("the log at {}: {e}", wal_dir.display()))?;
         let end = log.next_lsn.saturating_sub(1);
-        let until = args.until.unwrap_or(end);
+        let until = match args.until_time {
+            Some(ms) => {
+                let written = file.header.created_at_ms;
+                if written > ms {
+                    return Err(format!(
+                        "snapshot {} was written at {}, after --until-time {}: it may hold \
+                         changes made after that time; pick one written before it (`settle \
+                         snapshot list`)",
+                        file.header.id,
+                        offline::rfc3339(written),
+                        offline::rfc3339(ms)
+                    ));
+                }
+                let from = snapshot_position.saturating_add(1);
+                if from > log.next_lsn || from < log.first_lsn {
+                    // Not the log that goes on from this snapshot: the
+                    // checks below and the replay say how.
+                    end
+                } else {
+                    settle_gateway::recovery::position_at(
+                        &log,
+                        from,
+                        settle_engine::Timestamp::from_millis(ms),
+                    )
+                    .map_err(|e| e.to_string())?
+                }
+            }
+            None => args.until.unwrap_or(end),
+        };
         if until < snapshot_position {
             return Err(match args.until {
                 Some(_) => format!(
@@ -114,8 +153,11 @@ fn restore(args: &RestoreArgs) -> Result<String, String> {
     wal.close().map_err(|e| e.to_string())?;
     let wallets = image.wallet_count();
     let forward = if args.wal.is_some() {
+        let by = args.until_time.map_or_else(String::new, |ms| {
+            format!(" (the last at or before {})", offline::rfc3339(ms))
+        });
         format!(
-            ", rolled forward {rolled} log records to position {}",
+            ", rolled forward {rolled} log records to position {}{by}",
             image.position
         )
     } else {

@@ -1,4 +1,4 @@
-//! `settle wal verify|repair`: the operator's tools for the write-ahead log,
+//! `settle wal verify|repair|show`: the operator's tools for the write-ahead log,
 //! offline (the server must be stopped: the data directory's lock says so).
 
 use clap::{Args, Subcommand};
@@ -15,6 +15,10 @@ pub enum WalCommand {
     /// Cut the log at its first problem (a torn tail or corruption), keeping
     /// a backup of everything removed under `<data-dir>/wal-repair-<time>/`.
     Repair(WalArgs),
+    /// List the log's records, one per line: position, time, kind and what
+    /// each holds. To choose where `settle restore --until` or
+    /// `--until-time` stops, or to follow one wallet or transaction.
+    Show(crate::wal_show::ShowArgs),
 }
 
 #[derive(Args, Debug)]
@@ -26,8 +30,9 @@ pub struct WalArgs {
 
 pub fn run(command: WalCommand) -> ExitCode {
     match command {
+        WalCommand::Show(args) => crate::wal_show::run(&args),
         WalCommand::Verify(args) => {
-            let (dir, _lock) = match locked_log(&args, Access::Read) {
+            let (dir, _lock) = match locked_log(&args.data_dir, Access::Read) {
                 Ok(found) => found,
                 Err(code) => return code,
             };
@@ -101,7 +106,7 @@ pub fn run(command: WalCommand) -> ExitCode {
             }
         }
         WalCommand::Repair(args) => {
-            let (dir, _lock) = match locked_log(&args, Access::Write) {
+            let (dir, _lock) = match locked_log(&args.data_dir, Access::Write) {
                 Ok(found) => found,
                 Err(code) => return code,
             };
@@ -127,7 +132,7 @@ pub fn run(command: WalCommand) -> ExitCode {
 
 /// What a command does to the log.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Access {
+pub(crate) enum Access {
     /// Only reads it: works on a data directory mounted read-only.
     Read,
     Write,
@@ -136,18 +141,18 @@ enum Access {
 /// The log's directory, and the data directory's lock. Offline only: a
 /// log being written may change under the reader. A missing log is said,
 /// and nothing is created.
-fn locked_log(
-    args: &WalArgs,
+pub(crate) fn locked_log(
+    data_dir: &Path,
     access: Access,
 ) -> Result<(PathBuf, crate::data_lock::DataLock), ExitCode> {
-    let dir = args.data_dir.join("wal");
+    let dir = data_dir.join("wal");
     if !dir.is_dir() {
         eprintln!("settle: no log at {}", dir.display());
         return Err(ExitCode::FAILURE);
     }
     let locked = match access {
-        Access::Read => crate::offline::lock_to_read(&args.data_dir),
-        Access::Write => crate::offline::lock_existing(&args.data_dir),
+        Access::Read => crate::offline::lock_to_read(data_dir),
+        Access::Write => crate::offline::lock_existing(data_dir),
     };
     match locked {
         Ok(lock) => Ok((dir, lock)),

@@ -1,7 +1,8 @@
 //! Snapshots from the outside, as an operator meets them: the real binary,
 //! snapshots taken over HTTP between writes, `kill -9`, restarts, the
-//! offline tools (`settle snapshot list|inspect|verify`), and `settle
-//! restore`, plain and point-in-time (`--wal … --until POSITION`).
+//! offline tools (`settle snapshot list|inspect|verify`, `settle wal
+//! show`), and `settle restore`, plain and point-in-time (`--wal …
+//! --until POSITION` or `--until-time TIME`).
 //!
 //! The reference for every state is the live engine's own digest
 //! (`GET /v1/admin/digest`) read at rest just before each snapshot.
@@ -844,7 +845,12 @@ async fn a_repair_below_a_snapshot_starts_from_the_snapshot_and_loses_nothing() 
 fn offline_tools_refuse_a_missing_data_dir_and_stop_quietly_at_a_closed_pipe() {
     let root = tempfile::tempdir().unwrap();
     let missing = root.path().join("mistyped");
-    for tool in [["snapshot", "list"], ["wal", "verify"], ["wal", "repair"]] {
+    for tool in [
+        ["snapshot", "list"],
+        ["wal", "verify"],
+        ["wal", "repair"],
+        ["wal", "show"],
+    ] {
         let out = settle(&[tool[0], tool[1], "--data-dir", p(&missing)]);
         let said = text(&out);
         assert!(!out.status.success(), "{tool:?}: {said}");
@@ -976,4 +982,245 @@ async fn a_snapshot_past_the_log_that_does_not_load_is_moved_out_before_appendin
         srv.log()
     );
     srv.sigterm();
+}
+
+/// RFC 3339 of the wall clock now, to the millisecond (the server's clock:
+/// the same machine).
+fn now_rfc3339_ms() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let ms = i64::try_from(ms).unwrap();
+    let whole = support::rfc3339(ms.div_euclid(1000));
+    format!(
+        "{}.{:03}Z",
+        whole.trim_end_matches('Z'),
+        ms.rem_euclid(1000)
+    )
+}
+
+/// An operator after a bad night: `settle wal show` lists the log with
+/// positions and times (and follows one wallet), and `settle restore
+/// --until-time` rolls a snapshot forward to the state of a moment, cut at
+/// the position `wal show` shows for it: the same state as `--until` that
+/// position, and the live state read at that moment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wal_show_lists_the_log_and_restore_until_a_time_gives_that_moment() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let args = ["--snapshot-interval", "0", "--snapshot-keep", "3"];
+    let mut srv = Server::start_in_with(&data, &args).await;
+    let (_, key) = srv.admin_create_client("wal show test").await;
+    let mut wallets = Vec::new();
+    for _ in 0..4 {
+        wallets.push(srv.create_wallet(&key, "USD").await);
+    }
+    traffic(&srv, &key, &wallets, 2).await;
+    wait_quiet("before the snapshot", &srv).await;
+    let before_snapshot = now_rfc3339_ms();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let (s1, p1) = snapshot(&srv).await;
+    traffic(&srv, &key, &wallets, 2).await;
+    let at_the_moment = wait_quiet("the moment", &srv).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let moment = now_rfc3339_ms();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    traffic(&srv, &key, &wallets, 2).await;
+    let at_the_end = wait_quiet("the end", &srv).await;
+    assert_ne!(at_the_moment, at_the_end);
+    srv.kill9();
+    drop(srv);
+
+    // Every record, in order, one line each; as JSON, the same records.
+    let out = settle(&["wal", "show", "--data-dir", p(&data)]);
+    assert!(out.status.success(), "{}", text(&out));
+    let lines: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let out = settle(&["wal", "show", "--data-dir", p(&data), "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let records: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), records.len());
+    assert!(records.len() > 40, "{} records", records.len());
+    for (i, (line, r)) in lines.iter().zip(&records).enumerate() {
+        let position = r["position"].as_u64().unwrap();
+        assert_eq!(position, i as u64 + 1, "{r}");
+        assert!(
+            line.trim_start().starts_with(&format!("{position} ")),
+            "{line}"
+        );
+        let kind = r["kind"].as_str().unwrap();
+        assert!(line.contains(kind), "{line}");
+        assert!(r["record"].get(kind).is_some(), "{r}");
+        assert!(
+            r["time"].is_null() || support::is_timestamp(&r["time"]),
+            "{r}"
+        );
+    }
+    let transfer = lines
+        .iter()
+        .find(|l| l.contains("outbound_settled_at_once") && l.contains("1.25 USD"))
+        .unwrap_or_else(|| panic!("no transfer in:\n{}", lines.join("\n")));
+    assert!(transfer.contains(" events "), "{transfer}");
+    // Nothing secret on the screen: no key hash, no stored answer's body.
+    let all = records.iter().map(Value::to_string).collect::<String>();
+    assert!(!all.contains("key_hash"), "{all}");
+    assert!(
+        records
+            .iter()
+            .filter(|r| r["kind"] == "answer")
+            .all(|r| r["record"]["answer"]["body"]["storedBytes"].is_u64()),
+        "{all}"
+    );
+
+    // One wallet's records: each names it (a claim, by the bare id it
+    // minted for it), and they include its opening.
+    let out = settle(&["wal", "show", "--data-dir", p(&data), "--id", &wallets[1]]);
+    assert!(out.status.success(), "{}", text(&out));
+    let mine = String::from_utf8(out.stdout).unwrap();
+    assert!(mine.contains("wallet_opened"), "{mine}");
+    let bare = wallets[1].split_once('_').unwrap().1;
+    let from_json = records
+        .iter()
+        .filter(|r| r.to_string().contains(bare))
+        .count();
+    assert_eq!(mine.lines().count(), from_json, "{mine}");
+    // A window of positions, and a limit.
+    let out = settle(&[
+        "wal",
+        "show",
+        "--data-dir",
+        p(&data),
+        "--from",
+        "3",
+        "--until",
+        "9",
+        "--limit",
+        "4",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .collect::<Vec<_>>(),
+        lines[2..6].iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    // A reader that went away ends it quietly, as a shell expects.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_settle"))
+        .args(["wal", "show", "--data-dir", p(&data)])
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{said}");
+    assert!(!said.contains("panicked"), "{said}");
+    let out = settle(&["wal", "show", "--data-dir", p(&data), "--from", "100000"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("outside the log"), "{}", text(&out));
+
+    // The cut for the moment: just before the first record stamped later.
+    let first_later = records
+        .iter()
+        .find(|r| r["time"].as_str().is_some_and(|t| t > moment.as_str()))
+        .unwrap_or_else(|| panic!("nothing after {moment}"));
+    let cut = first_later["position"].as_u64().unwrap() - 1;
+    assert!(cut > p1, "{cut} {p1}");
+    let f1 = snapshot_file(&data, &s1);
+    let wal = data.join("wal");
+    let by_time = root.path().join("by-time");
+    let out = settle(&[
+        "restore",
+        "--from",
+        p(&f1),
+        "--data-dir",
+        p(&by_time),
+        "--wal",
+        p(&wal),
+        "--until-time",
+        &moment,
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("to position {cut} (the last at or before")),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(printed_digest(&text(&out)), at_the_moment, "{}", text(&out));
+    let by_position = root.path().join("by-position");
+    let out = settle(&[
+        "restore",
+        "--from",
+        p(&f1),
+        "--data-dir",
+        p(&by_position),
+        "--wal",
+        p(&wal),
+        "--until",
+        &cut.to_string(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(printed_digest(&text(&out)), at_the_moment, "{}", text(&out));
+    // The restored server serves that moment.
+    let srv = Server::start_in(&by_time).await;
+    assert_eq!(srv.recovered().digest, at_the_moment, "{}", srv.log());
+    srv.sigterm();
+    drop(srv);
+
+    // Refused, leaving nothing behind: a snapshot written after the time
+    // (it may hold later changes), a time that is not one, and both kinds
+    // of --until at once.
+    let refused = root.path().join("refused");
+    let out = settle(&[
+        "restore",
+        "--from",
+        p(&f1),
+        "--data-dir",
+        p(&refused),
+        "--wal",
+        p(&wal),
+        "--until-time",
+        &before_snapshot,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("was written at"), "{}", text(&out));
+    let out = settle(&[
+        "restore",
+        "--from",
+        p(&f1),
+        "--data-dir",
+        p(&refused),
+        "--wal",
+        p(&wal),
+        "--until-time",
+        "yesterday",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("RFC 3339"), "{}", text(&out));
+    let out = settle(&[
+        "restore",
+        "--from",
+        p(&f1),
+        "--data-dir",
+        p(&refused),
+        "--wal",
+        p(&wal),
+        "--until-time",
+        &moment,
+        "--until",
+        "5",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(!refused.exists(), "a refused restore leaves nothing");
 }

@@ -77,6 +77,48 @@ pub enum Record {
     Funding(FundingRecord),
 }
 
+impl Record {
+    /// The instant the record carries, if it carries one: its first
+    /// event's (one message's events share the instant it read), a
+    /// request's, or a created thing's. The directory's `WalletOpened` and
+    /// `TxnCreated` and a webhook's `Delivered` carry none; they sit in the
+    /// log beside records that do. Point-in-time restore cuts by it.
+    pub fn time(&self) -> Option<settle_engine::Timestamp> {
+        use settle_engine::Timestamp;
+        match self {
+            Record::Events { events, .. } => events.first().map(Event::at),
+            Record::Claim { at, .. } | Record::Answer { at, .. } => {
+                Some(Timestamp::from_millis(*at))
+            }
+            Record::Forget { .. } => None,
+            Record::Directory(d) => match d {
+                DirectoryRecord::ClientCreated { client, .. } => Some(client.created_at),
+                DirectoryRecord::CustomerCreated { customer } => Some(customer.created_at),
+                DirectoryRecord::WalletOpened { .. } | DirectoryRecord::TxnCreated { .. } => None,
+            },
+            Record::Funding(f) => match f {
+                FundingRecord::AddressIssued { address } => Some(address.created_at),
+                FundingRecord::WebhookCreated { webhook } => Some(webhook.created_at),
+                FundingRecord::WebhookDeleted { at, .. }
+                | FundingRecord::WebhookDisabled { at, .. } => Some(*at),
+                FundingRecord::Delivered { .. } => None,
+            },
+        }
+    }
+
+    /// The record's kind as `settle wal show` names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::Events { .. } => "events",
+            Record::Directory(_) => "directory",
+            Record::Claim { .. } => "claim",
+            Record::Forget { .. } => "forget",
+            Record::Answer { .. } => "answer",
+            Record::Funding(_) => "funding",
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct Envelope {
     v: u16,

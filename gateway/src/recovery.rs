@@ -116,6 +116,50 @@ pub fn replay(
     }
 }
 
+/// Where point-in-time recovery to `time` stops, reading records `from`
+/// on: just before the first record stamped later than `time`, or at the
+/// log's last record if none is. Records that carry no instant
+/// (`Record::time`) go with those around them: the cut is a position, so
+/// what lies before it is whole, in log order. Log order is commit order;
+/// two workers may commit instants a millisecond out of step, and the cut
+/// then falls before the first record past `time`, never after it.
+pub fn position_at(
+    log: &Recovery,
+    from: Lsn,
+    time: settle_engine::Timestamp,
+) -> Result<Lsn, RecoveryError> {
+    enum Stop {
+        Later,
+        Codec(journal::CodecError),
+    }
+    impl std::fmt::Display for Stop {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self {
+                Stop::Later => f.write_str("a record past the time"),
+                Stop::Codec(e) => e.fmt(f),
+            }
+        }
+    }
+    let last = log.next_lsn.saturating_sub(1);
+    let scan = log.replay_range(from, last, |_, bytes| {
+        match journal::decode(bytes).map_err(Stop::Codec)?.time() {
+            Some(at) if at > time => Err(Stop::Later),
+            _ => Ok(()),
+        }
+    });
+    match scan {
+        Ok(()) => Ok(last.max(from.saturating_sub(1))),
+        Err(ReplayError::Apply {
+            lsn,
+            source: Stop::Later,
+        }) => Ok(lsn.saturating_sub(1)),
+        Err(ReplayError::Apply { lsn, source }) => Err(RecoveryError(format!(
+            "log record {lsn} does not decode: {source} (run `settle wal verify`)"
+        ))),
+        Err(e) => Err(RecoveryError(format!("reading the log: {e}"))),
+    }
+}
+
 /// Which snapshot a recovery starts from, when several would do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Prefer {

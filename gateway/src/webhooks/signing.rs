@@ -22,7 +22,8 @@ pub fn header(secret: &str, t: i64, body: &[u8]) -> String {
     format!("t={t},v1={}", mac_hex(secret, t, body))
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hexadecimal (also `settle wal show`'s request fingerprints).
+pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
