@@ -93,6 +93,32 @@ where
     );
 }
 
+/// `SETTLE_PREFAULT_MIB=n` (with `MIMALLOC_PURGE_DELAY=-1`, so that the
+/// allocator keeps what is freed): writes `n` MiB once and frees it before
+/// the run, so that the records the run keeps land in memory the host has
+/// already backed. On this VM, memory the guest freed is reported to the
+/// host (virtio-balloon free page reporting) and faulting it in again costs
+/// 1 to 8 ms per MiB (BENCHMARKS.md): the growth of the wallets' histories
+/// then shows in the figure as much as the transfers do.
+fn prefault(mib: u64) {
+    if mib == 0 {
+        return;
+    }
+    // In blocks of the size the records' chunks take: one huge block
+    // would go back to the OS when freed, where these stay in the
+    // allocator's arenas for the pages the run allocates.
+    const BLOCK: usize = 8 << 10;
+    let blocks = usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(0) / BLOCK;
+    let started = Instant::now();
+    let held: Vec<Vec<u8>> = (0..blocks).map(|_| vec![1u8; BLOCK]).collect();
+    std::hint::black_box(&held);
+    drop(held);
+    println!(
+        "prefault: {mib} MiB written and freed in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
 /// Waits for a transfer's answer; a refusal ends the bench (every wallet is
 /// funded, so none is expected).
 async fn settled(s: Submitted) {
@@ -107,6 +133,7 @@ async fn transfers() {
     let total = env("SETTLE_TRANSFERS", 1_000_000);
     let window = usize::try_from(env("SETTLE_WINDOW", 1).max(1)).unwrap_or(1);
     let group = env("SETTLE_GROUP", 1).max(1);
+    prefault(env("SETTLE_PREFAULT_MIB", 0));
     let g = funded_gateway(wallets, GatewayConfig::default()).await;
     for round in 1..=env("SETTLE_ROUNDS", 3) {
         let per = total / callers / group * group;
