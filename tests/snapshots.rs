@@ -37,6 +37,22 @@ fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
 
+/// `settle restore --from SNAPSHOT --data-dir TO --wal WAL`, then `more`
+/// (`--until P`, `--until-time T`).
+fn restore_through(from: &Path, to: &Path, wal: &Path, more: &[&str]) -> Output {
+    let mut args = vec![
+        "restore",
+        "--from",
+        p(from),
+        "--data-dir",
+        p(to),
+        "--wal",
+        p(wal),
+    ];
+    args.extend_from_slice(more);
+    settle(&args)
+}
+
 /// Money moving among `wallets`: credits, and transfers around the ring.
 async fn traffic(srv: &Server, key: &str, wallets: &[String], rounds: usize) {
     for r in 0..rounds {
@@ -271,17 +287,7 @@ async fn snapshots_survive_kill_9_and_restore_to_a_snapshot_or_a_position() {
     // Point in time: the first snapshot rolled forward through the old
     // log to the second snapshot's position is the state then.
     let new2 = root.path().join("restored-2");
-    let out = settle(&[
-        "restore",
-        "--from",
-        p(&f1),
-        "--data-dir",
-        p(&new2),
-        "--wal",
-        p(&data.join("wal")),
-        "--until",
-        &p2.to_string(),
-    ]);
+    let out = restore_through(&f1, &new2, &data.join("wal"), &["--until", &p2.to_string()]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(printed_digest(&text(&out)), d2, "{}", text(&out));
     let srv = Server::start_in_with(&new2, &args).await;
@@ -292,15 +298,7 @@ async fn snapshots_survive_kill_9_and_restore_to_a_snapshot_or_a_position() {
     drop(srv);
     // To the end of the log: the state at the crash.
     let new3 = root.path().join("restored-3");
-    let out = settle(&[
-        "restore",
-        "--from",
-        p(&f1),
-        "--data-dir",
-        p(&new3),
-        "--wal",
-        p(&data.join("wal")),
-    ]);
+    let out = restore_through(&f1, &new3, &data.join("wal"), &[]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(printed_digest(&text(&out)), d3);
 
@@ -1140,17 +1138,7 @@ async fn wal_show_lists_the_log_and_restore_until_a_time_gives_that_moment() {
     let f1 = snapshot_file(&data, &s1);
     let wal = data.join("wal");
     let by_time = root.path().join("by-time");
-    let out = settle(&[
-        "restore",
-        "--from",
-        p(&f1),
-        "--data-dir",
-        p(&by_time),
-        "--wal",
-        p(&wal),
-        "--until-time",
-        &moment,
-    ]);
+    let out = restore_through(&f1, &by_time, &wal, &["--until-time", &moment]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains(&format!("to position {cut} (the last at or before")),
@@ -1159,17 +1147,7 @@ async fn wal_show_lists_the_log_and_restore_until_a_time_gives_that_moment() {
     );
     assert_eq!(printed_digest(&text(&out)), at_the_moment, "{}", text(&out));
     let by_position = root.path().join("by-position");
-    let out = settle(&[
-        "restore",
-        "--from",
-        p(&f1),
-        "--data-dir",
-        p(&by_position),
-        "--wal",
-        p(&wal),
-        "--until",
-        &cut.to_string(),
-    ]);
+    let out = restore_through(&f1, &by_position, &wal, &["--until", &cut.to_string()]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(printed_digest(&text(&out)), at_the_moment, "{}", text(&out));
     // The restored server serves that moment.
@@ -1182,45 +1160,18 @@ async fn wal_show_lists_the_log_and_restore_until_a_time_gives_that_moment() {
     // (it may hold later changes), a time that is not one, and both kinds
     // of --until at once.
     let refused = root.path().join("refused");
-    let out = settle(&[
-        "restore",
-        "--from",
-        p(&f1),
-        "--data-dir",
-        p(&refused),
-        "--wal",
-        p(&wal),
-        "--until-time",
-        &before_snapshot,
-    ]);
+    let out = restore_through(&f1, &refused, &wal, &["--until-time", &before_snapshot]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("was written at"), "{}", text(&out));
-    let out = settle(&[
-        "restore",
-        "--from",
-        p(&f1),
-        "--data-dir",
-        p(&refused),
-        "--wal",
-        p(&wal),
-        "--until-time",
-        "yesterday",
-    ]);
+    let out = restore_through(&f1, &refused, &wal, &["--until-time", "yesterday"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("RFC 3339"), "{}", text(&out));
-    let out = settle(&[
-        "restore",
-        "--from",
-        p(&f1),
-        "--data-dir",
-        p(&refused),
-        "--wal",
-        p(&wal),
-        "--until-time",
-        &moment,
-        "--until",
-        "5",
-    ]);
+    let out = restore_through(
+        &f1,
+        &refused,
+        &wal,
+        &["--until-time", &moment, "--until", "5"],
+    );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(!refused.exists(), "a refused restore leaves nothing");
 }
