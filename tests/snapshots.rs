@@ -535,6 +535,49 @@ fn wal_files(data: &Path) -> Vec<String> {
     names
 }
 
+/// `settle serve` on `data`, which must refuse to start: what it said, and
+/// its exit status.
+async fn refused_start(data: &Path) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_settle"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", p(data)])
+        .env("SETTLE_ADMIN_KEY", support::ADMIN_KEY)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("settle serve kept running on a state it cannot rebuild");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Batches of 1,000 credits to `wallet` until the log has more than
+/// `segments` segment files (1 MiB segments: a batch is ~100 KB of log).
+async fn fill_log(srv: &Server, key: &str, wallet: &str, data: &Path, segments: usize) {
+    let credits: Vec<Value> = (0..1_000)
+        .map(|_| json!({"op": "credit", "walletId": wallet, "asset": "USD", "amount": "1.00"}))
+        .collect();
+    for _ in 0..60 {
+        if wal_files(data).len() > segments {
+            return;
+        }
+        srv.post_json("/v1/batch", key, &json!({"operations": credits}))
+            .await
+            .ok(200);
+    }
+    panic!(
+        "the log did not pass {segments} segments: {:?}",
+        wal_files(data)
+    );
+}
+
 /// When the only snapshot is damaged and the log before it was compacted
 /// away, nothing can rebuild the state: the server must refuse to start,
 /// say why (the file and the damage, once) and what to do, and touch
@@ -547,19 +590,7 @@ async fn a_damaged_sole_snapshot_over_a_compacted_log_stops_the_start() {
     let mut srv = Server::start_in_with(&data, &args).await;
     let (_, key) = srv.admin_create_client("compacted").await;
     let wallet = srv.create_wallet(&key, "USD").await;
-    // Batches of credits until the log has moved past its first segment.
-    let credits: Vec<Value> = (0..1_000)
-        .map(|_| json!({"op": "credit", "walletId": wallet, "asset": "USD", "amount": "1.00"}))
-        .collect();
-    // (Up to 60: a batch of credits is ~100 KB of log since format 4.)
-    for _ in 0..60 {
-        if wal_files(&data).len() > 2 {
-            break;
-        }
-        srv.post_json("/v1/batch", &key, &json!({"operations": credits}))
-            .await
-            .ok(200);
-    }
+    fill_log(&srv, &key, &wallet, &data, 2).await;
     // Each segment past the first was started by a rotation, from a
     // prepared spare or new, and counted so.
     let m = srv
@@ -592,24 +623,7 @@ async fn a_damaged_sole_snapshot_over_a_compacted_log_stops_the_start() {
     bytes[at] ^= 0x01;
     std::fs::write(&file, &bytes).unwrap();
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_settle"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", p(&data)])
-        .env("SETTLE_ADMIN_KEY", support::ADMIN_KEY)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("settle serve kept running on a state it cannot rebuild");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = refused_start(&data).await;
     let said = text(&out);
     assert!(!out.status.success(), "{said}");
     assert!(out.stdout.is_empty(), "it said it listens: {said}");
@@ -1174,4 +1188,55 @@ async fn wal_show_lists_the_log_and_restore_until_a_time_gives_that_moment() {
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(!refused.exists(), "a refused restore leaves nothing");
+}
+
+/// `kill -9`, then the log's newest segment goes missing (a copy of the
+/// data directory that missed it): the server refuses to start, naming the
+/// segment and the first record lost, rather than serve a state short of
+/// records it acknowledged; `wal verify` says the same; `wal repair`
+/// accepts the loss, and the server then starts on what the older segments
+/// hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_newest_log_segment_stops_the_start_until_repair_accepts_it() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let args = ["--snapshot-interval", "0", "--segment-mib", "1"];
+    let mut srv = Server::start_in_with(&data, &args).await;
+    let (_, key) = srv.admin_create_client("lost segment").await;
+    let wallet = srv.create_wallet(&key, "USD").await;
+    fill_log(&srv, &key, &wallet, &data, 1).await;
+    srv.kill9();
+    drop(srv);
+
+    let files = wal_files(&data);
+    let newest = files.last().unwrap().clone();
+    let lost_from: u64 = newest.trim_end_matches(".wal").parse().unwrap();
+    std::fs::remove_file(data.join("wal").join(&newest)).unwrap();
+
+    let out = refused_start(&data).await;
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(out.stdout.is_empty(), "it said it listens: {said}");
+    for words in [
+        format!("the newest segment, {newest}, is missing"),
+        format!("from LSN {lost_from} on are lost"),
+        "settle wal repair".to_owned(),
+    ] {
+        assert!(said.contains(&words), "expected {words:?} in:\n{said}");
+    }
+    assert!(!said.contains("panicked"), "{said}");
+
+    let out = settle(&["wal", "verify", "--data-dir", p(&data)]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("is missing"), "{}", text(&out));
+    let out = settle(&["wal", "repair", "--data-dir", p(&data)]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("is missing"), "{}", text(&out));
+
+    let srv = Server::start_in_with(&data, &args).await;
+    assert_eq!(srv.recovered().position, lost_from - 1, "{}", srv.log());
+    let audit = srv.quiet_audit().await;
+    assert_eq!(audit["ok"], true, "{audit}");
+    srv.credit(&key, &wallet, "USD", "1.00").await;
+    srv.sigterm();
 }

@@ -437,3 +437,125 @@ fn replay_notices_a_segment_changed_after_open() {
     }
     assert_eq!(seen, 29);
 }
+
+/// What `NEWEST` holds: the newest segment's file name and a newline.
+fn newest_names(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("NEWEST")).unwrap()
+}
+
+fn name_of(path: &Path) -> String {
+    path.file_name().unwrap().to_str().unwrap().to_owned()
+}
+
+/// A missing newest segment leaves a log that looks whole and ends early:
+/// only `NEWEST` tells. `open` refuses, naming the segment and where the
+/// records stop; `verify` says the same without writing; `repair` accepts
+/// the loss, after which the log opens with the records of the segments
+/// left and goes on from there.
+#[test]
+fn a_missing_newest_segment_stops_open_until_repair_accepts_the_loss() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = log_dir(&root);
+    let payloads = build(&dir);
+    let mut segments = segment_files(&dir);
+    let newest = segments.pop().unwrap();
+    let previous = segments.last().unwrap().clone();
+    assert_eq!(newest_names(&dir), format!("{}\n", name_of(&newest)));
+    let lost_from: u64 = newest
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    std::fs::remove_file(&newest).unwrap();
+
+    let error = Wal::open(fs(), config(&dir))
+        .expect_err("open must refuse a log that lost its newest segment");
+    match &error {
+        WalError::Corrupt {
+            segment, reason, ..
+        } => {
+            assert_eq!(segment, &dir.join("NEWEST"), "{error}");
+            assert!(reason.contains(&name_of(&newest)), "{reason}");
+            assert!(
+                reason.contains(&format!("from LSN {lost_from} on")),
+                "{reason}"
+            );
+        }
+        other => panic!("expected Corrupt, got {other}"),
+    }
+    let before = files(&dir);
+    let report = wal::verify(&FsStorage, &dir);
+    assert_eq!(files(&dir), before, "verify never writes");
+    let problem = report.problem.clone().expect("verify finds the loss");
+    assert_eq!(
+        (problem.kind, problem.segment.as_path()),
+        (ProblemKind::Corrupt, dir.join("NEWEST").as_path())
+    );
+    assert!(!report.opens());
+
+    let repaired = wal::repair(&FsStorage, &dir, &root.path().join("backup")).unwrap();
+    assert_eq!(repaired.cut.as_ref(), Some(&problem), "{repaired}");
+    assert_eq!(repaired.next_lsn, lost_from);
+    assert_eq!(newest_names(&dir), format!("{}\n", name_of(&previous)));
+    assert!(wal::verify(&FsStorage, &dir).is_clean());
+    let (wal, recovery) = open(fs(), config(&dir));
+    let kept = usize::try_from(lost_from - 1).unwrap();
+    let replayed = replay_all(&recovery);
+    assert_eq!(replayed.len(), kept);
+    assert!(
+        replayed
+            .iter()
+            .zip(&payloads)
+            .all(|((_, got), want)| got == want)
+    );
+    assert_eq!(
+        append_wait(&wal, b"after the loss".to_vec()).unwrap(),
+        lost_from
+    );
+}
+
+/// A log from before `NEWEST` opens as it did and gets one; one naming an
+/// older segment (a crash between naming a new segment and recording it)
+/// is brought up to date; one that names no segment is refused as
+/// corruption, and repair writes it again, losing nothing.
+#[test]
+fn newest_is_written_at_open_brought_up_to_date_and_checked() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = log_dir(&root);
+    let payloads = build(&dir);
+    let segments = segment_files(&dir);
+    let newest = format!("{}\n", name_of(segments.last().unwrap()));
+
+    std::fs::remove_file(dir.join("NEWEST")).unwrap();
+    assert!(wal::verify(&FsStorage, &dir).is_clean());
+    let (wal, recovery) = open(fs(), config(&dir));
+    assert_eq!(replay_all(&recovery).len(), payloads.len());
+    wal.close().unwrap();
+    assert_eq!(newest_names(&dir), newest);
+
+    std::fs::write(dir.join("NEWEST"), format!("{}\n", name_of(&segments[0]))).unwrap();
+    assert!(wal::verify(&FsStorage, &dir).is_clean());
+    let (wal, _) = open(fs(), config(&dir));
+    wal.close().unwrap();
+    assert_eq!(newest_names(&dir), newest);
+
+    for garbage in ["", "nonsense\n", "00000000000000000001.wal.tmp"] {
+        std::fs::write(dir.join("NEWEST"), garbage).unwrap();
+        let error = Wal::open(fs(), config(&dir)).expect_err("a NEWEST that names no segment");
+        assert!(
+            matches!(&error, WalError::Corrupt { segment, .. } if segment == &dir.join("NEWEST")),
+            "{garbage:?}: {error}"
+        );
+        assert!(
+            error.to_string().contains("not the name of a segment"),
+            "{error}"
+        );
+        let repaired = wal::repair(&FsStorage, &dir, &root.path().join("backup")).unwrap();
+        assert_eq!(repaired.next_lsn, payloads.len() as u64 + 1, "{repaired}");
+        assert_eq!(newest_names(&dir), newest);
+    }
+    let (_wal, recovery) = open(fs(), config(&dir));
+    assert_eq!(replay_all(&recovery).len(), payloads.len());
+}

@@ -213,6 +213,36 @@ fn disk_full_when_creating_a_segment() {
     assert_eq!(replay_all(&recovery).len(), 2);
 }
 
+/// The disk fills between naming a new segment and recording it in
+/// `NEWEST`: the log waits (`DiskFull`), then goes on in that segment, and
+/// `NEWEST` names it.
+#[test]
+fn disk_full_when_recording_the_newest_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let faulty = Arc::new(FaultyStorage::new());
+    let cfg = WalConfig {
+        segment_size: 256,
+        ..WalConfig::new(dir.path())
+    };
+    let (wal, _) = open(faulty.clone(), cfg.clone());
+    assert_eq!(append_wait(&wal, payload(0, 200)).unwrap(), 1);
+    // Room for the new segment's 32-byte header, none for `NEWEST`.
+    faulty.disk_full_after(32);
+    let pending = append_async(&wal, payload(1, 200));
+    wait_until("status DiskFull", || wal.status() == WalStatus::DiskFull);
+    assert!(pending.is_empty());
+    let recorded = std::fs::read_to_string(dir.path().join("NEWEST")).unwrap();
+    assert_eq!(recorded, "00000000000000000001.wal\n");
+    faulty.free_space();
+    assert_eq!(pending.recv().unwrap().unwrap(), 2);
+    wal.close().unwrap();
+    let recorded = std::fs::read_to_string(dir.path().join("NEWEST")).unwrap();
+    assert_eq!(recorded, "00000000000000000002.wal\n");
+    assert!(!dir.path().join("NEWEST.tmp").exists());
+    let (_wal, recovery) = open(fs(), cfg);
+    assert_eq!(replay_all(&recovery).len(), 2);
+}
+
 /// A spare that cannot be prepared (full disk) changes nothing the log
 /// holds: rotation creates the segment itself, and once space is back the
 /// next spare is prepared and used.

@@ -49,7 +49,11 @@ fn torn_last_record_everywhere(cfg: &WalConfig, payloads: &[Vec<u8>]) {
         .into_iter()
         .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
         .collect();
+    // The directory as it was, `NEWEST` too: a case that rotates names a
+    // newer segment there, which the next case's restored files lack.
+    let newest = std::fs::read(dir.join("NEWEST")).unwrap();
     let restore = || {
+        std::fs::write(dir.join("NEWEST"), &newest).unwrap();
         for extra in segment_files(&dir) {
             std::fs::remove_file(extra).unwrap();
         }
@@ -255,8 +259,9 @@ fn torn_write_at_every_byte_of_a_batch() {
 fn check_no_temp_files(dir: &Path) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let name = entry.unwrap().file_name();
+        let name = name.to_str().unwrap();
         assert!(
-            name.to_str().unwrap().ends_with(".wal"),
+            name.ends_with(".wal") || name == "NEWEST",
             "unexpected file {name:?}"
         );
     }

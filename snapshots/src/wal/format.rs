@@ -8,6 +8,7 @@
 //!               | 20..24 CRC32C of bytes 0..20 | 24..32 reserved (zeros, ignored)
 //!   frames      len u32 LE (1..=16 MiB) | crc u32 LE = CRC32C(len bytes ++ payload) | payload
 //!   end         a frame header of 8 zero bytes (or the end of the file)
+//! NEWEST        the newest segment's file name and a newline (`newest`)
 //! ```
 //!
 //! The length is inside the checksum so that a flipped length bit cannot
@@ -51,16 +52,29 @@ pub(crate) fn temp_name(first_lsn: Lsn) -> String {
     format!("{first_lsn:020}{TEMP_SUFFIX}")
 }
 
+/// The file naming the newest segment (`newest`).
+pub(crate) const NEWEST_NAME: &str = "NEWEST";
+/// `NEWEST` being replaced: written and synced, then renamed over it.
+pub(crate) const NEWEST_TEMP_NAME: &str = "NEWEST.tmp";
+
 /// What a file name in the log directory is.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum FileKind {
     Segment(Lsn),
     Temp,
+    /// `NEWEST`, the name of the newest segment.
+    Newest,
     Other,
 }
 
 pub(crate) fn classify_name(name: &str) -> FileKind {
     let digits = |stem: &str| stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit());
+    if name == NEWEST_NAME {
+        return FileKind::Newest;
+    }
+    if name == NEWEST_TEMP_NAME {
+        return FileKind::Temp;
+    }
     if let Some(stem) = name.strip_suffix(TEMP_SUFFIX) {
         // A spare (`spare-{n}.wal.tmp`) holds no records either.
         if digits(stem) || super::spare::is_spare_name(name) {
@@ -271,6 +285,9 @@ mod tests {
         assert_eq!(classify_name("0000000000000000000a.wal"), FileKind::Other);
         assert_eq!(classify_name("99999999999999999999.wal"), FileKind::Other); // > u64::MAX
         assert_eq!(classify_name("notes.txt"), FileKind::Other);
+        assert_eq!(classify_name("NEWEST"), FileKind::Newest);
+        assert_eq!(classify_name("NEWEST.tmp"), FileKind::Temp);
+        assert_eq!(classify_name("newest"), FileKind::Other);
         assert!(segment_name(9) < segment_name(10));
     }
 

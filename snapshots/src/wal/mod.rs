@@ -33,6 +33,10 @@
 //!   needing free space, so no old bytes can later be misread as frames.
 //! - `open` fdatasyncs the last segment: records a crashed process left in
 //!   the page cache are about to count as durable.
+//! - A file `NEWEST` names the newest segment, written before any record
+//!   goes into it, so that a missing newest segment (a log that would
+//!   otherwise look whole and end early) stops startup like a gap
+//!   (`newest`).
 //! - Closing while the disk is full gives up after one more attempt: the
 //!   unwritten records (acknowledged to no one) get `DiskFull`.
 //! - A panicking callback is caught and logged; the log carries on.
@@ -47,7 +51,7 @@
 //!
 //! Modules, one job each: `format` (bytes on disk), `storage` (the file
 //! operations, and [`faults`] to break them in tests), `segment`
-//! (durable creation), `scan` (what the bytes are), `recovery` (open
+//! (durable creation), `newest` (the record of the newest segment), `scan` (what the bytes are), `recovery` (open
 //! and replay), `writer` (group commit), `log` (the handle), `tools`
 //! (verify, repair).
 
@@ -56,6 +60,7 @@ mod error;
 pub mod faults;
 mod format;
 mod log;
+mod newest;
 mod recovery;
 mod scan;
 mod segment;

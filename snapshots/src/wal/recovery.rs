@@ -17,6 +17,7 @@ use tracing::{info, warn};
 use super::config::{Lsn, MAX_RECORD, WalConfig};
 use super::error::{ReplayError, WalError};
 use super::format::{self, Frame, SEGMENT_HEADER_BYTES};
+use super::newest;
 use super::scan::{self, SegmentInfo, Stop, TornTail};
 use super::segment::{self, ActiveSegment};
 use super::storage::{Storage, StorageFile};
@@ -306,6 +307,22 @@ pub(crate) fn recover(
         }
     };
     storage.sync_dir(dir).map_err(|e| WalError::io(dir, 0, e))?;
+    // A log from before `NEWEST`, a new one, or a crash between naming a
+    // segment and recording it: record the segment the writer goes on in.
+    // (One naming a segment that is not here stopped the scan above.)
+    // On a full disk the log still opens (its writes wait for space like
+    // any other); the next rotation records its segment.
+    if newest::read(storage.as_ref(), dir)? != Some(active.first_lsn) {
+        match newest::record(storage.as_ref(), dir, active.first_lsn) {
+            Ok(()) => {}
+            Err(WalError::DiskFull { .. }) => warn!(
+                dir = %dir.display(),
+                "the disk is full: NEWEST does not name the newest segment yet (the next one is \
+                 recorded as it is created)"
+            ),
+            Err(e) => return Err(e),
+        }
+    }
 
     let mut segments: Vec<_> = scan
         .segments

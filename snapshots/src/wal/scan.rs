@@ -8,7 +8,8 @@
 //! appending leaves a partial last batch and zeros, never a good record
 //! after a bad one). Everything else (a bad frame followed by a valid one,
 //! a bad frame in an earlier segment, a bad header, a gap or overlap of LSNs
-//! between segments, non-zero bytes after the end of an earlier segment) is
+//! between segments, non-zero bytes after the end of an earlier segment, a
+//! newest segment that `NEWEST` names and that is missing) is
 //! corruption: it cannot come from a crash, so records acknowledged to
 //! clients may be behind it, and only the operator may cut it.
 //!
@@ -24,6 +25,7 @@ use super::format::{
     self, FIRST_LSN_OFFSET, FRAME_HEADER_LEN, FileKind, Frame, SEGMENT_HEADER_BYTES,
     SEGMENT_HEADER_LEN,
 };
+use super::newest;
 use super::storage::Storage;
 
 /// One segment's valid part, as a scan found it.
@@ -115,6 +117,7 @@ pub(crate) fn scan_dir(storage: &dyn Storage, dir: &Path) -> DirScan {
         match name.to_str().map(format::classify_name) {
             Some(FileKind::Segment(lsn)) => segments.push((lsn, dir.join(&name))),
             Some(FileKind::Temp) => scan.temp_files.push(dir.join(&name)),
+            Some(FileKind::Newest) => {}
             _ => scan.others.push(name),
         }
     }
@@ -145,6 +148,20 @@ pub(crate) fn scan_dir(storage: &dyn Storage, dir: &Path) -> DirScan {
                 }
             }
         }
+    }
+    // The segments found may end early without a sign in them: the newest
+    // may be missing altogether (`newest`). Checked after a torn tail too
+    // (the loss is the larger problem), not after corruption (reported
+    // first, where it is).
+    if !matches!(scan.stop, Some(Stop::Broken(_)))
+        && let Some(error) = newest::check(
+            storage,
+            dir,
+            scan.segments.last().map(|s| s.first_lsn),
+            scan.next_lsn(),
+        )
+    {
+        scan.stop = Some(Stop::Broken(error));
     }
     scan
 }

@@ -8,7 +8,9 @@
 //! it cuts the log at the first problem (a torn tail, or corruption that
 //! `open` refuses), after copying every file it will change or remove into
 //! `backup_dir` (synced), so nothing is destroyed. Records after the cut
-//! are no longer replayed; the report says what was cut.
+//! are no longer replayed; the report says what was cut. Afterwards
+//! `NEWEST` names the newest segment left: a missing newest segment is
+//! repaired by accepting the loss.
 //!
 //! `set_aside` moves a whole log out of the way, for a log that a snapshot
 //! has overtaken (its records all lie at or before the snapshot's position,
@@ -21,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use super::config::Lsn;
 use super::error::WalError;
+use super::newest;
 use super::recovery::cut_tail;
 use super::scan::{self, SegmentInfo, Stop};
 use super::storage::Storage;
@@ -332,6 +335,7 @@ pub fn repair(
         .map_err(|e| WalError::io(backup_dir, 0, e))?;
     let mut to_copy: Vec<&Path> = truncate.iter().map(|(s, _)| s.path.as_path()).collect();
     to_copy.extend(scan.after.iter().map(PathBuf::as_path));
+
     for path in to_copy {
         report.backups.push(backup(storage, path, backup_dir)?);
     }
@@ -359,6 +363,19 @@ pub fn repair(
         report.truncated = Some(truncation);
     }
     storage.sync_dir(dir).map_err(|e| WalError::io(dir, 0, e))?;
+
+    // 4. `NEWEST` names the newest segment left: it may have named one
+    // removed above, or one that was missing (the loss is now accepted;
+    // the problem reported names it). Not backed up: it holds no records.
+    let marker = newest::path(dir);
+    match scan.segments.last() {
+        Some(last) => newest::record(storage, dir, last.first_lsn)?,
+        None => match storage.remove(&marker) {
+            Ok(()) => storage.sync_dir(dir).map_err(|e| WalError::io(dir, 0, e))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(WalError::io(&marker, 0, e)),
+        },
+    }
     report.cut = Some(problem);
     tracing::warn!(report = %report, "repaired the log");
     Ok(report)

@@ -34,6 +34,7 @@ use tracing::{error, info, warn};
 use super::config::{FsyncPolicy, Lsn, WalConfig, frame_len};
 use super::error::{WalError, WalStatus};
 use super::format::{self, SEGMENT_HEADER_LEN};
+use super::newest;
 use super::segment::{self, ActiveSegment};
 use super::spare::Spares;
 use super::storage::Storage;
@@ -395,6 +396,11 @@ impl Writer {
             }
             None => segment::create_segment(storage, dir, self.next_lsn, size)?,
         };
+        // Before any record goes into it: from here on, a log without this
+        // segment is known to have lost records (`newest`). On a failure
+        // the old segment stays the active one, and a retry replaces the
+        // new, empty one.
+        newest::record(storage, dir, fresh.first_lsn)?;
         if let Some(spares) = &self.spares {
             spares.prepare_next();
         }
