@@ -53,6 +53,23 @@ fn restore_through(from: &Path, to: &Path, wal: &Path, more: &[&str]) -> Output 
     settle(&args)
 }
 
+/// A server on `data` started with `args`, a client named `name`, and `n`
+/// USD wallets of that client: (server, the client's key, wallet ids).
+async fn server_with_wallets(
+    data: &Path,
+    args: &[&str],
+    name: &str,
+    n: usize,
+) -> (Server, String, Vec<String>) {
+    let srv = Server::start_in_with(data, args).await;
+    let (_, key) = srv.admin_create_client(name).await;
+    let mut wallets = Vec::new();
+    for _ in 0..n {
+        wallets.push(srv.create_wallet(&key, "USD").await);
+    }
+    (srv, key, wallets)
+}
+
 /// Money moving among `wallets`: credits, and transfers around the ring.
 async fn traffic(srv: &Server, key: &str, wallets: &[String], rounds: usize) {
     for r in 0..rounds {
@@ -154,12 +171,7 @@ async fn snapshots_survive_kill_9_and_restore_to_a_snapshot_or_a_position() {
     let data = root.path().join("data");
     // On demand only, so the test knows every snapshot's position.
     let args = ["--snapshot-interval", "0", "--snapshot-keep", "3"];
-    let mut srv = Server::start_in_with(&data, &args).await;
-    let (_, key) = srv.admin_create_client("restore test").await;
-    let mut wallets = Vec::new();
-    for _ in 0..6 {
-        wallets.push(srv.create_wallet(&key, "USD").await);
-    }
+    let (mut srv, key, wallets) = server_with_wallets(&data, &args, "restore test", 6).await;
     traffic(&srv, &key, &wallets, 5).await;
     // A pay-in address: funding state, which snapshots carry too.
     let address = srv
@@ -1022,12 +1034,7 @@ async fn wal_show_lists_the_log_and_restore_until_a_time_gives_that_moment() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     let args = ["--snapshot-interval", "0", "--snapshot-keep", "3"];
-    let mut srv = Server::start_in_with(&data, &args).await;
-    let (_, key) = srv.admin_create_client("wal show test").await;
-    let mut wallets = Vec::new();
-    for _ in 0..4 {
-        wallets.push(srv.create_wallet(&key, "USD").await);
-    }
+    let (mut srv, key, wallets) = server_with_wallets(&data, &args, "wal show test", 4).await;
     traffic(&srv, &key, &wallets, 2).await;
     wait_quiet("before the snapshot", &srv).await;
     let before_snapshot = now_rfc3339_ms();

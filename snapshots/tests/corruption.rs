@@ -34,13 +34,24 @@ fn build(dir: &Path) -> Vec<Vec<u8>> {
 /// Where the record at `lsn` is: (segment, frame offset).
 fn locate(dir: &Path, lsn: u64) -> (PathBuf, usize) {
     for path in segment_files(dir) {
-        let first: u64 = path.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+        let first: u64 = first_lsn_of(&path);
         let frames = frames_of(&std::fs::read(&path).unwrap());
         if lsn >= first && lsn < first + frames.len() as u64 {
             return (path, frames[usize::try_from(lsn - first).unwrap()].0);
         }
     }
     panic!("LSN {lsn} not found");
+}
+
+/// The first LSN of a segment, from its file name.
+fn first_lsn_of(segment: &Path) -> u64 {
+    segment
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 fn damage(path: &Path, at: usize, f: impl FnOnce(&mut u8)) {
@@ -175,13 +186,7 @@ fn bit_flip_in_a_length_field_of_an_earlier_segment() {
     let dir = log_dir(&root);
     let payloads = build(&dir);
     let second = segment_files(&dir)[1].clone();
-    let first_of_second: u64 = second
-        .file_stem()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let first_of_second: u64 = first_lsn_of(&second);
     let lsn = first_of_second + 5;
     let (segment, at) = locate(&dir, lsn);
     assert_eq!(segment, second);
@@ -202,7 +207,7 @@ fn bit_flip_in_the_last_segment_followed_by_valid_records() {
     let dir = log_dir(&root);
     let payloads = build(&dir);
     let last = segment_files(&dir).pop().unwrap();
-    let first_of_last: u64 = last.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    let first_of_last: u64 = first_lsn_of(&last);
     assert!(100 - first_of_last >= 2, "records after the damaged one");
     let (segment, at) = locate(&dir, first_of_last);
     damage(&segment, at + 20, |b| *b ^= 0x80);
@@ -223,7 +228,7 @@ fn zeroed_frame_header_followed_by_valid_records() {
     let dir = log_dir(&root);
     let payloads = build(&dir);
     let last = segment_files(&dir).pop().unwrap();
-    let first_of_last: u64 = last.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    let first_of_last: u64 = first_lsn_of(&last);
     let (segment, at) = locate(&dir, first_of_last);
     for i in 0..8 {
         damage(&segment, at + i, |b| *b = 0);
@@ -244,13 +249,7 @@ fn bad_segment_header() {
     let dir = log_dir(&root);
     let payloads = build(&dir);
     let third = segment_files(&dir)[2].clone();
-    let first_of_third: u64 = third
-        .file_stem()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let first_of_third: u64 = first_lsn_of(&third);
     damage(&third, 2, |b| *b ^= 0x20);
     check(
         &dir,
@@ -268,13 +267,7 @@ fn header_lsn_disagreeing_with_the_file_name() {
     let dir = log_dir(&root);
     let payloads = build(&dir);
     let third = segment_files(&dir)[2].clone();
-    let first_of_third: u64 = third
-        .file_stem()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let first_of_third: u64 = first_lsn_of(&third);
     let renamed = dir.join(format!("{:020}.wal", first_of_third + 1));
     std::fs::rename(&third, &renamed).unwrap();
     // The previous segment now ends before the renamed one starts: the
@@ -370,7 +363,7 @@ fn repair_never_overwrites_an_earlier_backup() {
     let dir = log_dir(&root);
     build(&dir);
     let last = segment_files(&dir).pop().unwrap();
-    let first_of_last: u64 = last.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    let first_of_last: u64 = first_lsn_of(&last);
     let (segment, at) = locate(&dir, first_of_last);
     let damaged = {
         damage(&segment, at + 12, |b| *b ^= 2);
@@ -461,13 +454,7 @@ fn a_missing_newest_segment_stops_open_until_repair_accepts_the_loss() {
     let newest = segments.pop().unwrap();
     let previous = segments.last().unwrap().clone();
     assert_eq!(newest_names(&dir), format!("{}\n", name_of(&newest)));
-    let lost_from: u64 = newest
-        .file_stem()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let lost_from: u64 = first_lsn_of(&newest);
     std::fs::remove_file(&newest).unwrap();
 
     let error = Wal::open(fs(), config(&dir))
