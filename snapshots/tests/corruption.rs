@@ -530,6 +530,8 @@ fn newest_is_written_at_open_brought_up_to_date_and_checked() {
 
     for garbage in ["", "nonsense\n", "00000000000000000001.wal.tmp"] {
         std::fs::write(dir.join("NEWEST"), garbage).unwrap();
+        // An interrupted replacement beside it is no obstacle either.
+        std::fs::write(dir.join("NEWEST.tmp"), "0000").unwrap();
         let error = Wal::open(fs(), config(&dir)).expect_err("a NEWEST that names no segment");
         assert!(
             matches!(&error, WalError::Corrupt { segment, .. } if segment == &dir.join("NEWEST")),

@@ -68,6 +68,13 @@ pub(crate) fn record(storage: &dyn Storage, dir: &Path, first_lsn: Lsn) -> Resul
     let text = format!("{}\n", format::segment_name(first_lsn));
     let bytes = text.as_bytes();
     let len = u64::try_from(bytes.len()).unwrap_or(MAX_LEN);
+    // A leftover of an interrupted attempt (a crash; `repair` runs before
+    // `open` would remove it).
+    match storage.remove(&temp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(WalError::io(&temp, 0, e)),
+    }
     let written = storage
         .create(&temp, len)
         .map_err(|e| write_error(&temp, 0, e))
