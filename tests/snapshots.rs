@@ -599,10 +599,8 @@ async fn a_damaged_sole_snapshot_over_a_compacted_log_stops_the_start() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     let args = ["--snapshot-interval", "0", "--segment-mib", "1"];
-    let mut srv = Server::start_in_with(&data, &args).await;
-    let (_, key) = srv.admin_create_client("compacted").await;
-    let wallet = srv.create_wallet(&key, "USD").await;
-    fill_log(&srv, &key, &wallet, &data, 2).await;
+    let (mut srv, key, wallets) = server_with_wallets(&data, &args, "compacted", 1).await;
+    fill_log(&srv, &key, &wallets[0], &data, 2).await;
     // Each segment past the first was started by a rotation, from a
     // prepared spare or new, and counted so.
     let m = srv
@@ -1208,10 +1206,9 @@ async fn a_lost_newest_log_segment_stops_the_start_until_repair_accepts_it() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     let args = ["--snapshot-interval", "0", "--segment-mib", "1"];
-    let mut srv = Server::start_in_with(&data, &args).await;
-    let (_, key) = srv.admin_create_client("lost segment").await;
-    let wallet = srv.create_wallet(&key, "USD").await;
-    fill_log(&srv, &key, &wallet, &data, 1).await;
+    let (mut srv, key, wallets) = server_with_wallets(&data, &args, "lost segment", 1).await;
+    let wallet = &wallets[0];
+    fill_log(&srv, &key, wallet, &data, 1).await;
     srv.kill9();
     drop(srv);
 
@@ -1244,6 +1241,6 @@ async fn a_lost_newest_log_segment_stops_the_start_until_repair_accepts_it() {
     assert_eq!(srv.recovered().position, lost_from - 1, "{}", srv.log());
     let audit = srv.quiet_audit().await;
     assert_eq!(audit["ok"], true, "{audit}");
-    srv.credit(&key, &wallet, "USD", "1.00").await;
+    srv.credit(&key, wallet, "USD", "1.00").await;
     srv.sigterm();
 }

@@ -26,7 +26,7 @@ use super::config::Lsn;
 use super::error::WalError;
 use super::format::{self, FileKind, NEWEST_NAME, NEWEST_TEMP_NAME};
 use super::segment::write_error;
-use super::storage::Storage;
+use super::storage::{Storage, remove_if_present};
 
 /// Longer than any name this module writes: a bigger file is not one.
 const MAX_LEN: u64 = 64;
@@ -70,11 +70,7 @@ pub(crate) fn record(storage: &dyn Storage, dir: &Path, first_lsn: Lsn) -> Resul
     let len = u64::try_from(bytes.len()).unwrap_or(MAX_LEN);
     // A leftover of an interrupted attempt (a crash; `repair` runs before
     // `open` would remove it).
-    match storage.remove(&temp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(WalError::io(&temp, 0, e)),
-    }
+    remove_if_present(storage, &temp)?;
     let written = storage
         .create(&temp, len)
         .map_err(|e| write_error(&temp, 0, e))

@@ -19,7 +19,7 @@ use super::config::Lsn;
 use super::error::{WalError, is_disk_full};
 use super::format;
 use super::spare::Spare;
-use super::storage::{Storage, StorageFile};
+use super::storage::{Storage, StorageFile, remove_if_present};
 
 /// The segment the writer appends to.
 #[derive(Debug)]
@@ -59,11 +59,7 @@ pub(crate) fn create_segment(
     size: u64,
 ) -> Result<ActiveSegment, WalError> {
     let temp = dir.join(format::temp_name(first_lsn));
-    match storage.remove(&temp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(WalError::io(&temp, 0, e)),
-    }
+    remove_if_present(storage, &temp)?;
     let file = storage
         .create(&temp, size)
         .map_err(|e| write_error(&temp, 0, e))?;

@@ -12,6 +12,8 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
+
+use super::error::WalError;
 use std::path::Path;
 
 /// The file system, as the log uses it.
@@ -33,6 +35,16 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Makes the directory's entries (creates, renames, removes) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// Removes `path` if it is there (a leftover of an interrupted attempt):
+/// `true` if it was.
+pub(crate) fn remove_if_present(storage: &dyn Storage, path: &Path) -> Result<bool, WalError> {
+    match storage.remove(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(WalError::io(path, 0, e)),
+    }
 }
 
 /// An open file.

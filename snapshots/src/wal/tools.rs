@@ -26,7 +26,7 @@ use super::error::WalError;
 use super::newest;
 use super::recovery::cut_tail;
 use super::scan::{self, SegmentInfo, Stop};
-use super::storage::Storage;
+use super::storage::{Storage, remove_if_present};
 
 /// What kind of problem a scan found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -370,11 +370,11 @@ pub fn repair(
     let marker = newest::path(dir);
     match scan.segments.last() {
         Some(last) => newest::record(storage, dir, last.first_lsn)?,
-        None => match storage.remove(&marker) {
-            Ok(()) => storage.sync_dir(dir).map_err(|e| WalError::io(dir, 0, e))?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(WalError::io(&marker, 0, e)),
-        },
+        None => {
+            if remove_if_present(storage, &marker)? {
+                storage.sync_dir(dir).map_err(|e| WalError::io(dir, 0, e))?;
+            }
+        }
     }
     report.cut = Some(problem);
     tracing::warn!(report = %report, "repaired the log");
