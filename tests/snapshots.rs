@@ -883,18 +883,24 @@ fn offline_tools_refuse_a_missing_data_dir_and_stop_quietly_at_a_closed_pipe() {
         assert!(!missing.exists(), "{tool:?} created {}", missing.display());
     }
 
+    ends_quietly_at_a_closed_pipe(&["assets"]);
+}
+
+/// `settle args` with its standard output a pipe nobody reads: it ends
+/// with the status a shell shows for SIGPIPE (141), without a panic.
+fn ends_quietly_at_a_closed_pipe(args: &[&str]) {
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
     let out = Command::new(env!("CARGO_BIN_EXE_settle"))
-        .arg("assets")
+        .args(args)
         .stdin(Stdio::null())
         .stdout(writer)
         .stderr(Stdio::piped())
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(141), "{said}");
-    assert!(!said.contains("panicked"), "{said}");
+    assert_eq!(out.status.code(), Some(141), "{args:?}: {said}");
+    assert!(!said.contains("panicked"), "{args:?}: {said}");
 }
 
 /// `settle serve` with a port already taken fails at once and creates no
@@ -1131,18 +1137,7 @@ async fn wal_show_lists_the_log_and_restore_until_a_time_gives_that_moment() {
         lines[2..6].iter().map(String::as_str).collect::<Vec<_>>()
     );
     // A reader that went away ends it quietly, as a shell expects.
-    let (reader, writer) = std::io::pipe().unwrap();
-    drop(reader);
-    let out = Command::new(env!("CARGO_BIN_EXE_settle"))
-        .args(["wal", "show", "--data-dir", p(&data)])
-        .stdin(Stdio::null())
-        .stdout(writer)
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(141), "{said}");
-    assert!(!said.contains("panicked"), "{said}");
+    ends_quietly_at_a_closed_pipe(&["wal", "show", "--data-dir", p(&data)]);
     let out = settle(&["wal", "show", "--data-dir", p(&data), "--from", "100000"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("outside the log"), "{}", text(&out));

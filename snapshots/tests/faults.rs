@@ -189,8 +189,9 @@ fn disk_full_in_the_middle_of_a_batch() {
     assert!(wal::verify(&FsStorage, dir.path()).is_clean());
 }
 
-#[test]
-fn disk_full_when_creating_a_segment() {
+/// A log of 256-byte segments on `FaultyStorage` whose first segment one
+/// 200-byte record has filled: the next record needs a new segment.
+fn a_full_first_segment() -> (tempfile::TempDir, Arc<FaultyStorage>, WalConfig, wal::Wal) {
     let dir = tempfile::tempdir().unwrap();
     let faulty = Arc::new(FaultyStorage::new());
     let cfg = WalConfig {
@@ -198,8 +199,13 @@ fn disk_full_when_creating_a_segment() {
         ..WalConfig::new(dir.path())
     };
     let (wal, _) = open(faulty.clone(), cfg.clone());
-    // 200 bytes fill the first segment; the next record needs a new one.
     assert_eq!(append_wait(&wal, payload(0, 200)).unwrap(), 1);
+    (dir, faulty, cfg, wal)
+}
+
+#[test]
+fn disk_full_when_creating_a_segment() {
+    let (dir, faulty, cfg, wal) = a_full_first_segment();
     faulty.disk_full_after(0);
     let pending = append_async(&wal, payload(1, 200));
     wait_until("status DiskFull", || wal.status() == WalStatus::DiskFull);
@@ -218,14 +224,7 @@ fn disk_full_when_creating_a_segment() {
 /// `NEWEST` names it.
 #[test]
 fn disk_full_when_recording_the_newest_segment() {
-    let dir = tempfile::tempdir().unwrap();
-    let faulty = Arc::new(FaultyStorage::new());
-    let cfg = WalConfig {
-        segment_size: 256,
-        ..WalConfig::new(dir.path())
-    };
-    let (wal, _) = open(faulty.clone(), cfg.clone());
-    assert_eq!(append_wait(&wal, payload(0, 200)).unwrap(), 1);
+    let (dir, faulty, cfg, wal) = a_full_first_segment();
     // Room for the new segment's 32-byte header, none for `NEWEST`.
     faulty.disk_full_after(32);
     let pending = append_async(&wal, payload(1, 200));
